@@ -1,0 +1,535 @@
+//! Attaching a segment: map it read-only and decode every record batch in place.
+//!
+//! The bytes come from another process and are untrusted: the footer, every block and every
+//! message header is checked against the mapping before arrow-ipc sees it, arrow's own
+//! validation stays on, and any panic left in a decoder is caught and reported as
+//! [`Error::Corrupt`]. Cost is O(batches × columns), independent of the data size for
+//! fixed-width columns (variable-width columns are validated, which reads their offsets).
+
+use std::cell::Cell;
+use std::fs::File;
+use std::ops::Range;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::{Arc, Once};
+
+use arrow_array::{Array, RecordBatch};
+use arrow_buffer::Buffer;
+use arrow_data::ArrayData;
+use arrow_ipc::reader::{FileDecoder, read_footer_length};
+use arrow_ipc::{Block, MessageHeader, MetadataVersion};
+use arrow_schema::{DataType, SchemaRef};
+
+use crate::error::{Error, Result};
+use crate::meta::SegmentMeta;
+use crate::name::SegmentDir;
+use crate::sys;
+
+const MAGIC: &[u8; 6] = b"ARROW1";
+/// Leading magic + padding (8) and trailing footer length + magic (10).
+const MIN_FILE_LEN: u64 = 18;
+
+/// Options for [`SegmentDir::attach_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AttachOptions {
+    strict: bool,
+}
+
+impl AttachOptions {
+    /// Refuse ([`Error::NotZeroCopy`]) a segment any of whose buffers would have to be copied
+    /// (misaligned for its type, or compressed). Off by default: such foreign files are read,
+    /// copying just those buffers, and [`Segment::copied_columns`] names the columns.
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+}
+
+/// One record batch's place in the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchInfo {
+    /// Rows in the batch.
+    pub rows: u64,
+    /// Bytes of the batch's message (metadata + body).
+    pub bytes: u64,
+}
+
+/// What a segment holds, read from its footer and message headers without decoding any array.
+#[derive(Debug, Clone)]
+pub struct SegmentInfo {
+    /// The segment name (or the path, for a file outside a segment directory).
+    pub name: String,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// The schema, with its metadata.
+    pub schema: SchemaRef,
+    /// Every record batch, in order.
+    pub batches: Vec<BatchInfo>,
+    /// The `shmarrow.` metadata; `None` for a file shmarrow did not write.
+    pub meta: Option<SegmentMeta>,
+    /// Permission bits of the file.
+    pub mode: u32,
+    /// Owner uid of the file.
+    pub uid: u32,
+}
+
+impl SegmentInfo {
+    /// Total rows over all batches.
+    pub fn rows(&self) -> u64 {
+        self.batches.iter().map(|b| b.rows).sum()
+    }
+}
+
+/// Per-column facts of an attached segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnInfo {
+    /// Column name.
+    pub name: String,
+    /// Nulls in the column (top level), over all batches.
+    pub null_count: u64,
+    /// Bytes of all the column's buffers, children included.
+    pub bytes: u64,
+    /// Whether every buffer of the column lies in the mapping.
+    pub zero_copy: bool,
+}
+
+/// An attached segment: record batches whose buffers point into the shared mapping.
+///
+/// The mapping lives as long as the segment or any array taken from it. A segment replaced
+/// after attaching stays readable, unchanged (the old file lives while it is mapped).
+#[derive(Debug, Clone)]
+pub struct Segment {
+    info: SegmentInfo,
+    map: Buffer,
+    batches: Vec<RecordBatch>,
+    copied: Vec<String>,
+}
+
+impl Segment {
+    /// Name, size, schema, batch sizes and metadata.
+    pub fn info(&self) -> &SegmentInfo {
+        &self.info
+    }
+
+    /// The schema (with the `shmarrow.` metadata keys).
+    pub fn schema(&self) -> SchemaRef {
+        self.info.schema.clone()
+    }
+
+    /// The record batches, zero-copy views of the mapping.
+    pub fn batches(&self) -> &[RecordBatch] {
+        &self.batches
+    }
+
+    /// Total rows.
+    pub fn num_rows(&self) -> u64 {
+        self.info.rows()
+    }
+
+    /// The mapped bytes (the whole Arrow IPC file).
+    pub fn bytes(&self) -> &Buffer {
+        &self.map
+    }
+
+    /// Dotted paths of the columns (or nested children) that could not be used in place and
+    /// were copied into private memory. Always empty for segments shmarrow wrote.
+    pub fn copied_columns(&self) -> &[String] {
+        &self.copied
+    }
+
+    /// Whether `data` and all its children lie in this segment's mapping.
+    pub fn contains(&self, data: &ArrayData) -> bool {
+        let mut inside = true;
+        visit(data, "", &mut |_, node| {
+            inside &= own_buffers_inside(node, &self.map_range())
+        });
+        inside
+    }
+
+    /// Null counts, byte sizes and zero-copy status per top-level column.
+    pub fn columns(&self) -> Vec<ColumnInfo> {
+        let range = self.map_range();
+        self.info
+            .schema
+            .fields()
+            .iter()
+            .enumerate()
+            .map(|(i, field)| {
+                let mut info = ColumnInfo {
+                    name: field.name().clone(),
+                    null_count: 0,
+                    bytes: 0,
+                    zero_copy: true,
+                };
+                for batch in &self.batches {
+                    let data = batch.column(i).to_data();
+                    info.null_count += data.null_count() as u64;
+                    visit(&data, "", &mut |_, node| {
+                        info.bytes += buffers_of(node).map(|b| b.len() as u64).sum::<u64>();
+                        info.zero_copy &= own_buffers_inside(node, &range);
+                    });
+                }
+                info
+            })
+            .collect()
+    }
+
+    fn map_range(&self) -> Range<usize> {
+        let start = self.map.as_ptr() as usize;
+        start..start + self.map.len()
+    }
+}
+
+impl SegmentDir {
+    /// Attach segment `name` (zero-copy, checked). Same as
+    /// [`attach_with`](Self::attach_with) with default options.
+    ///
+    /// # Errors
+    /// See [`attach_with`](Self::attach_with).
+    pub fn attach(&self, name: &str) -> Result<Segment> {
+        self.attach_with(name, &AttachOptions::default())
+    }
+
+    /// Attach segment `name`: open read-only (never following a symlink), map, check the
+    /// footer, blocks and message headers against the file, and decode every batch.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`],
+    /// [`Error::NotAFile`], [`Error::Corrupt`] for bytes that are not a valid Arrow IPC file,
+    /// [`Error::NotZeroCopy`] in strict mode.
+    pub fn attach_with(&self, name: &str, options: &AttachOptions) -> Result<Segment> {
+        attach_path(name, &self.segment_path(name)?, options)
+    }
+
+    /// Read what segment `name` holds (schema, batches, rows, metadata) without decoding it.
+    ///
+    /// # Errors
+    /// As [`attach_with`](Self::attach_with), except [`Error::NotZeroCopy`].
+    pub fn info(&self, name: &str) -> Result<SegmentInfo> {
+        let (map, info) = map_and_read(name, &self.segment_path(name)?)?;
+        drop(map);
+        Ok(info)
+    }
+}
+
+/// Attach any Arrow IPC file at `path` as if it were a segment named `label` (used to import
+/// files without reading them into private memory).
+///
+/// # Errors
+/// As [`SegmentDir::attach_with`].
+pub fn attach_path(label: &str, path: &Path, options: &AttachOptions) -> Result<Segment> {
+    let (map, info) = map_and_read(label, path)?;
+    let layout = guarded(label, || read_layout(label, &map))?;
+    let batches = guarded(label, || decode(label, &map, &layout))?;
+    let mut segment = Segment {
+        info,
+        map,
+        batches,
+        copied: Vec::new(),
+    };
+    segment.copied = copied_paths(&segment);
+    if options.strict && !segment.copied.is_empty() {
+        return Err(Error::NotZeroCopy {
+            name: label.to_owned(),
+            columns: segment.copied,
+        });
+    }
+    Ok(segment)
+}
+
+/// Open, map and read the layout of the file at `path`.
+fn map_and_read(name: &str, path: &Path) -> Result<(Buffer, SegmentInfo)> {
+    let (file, meta) = open(name, path)?;
+    if meta.len() < MIN_FILE_LEN {
+        return Err(Error::corrupt(
+            name,
+            format!("{} bytes is too short for an Arrow IPC file", meta.len()),
+        ));
+    }
+    // SAFETY: the mapping is read-only and shared. Rust requires that the bytes behind the
+    // `&[u8]` that `Mmap` hands out do not change or vanish while borrowed. shmarrow never
+    // truncates or rewrites a published segment (publishing replaces the name, not the file);
+    // the one exception is the documented in-place write of fixed-width *values*, which never
+    // changes any offset, length or metadata this crate reads. A foreign process that truncates
+    // the file breaks that contract (SIGBUS on access), as documented in SECURITY.md.
+    let mmap = unsafe { memmap2::MmapOptions::new().map(&file) }
+        .map_err(|e| Error::from_io(e, "map", name, path))?;
+    drop(file); // the mapping keeps the file alive
+    let map = Buffer::from(bytes::Bytes::from_owner(mmap));
+    let layout = guarded(name, || read_layout(name, &map))?;
+    let info = SegmentInfo {
+        name: name.to_owned(),
+        bytes: map.len() as u64,
+        meta: SegmentMeta::from_metadata(layout.schema.metadata()),
+        batches: layout.batches.iter().map(|(_, info)| *info).collect(),
+        schema: layout.schema.clone(),
+        mode: meta.permissions().mode() & 0o7777,
+        uid: meta.uid(),
+    };
+    Ok((map, info))
+}
+
+fn open(name: &str, path: &Path) -> Result<(File, std::fs::Metadata)> {
+    let file = sys::open_regular(path, false).map_err(|e| match e {
+        Ok(kind) => Error::NotAFile {
+            name: name.to_owned(),
+            kind,
+        },
+        Err(e) => Error::from_io(e, "open", name, path),
+    })?;
+    let meta = file
+        .metadata()
+        .map_err(|e| Error::from_io(e, "stat", name, path))?;
+    Ok((file, meta))
+}
+
+/// The checked structure of an IPC file: every block and buffer range lies inside the file.
+struct Layout {
+    schema: SchemaRef,
+    version: MetadataVersion,
+    dictionaries: Vec<Block>,
+    batches: Vec<(Block, BatchInfo)>,
+}
+
+fn read_layout(name: &str, file: &[u8]) -> Result<Layout> {
+    let corrupt = |reason: String| Error::corrupt(name, reason);
+    let len = file.len();
+    if &file[..6] != MAGIC {
+        return Err(corrupt(
+            "not an Arrow IPC file (no ARROW1 magic at the start)".into(),
+        ));
+    }
+    let trailer: [u8; 10] = file[len - 10..].try_into().expect("len >= 18");
+    let footer_len = read_footer_length(trailer)
+        .map_err(|_| corrupt("no ARROW1 magic at the end (truncated or not finished)".into()))?;
+    let footer_end = len - 10;
+    let footer_start = footer_end
+        .checked_sub(footer_len)
+        .filter(|&start| start >= 8)
+        .ok_or_else(|| corrupt(format!("footer length {footer_len} exceeds the file")))?;
+    let footer = arrow_ipc::root_as_footer(&file[footer_start..footer_end])
+        .map_err(|e| corrupt(format!("footer: {e}")))?;
+    let schema = footer
+        .schema()
+        .ok_or_else(|| corrupt("footer has no schema".into()))?;
+    let schema = arrow_ipc::convert::try_fb_to_schema(schema)
+        .map_err(|e| corrupt(format!("footer schema: {e}")))?;
+    let version = footer.version();
+
+    // Every block lies between the leading magic and the footer, and every buffer a message
+    // declares lies inside its block's body: arrow-ipc slices with these numbers unchecked.
+    let check_block = |block: &Block, kind: &str| -> Result<(Block, BatchInfo)> {
+        let (offset, meta_len, body_len) =
+            (block.offset(), block.metaDataLength(), block.bodyLength());
+        let bad = |why: &str| {
+            corrupt(format!(
+                "{kind} block at offset {offset} (metadata {meta_len}, body {body_len}): {why}"
+            ))
+        };
+        let (Ok(offset), Ok(meta_len), Ok(body_len)) = (
+            usize::try_from(offset),
+            usize::try_from(meta_len),
+            usize::try_from(body_len),
+        ) else {
+            return Err(bad("negative"));
+        };
+        let end = offset
+            .checked_add(meta_len)
+            .and_then(|e| e.checked_add(body_len));
+        if offset < 8 || meta_len < 8 || end.is_none_or(|e| e > footer_start) {
+            return Err(bad("outside the file"));
+        }
+        let meta = &file[offset..offset + meta_len];
+        let fb = if meta[..4] == [0xff; 4] {
+            &meta[8..]
+        } else {
+            &meta[4..]
+        };
+        let message =
+            arrow_ipc::root_as_message(fb).map_err(|e| bad(&format!("message header: {e}")))?;
+        let batch = match message.header_type() {
+            MessageHeader::RecordBatch if kind == "record batch" => {
+                message.header_as_record_batch()
+            }
+            MessageHeader::DictionaryBatch if kind == "dictionary" => {
+                message.header_as_dictionary_batch().and_then(|d| d.data())
+            }
+            other => return Err(bad(&format!("unexpected message type {other:?}"))),
+        }
+        .ok_or_else(|| bad("message has no batch"))?;
+        for buf in batch.buffers().iter().flatten() {
+            let (Ok(start), Ok(blen)) =
+                (usize::try_from(buf.offset()), usize::try_from(buf.length()))
+            else {
+                return Err(bad("negative buffer offset or length"));
+            };
+            if start.checked_add(blen).is_none_or(|e| e > body_len) {
+                return Err(bad(&format!(
+                    "buffer [{start}, +{blen}) lies outside the {body_len}-byte body"
+                )));
+            }
+        }
+        let rows = u64::try_from(batch.length()).map_err(|_| bad("negative row count"))?;
+        Ok((
+            *block,
+            BatchInfo {
+                rows,
+                bytes: (meta_len + body_len) as u64,
+            },
+        ))
+    };
+    let dictionaries = footer
+        .dictionaries()
+        .iter()
+        .flatten()
+        .map(|b| check_block(b, "dictionary").map(|(b, _)| b))
+        .collect::<Result<_>>()?;
+    let batches = footer
+        .recordBatches()
+        .iter()
+        .flatten()
+        .map(|b| check_block(b, "record batch"))
+        .collect::<Result<_>>()?;
+    Ok(Layout {
+        schema: Arc::new(schema),
+        version,
+        dictionaries,
+        batches,
+    })
+}
+
+fn decode(name: &str, map: &Buffer, layout: &Layout) -> Result<Vec<RecordBatch>> {
+    let corrupt = |e: arrow_schema::ArrowError| Error::corrupt(name, e.to_string());
+    let block_bytes = |b: &Block| {
+        map.slice_with_length(
+            b.offset() as usize,
+            b.metaDataLength() as usize + b.bodyLength() as usize,
+        )
+    };
+    let mut decoder = FileDecoder::new(layout.schema.clone(), layout.version);
+    for block in &layout.dictionaries {
+        decoder
+            .read_dictionary(block, &block_bytes(block))
+            .map_err(corrupt)?;
+    }
+    layout
+        .batches
+        .iter()
+        .map(|(block, _)| {
+            decoder
+                .read_record_batch(block, &block_bytes(block))
+                .map_err(corrupt)?
+                .ok_or_else(|| Error::corrupt(name, "empty record batch message"))
+        })
+        .collect()
+}
+
+/// Run a decoding step over untrusted bytes; a panic inside arrow (a check it lacks) becomes
+/// [`Error::Corrupt`] instead of unwinding through the caller, and prints nothing.
+fn guarded<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("decoder failed");
+        Err(Error::corrupt(name, format!("invalid IPC data ({what})")))
+    })
+}
+
+/// Visit `data` and all its descendants, with dotted paths (`pos.x`, `tags.item`).
+pub(crate) fn visit(data: &ArrayData, path: &str, f: &mut dyn FnMut(&str, &ArrayData)) {
+    f(path, data);
+    let child_names: Vec<String> = match data.data_type() {
+        DataType::Struct(fields) => fields.iter().map(|f| f.name().clone()).collect(),
+        DataType::List(f)
+        | DataType::LargeList(f)
+        | DataType::ListView(f)
+        | DataType::LargeListView(f)
+        | DataType::FixedSizeList(f, _)
+        | DataType::Map(f, _) => vec![f.name().clone()],
+        DataType::Union(fields, _) => fields.iter().map(|(_, f)| f.name().clone()).collect(),
+        DataType::Dictionary(..) => vec!["dictionary".into()],
+        DataType::RunEndEncoded(r, v) => vec![r.name().clone(), v.name().clone()],
+        _ => Vec::new(),
+    };
+    for (i, child) in data.child_data().iter().enumerate() {
+        let child_name = child_names.get(i).cloned().unwrap_or_else(|| i.to_string());
+        let child_path = if path.is_empty() {
+            child_name
+        } else {
+            format!("{path}.{child_name}")
+        };
+        visit(child, &child_path, f);
+    }
+}
+
+/// The buffers of one node (not its children), validity bitmap included.
+fn buffers_of(data: &ArrayData) -> impl Iterator<Item = &Buffer> {
+    data.buffers()
+        .iter()
+        .chain(data.nulls().map(|n| n.buffer()))
+}
+
+fn own_buffers_inside(data: &ArrayData, range: &Range<usize>) -> bool {
+    buffers_of(data).all(|b| {
+        let start = b.as_ptr() as usize;
+        b.is_empty() || (start >= range.start && start + b.len() <= range.end)
+    })
+}
+
+/// Dotted paths (top-level column first) of nodes with a buffer outside the mapping.
+fn copied_paths(segment: &Segment) -> Vec<String> {
+    let range = segment.map_range();
+    let mut out: Vec<String> = Vec::new();
+    for batch in &segment.batches {
+        for (field, column) in batch.schema_ref().fields().iter().zip(batch.columns()) {
+            visit(&column.to_data(), field.name(), &mut |path, node| {
+                if !own_buffers_inside(node, &range) && !out.iter().any(|p| p == path) {
+                    out.push(path.to_owned());
+                }
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_inside_guarded_become_corrupt_errors() {
+        let r: Result<()> = guarded("x", || panic!("boom"));
+        match r {
+            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("boom")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn schema_of_an_empty_file_is_checked() {
+        assert!(read_layout("x", &[0u8; 18]).is_err());
+        let mut bytes = b"ARROW1\0\0".to_vec();
+        bytes.extend_from_slice(&[0, 0, 0, 0]);
+        bytes.extend_from_slice(b"ARROW1");
+        assert!(matches!(
+            read_layout("x", &bytes),
+            Err(Error::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,117 @@
+//! Command-line definitions (clap derive types only; handlers live in `cmd/`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use shmarrow::Lifetime;
+
+/// Zero-copy Apache Arrow tables in named shared memory.
+///
+/// A segment is a file in the segment directory (default /dev/shm) whose bytes are an Arrow
+/// IPC file: any Arrow reader maps it, e.g.
+/// pyarrow.ipc.open_file(pyarrow.memory_map("/dev/shm/NAME")).read_all()
+#[derive(Debug, Parser)]
+#[command(name = "shmarrow", version, propagate_version = true)]
+pub struct Cli {
+    /// Segment directory.
+    #[arg(long, global = true, env = "SHMARROW_DIR", default_value = shmarrow::DEFAULT_DIR)]
+    pub dir: PathBuf,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Publish a sample table, attach it from another process and from Python, and clean up.
+    #[command(after_help = "Example:\n  shmarrow demo --rows 1000000")]
+    Demo(DemoArgs),
+    /// Publish an Arrow IPC file or stream as a segment (atomically).
+    #[command(after_help = "Example:\n  shmarrow import trades data/trades.arrow --mode 640")]
+    Import(ImportArgs),
+    /// List the segments in the directory (and unfinished publishes).
+    #[command(after_help = "Example:\n  shmarrow ls --json")]
+    Ls,
+    /// Show a segment's schema, batches, metadata and per-column facts.
+    #[command(after_help = "Example:\n  shmarrow inspect trades")]
+    Inspect(InspectArgs),
+    /// Remove segments (readers that attached keep their view).
+    #[command(after_help = "Example:\n  shmarrow rm trades quotes")]
+    Rm(RmArgs),
+    /// Remove unfinished publishes of dead writers and `owner` segments of dead creators.
+    #[command(after_help = "Example:\n  shmarrow gc --dry-run")]
+    Gc(GcArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Rows in the sample table.
+    #[arg(long, default_value_t = 4_000_000)]
+    pub rows: usize,
+    /// Python interpreter with the shmarrow package (default: $SHMARROW_PYTHON, else
+    /// .venv/bin/python if present); the Python step is skipped when there is none.
+    #[arg(long)]
+    pub python: Option<PathBuf>,
+}
+
+/// Input formats `import` reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InputFormat {
+    /// Arrow IPC file (also Feather v2): `.arrow`, `.feather`, `.ipc`.
+    Ipc,
+    /// Arrow IPC stream: `.arrows`, `.stream`.
+    Stream,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Segment name.
+    pub name: String,
+    /// Input file.
+    pub file: PathBuf,
+    /// Input format (default: from the extension, else from the file's first bytes).
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+    /// Replace an existing segment of that name (readers of the old one keep it).
+    #[arg(long)]
+    pub replace: bool,
+    /// Permission bits, in octal.
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// `persistent` (until `rm`) or `owner` (reclaimed by `gc` once this process is gone).
+    #[arg(long, default_value = "persistent")]
+    pub lifetime: Lifetime,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Segment name.
+    pub name: String,
+    /// Fail if any buffer cannot be used in place.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RmArgs {
+    /// Segment names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Report what would be removed, remove nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    let digits = s.strip_prefix("0o").unwrap_or(s);
+    match u32::from_str_radix(digits, 8) {
+        Ok(m) if m <= 0o777 => Ok(m),
+        _ => Err(format!("{s:?} is not an octal mode between 000 and 777")),
+    }
+}

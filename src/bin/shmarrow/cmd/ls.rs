@@ -1,0 +1,79 @@
+//! `shmarrow ls`: the segments in the directory, and unfinished publishes.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use serde_json::{Value, json};
+use shmarrow::SegmentDir;
+
+use crate::fmt;
+
+pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let listing = dir.list()?;
+    // A segment can vanish or be unreadable between listing and reading: skip it, say why.
+    let infos: Vec<_> = listing
+        .segments
+        .iter()
+        .filter_map(|s| match dir.info(&s.name) {
+            Ok(info) => Some(info),
+            Err(e) => {
+                eprintln!("shmarrow: skipping {}: {e}", s.name);
+                None
+            }
+        })
+        .collect();
+    if json {
+        let mut items: Vec<Value> = infos.iter().map(fmt::info_json).collect();
+        items.extend(listing.temps.iter().map(|t| {
+            json!({
+                "name": t.file_name.to_string_lossy(),
+                "kind": "temp",
+                "segment": t.segment,
+                "bytes": t.bytes,
+                "rows": null,
+                "writer_pid": t.writer.pid,
+                "writer_alive": t.writer_alive,
+            })
+        }));
+        for item in items.iter_mut().take(infos.len()) {
+            item["kind"] = json!("segment");
+        }
+        return fmt::print_json(out, &Value::Array(items)).map(|()| ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "{:<24} {:>10} {:>12} {:>4} {:>7} {:<10} {:<16} {:>4} {:>5}",
+        "NAME", "SIZE", "ROWS", "COLS", "BATCHES", "LIFETIME", "CREATOR", "MODE", "UID"
+    )?;
+    for info in &infos {
+        writeln!(
+            out,
+            "{:<24} {:>10} {:>12} {:>4} {:>7} {:<10} {:<16} {:>4o} {:>5}",
+            info.name,
+            fmt::bytes(info.bytes),
+            info.rows(),
+            info.schema.fields().len(),
+            info.batches.len(),
+            info.meta.map_or("-".into(), |m| m.lifetime.to_string()),
+            fmt::creator(info.meta.as_ref()),
+            info.mode,
+            info.uid
+        )?;
+    }
+    for t in &listing.temps {
+        let state = if t.writer_alive {
+            "publish in progress"
+        } else {
+            "stale: writer dead, `shmarrow gc` removes it"
+        };
+        writeln!(
+            out,
+            "{} ({}, for {}, writer pid {}): {state}",
+            t.file_name.to_string_lossy(),
+            fmt::bytes(t.bytes),
+            t.segment,
+            t.writer.pid
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

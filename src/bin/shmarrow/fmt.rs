@@ -1,0 +1,91 @@
+//! Output helpers shared by the verbs: human sizes, JSON objects, the schema tree.
+
+use std::io::Write;
+
+use arrow_schema::{DataType, Field};
+use serde_json::{Value, json};
+use shmarrow::{SegmentInfo, SegmentMeta};
+
+/// `1536` -> `1.5 KiB`.
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// `creator` as `pid 123 (alive)`, or `-` for a file shmarrow did not write.
+pub fn creator(meta: Option<&SegmentMeta>) -> String {
+    meta.map_or_else(
+        || "-".into(),
+        |m| {
+            let state = if m.creator.is_alive() {
+                "alive"
+            } else {
+                "dead"
+            };
+            format!("{} ({state})", m.creator.pid)
+        },
+    )
+}
+
+/// The JSON object every reporting verb uses for a segment's summary (stable keys).
+pub fn info_json(info: &SegmentInfo) -> Value {
+    let meta = info.meta.as_ref();
+    json!({
+        "name": info.name,
+        "bytes": info.bytes,
+        "rows": info.rows(),
+        "columns": info.schema.fields().len(),
+        "batches": info.batches.len(),
+        "lifetime": meta.map(|m| m.lifetime.to_string()),
+        "created_unix_ms": meta.map(|m| m.created_unix_ms),
+        "creator_pid": meta.map(|m| m.creator.pid),
+        "creator_alive": meta.map(|m| m.creator.is_alive()),
+        "mode": format!("{:o}", info.mode),
+        "uid": info.uid,
+    })
+}
+
+/// Print `value` as pretty JSON.
+pub fn print_json(out: &mut dyn Write, value: &Value) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, value)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The schema as an indented tree: nested types show their children below them.
+pub fn schema_tree(
+    out: &mut dyn Write,
+    fields: &[std::sync::Arc<Field>],
+    depth: usize,
+) -> std::io::Result<()> {
+    for field in fields {
+        let (label, children): (String, Vec<std::sync::Arc<Field>>) = match field.data_type() {
+            DataType::Struct(f) => ("struct".into(), f.iter().cloned().collect()),
+            DataType::List(f) => ("list".into(), vec![f.clone()]),
+            DataType::LargeList(f) => ("large_list".into(), vec![f.clone()]),
+            DataType::FixedSizeList(f, n) => (format!("fixed_size_list[{n}]"), vec![f.clone()]),
+            DataType::Map(f, _) => ("map".into(), vec![f.clone()]),
+            other => (other.to_string(), Vec::new()),
+        };
+        let null = if field.is_nullable() { "" } else { " not null" };
+        writeln!(
+            out,
+            "{:indent$}{}: {label}{null}",
+            "",
+            field.name(),
+            indent = 2 + depth * 2
+        )?;
+        schema_tree(out, &children, depth + 1)?;
+    }
+    Ok(())
+}

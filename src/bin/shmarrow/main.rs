@@ -1,0 +1,45 @@
+//! The `shmarrow` command: lifecycle and jobs over segments.
+
+mod cli;
+mod cmd;
+mod fmt;
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse(); // usage errors exit 2
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            let _ = writeln!(io::stderr(), "shmarrow: error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let dir = shmarrow::SegmentDir::new(&cli.dir);
+    let out = &mut io::stdout().lock();
+    let json = cli.json;
+    match cli.command {
+        Command::Demo(args) => cmd::demo::run(&dir, &args, out),
+        Command::Import(args) => cmd::import::run(&dir, &args, json, out),
+        Command::Ls => cmd::ls::run(&dir, json, out),
+        Command::Inspect(args) => cmd::inspect::run(&dir, &args, json, out),
+        Command::Rm(args) => cmd::rm::run(&dir, &args, json, out),
+        Command::Gc(args) => cmd::gc::run(&dir, &args, json, out),
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|e| {
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe)
+    })
+}

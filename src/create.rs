@@ -1,0 +1,293 @@
+//! Publishing a table as a segment: one pass over the data, atomically visible.
+//!
+//! 1. A dry run of the IPC file writer over a byte counter gives the exact length (no data
+//!    is copied: arrow-ipc hands buffers to the sink, which only counts them).
+//! 2. `.NAME.<pid>.<start>.<nonce>.tmp` is created with `O_CREAT|O_EXCL|O_NOFOLLOW`.
+//! 3. `posix_fallocate` reserves the length: a full directory fails here, before any write.
+//! 4. The IPC file is written with `write(2)`; buffers larger than the 1 MiB staging buffer
+//!    go straight from the arrays to the file (one copy).
+//! 5. `rename` onto `NAME` is the commit point: readers see nothing or the whole file.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::MetadataVersion;
+use arrow_ipc::writer::{FileWriter, IpcWriteOptions};
+use arrow_schema::{ArrowError, Schema};
+
+use crate::error::{Error, Result};
+use crate::meta::{Lifetime, SegmentMeta};
+use crate::name::SegmentDir;
+use crate::sys;
+
+/// Buffer alignment of every segment we write: enough for any Arrow type and for SIMD loads.
+pub const ALIGNMENT: usize = 64;
+
+/// Options for [`SegmentDir::create`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CreateOptions {
+    replace: bool,
+    mode: u32,
+    lifetime: Lifetime,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        Self {
+            replace: true,
+            mode: 0o600,
+            lifetime: Lifetime::Persistent,
+        }
+    }
+}
+
+impl CreateOptions {
+    /// Replace an existing segment of the same name (default `true`). Readers that attached
+    /// the old version keep reading it, unchanged; with `false`, creating fails with
+    /// [`Error::Exists`].
+    pub fn replace(mut self, replace: bool) -> Self {
+        self.replace = replace;
+        self
+    }
+
+    /// Permission bits of the new segment (default `0o600`, owner only). Applied exactly,
+    /// not filtered by the umask. Bits above `0o777` are ignored.
+    pub fn mode(mut self, mode: u32) -> Self {
+        self.mode = mode & 0o777;
+        self
+    }
+
+    /// [`Lifetime`] of the new segment (default [`Lifetime::Persistent`]).
+    pub fn lifetime(mut self, lifetime: Lifetime) -> Self {
+        self.lifetime = lifetime;
+        self
+    }
+}
+
+/// The handle to a segment this process created. Dropping it removes an
+/// [`Lifetime::Owner`] segment (only if the name still refers to the file we created, not to a
+/// later replacement); a persistent one stays.
+#[derive(Debug)]
+pub struct Created {
+    name: String,
+    path: PathBuf,
+    identity: (u64, u64),
+    bytes: u64,
+    lifetime: Lifetime,
+}
+
+impl Created {
+    /// The segment's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The segment's file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Size of the segment in bytes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The segment's lifetime.
+    pub fn lifetime(&self) -> Lifetime {
+        self.lifetime
+    }
+
+    /// Give up the handle without removing the segment: an `owner` segment is then reclaimed
+    /// by `gc` once this process has exited.
+    pub fn disown(mut self) {
+        self.lifetime = Lifetime::Persistent;
+    }
+}
+
+impl Drop for Created {
+    fn drop(&mut self) {
+        if self.lifetime == Lifetime::Owner && sys::identity_at(&self.path) == Some(self.identity) {
+            // Best effort: the segment may already have been removed by someone else.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A writer that counts bytes (the dry run uses it over `io::sink()`).
+struct Counting<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Write `schema` + `batches` as an Arrow IPC file (V5, uncompressed, 64-byte aligned) into
+/// `out`, returning the bytes written.
+fn write_ipc<W: Write>(
+    out: W,
+    schema: &Schema,
+    batches: &[RecordBatch],
+) -> Result<u64, ArrowError> {
+    let options = IpcWriteOptions::try_new(ALIGNMENT, false, MetadataVersion::V5)?;
+    let mut writer = FileWriter::try_new_with_options(
+        Counting {
+            inner: out,
+            written: 0,
+        },
+        schema,
+        options,
+    )?;
+    for batch in batches {
+        writer.write(batch)?;
+    }
+    writer.finish()?;
+    let mut counting = writer.into_inner()?;
+    counting.flush()?;
+    Ok(counting.written)
+}
+
+/// Removes the temporary file unless the publish committed.
+struct TempGuard<'a>(Option<&'a Path>);
+
+impl Drop for TempGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl SegmentDir {
+    /// Publish `batches` (all of `schema`) as segment `name`, atomically.
+    ///
+    /// The bytes are an Arrow IPC file that any Arrow reader can map; the `shmarrow.` keys of
+    /// [`SegmentMeta`] are added to the schema metadata. Zero batches give a valid 0-row table.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`]; [`Error::InvalidTable`] if a batch's fields differ from
+    /// `schema`'s; [`Error::Exists`] with `replace(false)`; [`Error::NoSpace`] when the
+    /// directory cannot hold it (nothing is left behind); [`Error::PermissionDenied`];
+    /// [`Error::Io`].
+    pub fn create(
+        &self,
+        name: &str,
+        schema: &Schema,
+        batches: &[RecordBatch],
+        options: &CreateOptions,
+    ) -> Result<Created> {
+        let path = self.segment_path(name)?;
+        let invalid = |source| Error::InvalidTable {
+            name: name.to_owned(),
+            source,
+        };
+        if let Some(bad) = batches
+            .iter()
+            .find(|b| b.schema_ref().fields() != schema.fields())
+        {
+            return Err(invalid(ArrowError::SchemaError(format!(
+                "batch fields {:?} differ from the schema's {:?}",
+                bad.schema_ref().fields(),
+                schema.fields()
+            ))));
+        }
+        if !options.replace && path.exists() {
+            return Err(Error::Exists {
+                name: name.to_owned(),
+                dir: self.path().to_owned(),
+            });
+        }
+
+        let meta = SegmentMeta::now(options.lifetime);
+        let mut metadata = schema.metadata().clone();
+        meta.insert_into(&mut metadata);
+        let schema = schema.clone().with_metadata(metadata);
+
+        // 1. Exact length, without copying any data.
+        let needed = write_ipc(io::sink(), &schema, batches).map_err(invalid)?;
+
+        // 2. Exclusive temp file (a fresh nonce if one is somehow taken).
+        let io_err = |e: io::Error, op, p: &Path| Error::from_io(e, op, name, p);
+        let (temp, file) = {
+            let mut attempt = 0;
+            loop {
+                let temp = self.temp_path(name, meta.creator);
+                match sys::create_exclusive(&temp, options.mode) {
+                    Ok(file) => break (temp, file),
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {
+                        attempt += 1
+                    }
+                    Err(e) => return Err(io_err(e, "create", &temp)),
+                }
+            }
+        };
+        let mut guard = TempGuard(Some(&temp));
+
+        // 3. Reserve: ENOSPC now, never SIGBUS or a half-written file later.
+        let no_space = || Error::NoSpace {
+            name: name.to_owned(),
+            needed,
+            dir: self.path().to_owned(),
+        };
+        let is_no_space = |e: &io::Error| {
+            matches!(
+                e.raw_os_error(),
+                Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+            )
+        };
+        sys::reserve(&file, needed).map_err(|e| {
+            if is_no_space(&e) {
+                no_space()
+            } else {
+                io_err(e, "reserve space for", &temp)
+            }
+        })?;
+
+        // 4. One pass over the data.
+        let written = write_ipc(BufWriter::with_capacity(1 << 20, &file), &schema, batches)
+            .map_err(|e| match e {
+                ArrowError::IoError(_, e) if is_no_space(&e) => no_space(),
+                ArrowError::IoError(_, e) => io_err(e, "write", &temp),
+                other => invalid(other),
+            })?;
+        if written != needed {
+            return Err(io_err(
+                io::Error::other(format!("wrote {written} bytes, planned {needed}")),
+                "write",
+                &temp,
+            ));
+        }
+        let identity = sys::file_identity(&file.metadata().map_err(|e| io_err(e, "stat", &temp))?);
+        drop::<File>(file);
+
+        // 5. Commit.
+        sys::rename(&temp, &path, options.replace).map_err(|e| {
+            if e.kind() == io::ErrorKind::AlreadyExists {
+                Error::Exists {
+                    name: name.to_owned(),
+                    dir: self.path().to_owned(),
+                }
+            } else {
+                io_err(e, "rename", &path)
+            }
+        })?;
+        guard.0 = None;
+        Ok(Created {
+            name: name.to_owned(),
+            path,
+            identity,
+            bytes: needed,
+            lifetime: options.lifetime,
+        })
+    }
+}

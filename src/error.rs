@@ -1,0 +1,136 @@
+//! The one error type of the library. Every variant names the segment it concerns, so a
+//! message read on its own says what went wrong and where.
+
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong with a segment.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The name breaks the naming rule (see [`crate::check_name`]).
+    #[error("invalid segment name {name:?}: {reason}")]
+    InvalidName {
+        /// The rejected name.
+        name: String,
+        /// Which rule it breaks.
+        reason: &'static str,
+    },
+    /// No segment of that name exists in the directory.
+    #[error("segment {name:?} not found in {}", dir.display())]
+    NotFound {
+        /// The segment name.
+        name: String,
+        /// The segment directory searched.
+        dir: PathBuf,
+    },
+    /// Creating with `replace(false)` found a segment of that name already.
+    #[error("segment {name:?} already exists in {}", dir.display())]
+    Exists {
+        /// The segment name.
+        name: String,
+        /// The segment directory.
+        dir: PathBuf,
+    },
+    /// The directory cannot hold the segment; nothing was written.
+    #[error("no space for segment {name:?}: {needed} bytes needed in {}", dir.display())]
+    NoSpace {
+        /// The segment name.
+        name: String,
+        /// Exact size of the segment in bytes.
+        needed: u64,
+        /// The segment directory.
+        dir: PathBuf,
+    },
+    /// The operating system refused access (mode bits, another user's segment).
+    #[error("permission denied for segment {name:?}: {source}")]
+    PermissionDenied {
+        /// The segment name.
+        name: String,
+        /// The underlying error.
+        source: io::Error,
+    },
+    /// Something other than a regular file sits at the segment's name (a symlink, FIFO,
+    /// directory, device): refused, never followed or opened.
+    #[error("segment {name:?} is not a regular file ({kind}); refusing to open it")]
+    NotAFile {
+        /// The segment name.
+        name: String,
+        /// What was found instead.
+        kind: &'static str,
+    },
+    /// The bytes are not a valid Arrow IPC file (garbage, truncated, lying offsets).
+    #[error("segment {name:?} is corrupt: {reason}")]
+    Corrupt {
+        /// The segment name.
+        name: String,
+        /// What check failed.
+        reason: String,
+    },
+    /// Strict attach: these columns could not be used in place and would need a copy.
+    #[error("segment {name:?} is not zero-copy readable: column(s) {} would need a copy", columns.join(", "))]
+    NotZeroCopy {
+        /// The segment name.
+        name: String,
+        /// Dotted paths of the columns whose buffers would be copied.
+        columns: Vec<String>,
+    },
+    /// The data handed to `create` is not a valid table (schema mismatch, unsupported type).
+    #[error("invalid table for segment {name:?}: {source}")]
+    InvalidTable {
+        /// The segment name.
+        name: String,
+        /// The error from arrow.
+        source: arrow_schema::ArrowError,
+    },
+    /// Any other I/O error, with the path it happened on.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done ("open", "write", "rename", ...).
+        op: &'static str,
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+impl Error {
+    /// Map an I/O error on a segment to the variant that says what it means.
+    pub(crate) fn from_io(
+        source: io::Error,
+        op: &'static str,
+        name: &str,
+        path: &std::path::Path,
+    ) -> Self {
+        match source.kind() {
+            io::ErrorKind::NotFound => Error::NotFound {
+                name: name.to_owned(),
+                dir: path.parent().map(PathBuf::from).unwrap_or_default(),
+            },
+            io::ErrorKind::PermissionDenied => Error::PermissionDenied {
+                name: name.to_owned(),
+                source,
+            },
+            _ if source.raw_os_error() == Some(nix::libc::ELOOP) => Error::NotAFile {
+                name: name.to_owned(),
+                kind: "symbolic link",
+            },
+            _ => Error::Io {
+                op,
+                path: path.to_owned(),
+                source,
+            },
+        }
+    }
+
+    pub(crate) fn corrupt(name: &str, reason: impl Into<String>) -> Self {
+        Error::Corrupt {
+            name: name.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}

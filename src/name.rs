@@ -1,0 +1,165 @@
+//! Segment names and the segment directory: the only place that turns a name into a path.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{Error, Result};
+
+/// Longest allowed segment name, in bytes.
+pub const MAX_NAME_LEN: usize = 200;
+
+/// Environment variable naming the segment directory (default [`DEFAULT_DIR`]).
+pub const DIR_ENV: &str = "SHMARROW_DIR";
+
+/// Where segments live unless `SHMARROW_DIR` says otherwise: POSIX shared memory.
+pub const DEFAULT_DIR: &str = "/dev/shm";
+
+/// Check a segment name: `[A-Za-z0-9._-]`, 1 to 200 bytes, not starting with `.`
+/// (dot names are reserved for in-progress writes). No `/`, so no path traversal.
+///
+/// # Errors
+/// [`Error::InvalidName`] saying which rule the name breaks.
+pub fn check_name(name: &str) -> Result<()> {
+    let bad = |reason| {
+        Err(Error::InvalidName {
+            name: name.to_owned(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > MAX_NAME_LEN {
+        return bad("longer than 200 bytes");
+    }
+    if name.starts_with('.') {
+        return bad("starts with '.' (reserved for temporary files)");
+    }
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return bad("only A-Z a-z 0-9 . _ - are allowed");
+    }
+    Ok(())
+}
+
+/// A directory of segments (by default `/dev/shm`, the POSIX shared-memory namespace).
+///
+/// All segment operations hang off this type: [`create`](SegmentDir::create),
+/// [`attach`](SegmentDir::attach), [`remove`](SegmentDir::remove),
+/// [`list`](SegmentDir::list), [`gc`](SegmentDir::gc).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentDir {
+    path: PathBuf,
+}
+
+impl Default for SegmentDir {
+    /// Same as [`SegmentDir::from_env`].
+    fn default() -> Self {
+        Self::from_env()
+    }
+}
+
+impl SegmentDir {
+    /// `$SHMARROW_DIR` if set and non-empty, else `/dev/shm`.
+    pub fn from_env() -> Self {
+        match std::env::var_os(DIR_ENV) {
+            Some(dir) if !dir.is_empty() => Self::new(dir),
+            _ => Self::new(DEFAULT_DIR),
+        }
+    }
+
+    /// Segments in any directory whose filesystem supports `mmap` (tmpfs, hugetlbfs, a disk).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self { path: path.into() }
+    }
+
+    /// The directory itself.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The file that holds segment `name`, after checking the name.
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`].
+    pub fn segment_path(&self, name: &str) -> Result<PathBuf> {
+        check_name(name)?;
+        Ok(self.path.join(name))
+    }
+
+    /// A fresh temporary path for writing `name`:
+    /// `.NAME.<pid>.<pid start time>.<nonce>.tmp`. The writer's identity in the name lets
+    /// `gc` tell a live writer from a dead one, even after the pid is reused.
+    pub(crate) fn temp_path(&self, name: &str, writer: crate::sys::ProcessId) -> PathBuf {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let nonce = COUNTER.fetch_add(1, Ordering::Relaxed) ^ (u64::from(nanos) << 20);
+        self.path.join(format!(
+            ".{name}.{}.{}.{nonce:x}.tmp",
+            writer.pid, writer.start_time
+        ))
+    }
+}
+
+/// The writer of a temporary file, parsed back from its name; `None` if the file name is
+/// not one of ours.
+pub(crate) fn parse_temp_name(file_name: &OsStr) -> Option<(String, crate::sys::ProcessId)> {
+    let s = file_name.to_str()?;
+    let inner = s.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let mut parts = inner.rsplitn(4, '.');
+    let _nonce = parts.next()?;
+    let start_time = parts.next()?.parse().ok()?;
+    let pid = parts.next()?.parse().ok()?;
+    let name = parts.next()?;
+    check_name(name).ok()?;
+    Some((name.to_owned(), crate::sys::ProcessId { pid, start_time }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["a", "x.arrow", "A-b_c.9", &"n".repeat(200)] {
+            check_name(good).unwrap();
+        }
+        for bad in [
+            "",
+            ".hidden",
+            "a/b",
+            "../etc",
+            "sp ace",
+            "é",
+            "nul\0",
+            &"n".repeat(201),
+        ] {
+            assert!(
+                matches!(check_name(bad), Err(Error::InvalidName { .. })),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn temp_names_round_trip() {
+        let dir = SegmentDir::new("/x");
+        let me = crate::sys::ProcessId {
+            pid: 42,
+            start_time: 777,
+        };
+        let p = dir.temp_path("my.seg-1", me);
+        let (name, writer) = parse_temp_name(p.file_name().unwrap()).unwrap();
+        assert_eq!(name, "my.seg-1");
+        assert_eq!(writer, me);
+        assert_ne!(p, dir.temp_path("my.seg-1", me), "nonce must differ");
+        assert!(parse_temp_name(OsStr::new(".junk.tmp")).is_none());
+        assert!(parse_temp_name(OsStr::new("plain")).is_none());
+    }
+}

@@ -1,0 +1,156 @@
+//! Every raw operating-system call the library makes, in one place (Linux).
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::RenameFlags;
+use nix::libc;
+
+/// A process, identified beyond its pid: the start time (clock ticks since boot, field 22 of
+/// `/proc/PID/stat`) tells a live creator from an unrelated process that reused its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessId {
+    /// The process id.
+    pub pid: u32,
+    /// Start time in clock ticks since boot.
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    /// This process.
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        Self {
+            pid,
+            start_time: start_time(pid).unwrap_or(0),
+        }
+    }
+
+    /// Whether this very process (same pid *and* same start time) is still running.
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// Field 22 (`starttime`) of `/proc/PID/stat`, or `None` if there is no such process.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces or ')': the fields
+    // we want come after the *last* ')'. After it, field 3 is first, so 22 is index 19.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+}
+
+/// Create a new file that must not exist: `O_CREAT|O_EXCL|O_NOFOLLOW`, then set `mode`
+/// exactly (not filtered by the umask).
+pub fn create_exclusive(path: &Path, mode: u32) -> io::Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o600) // never wider than owner-only before the explicit chmod below
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+    Ok(file)
+}
+
+/// Open an existing segment file without following a symlink and without blocking on a FIFO;
+/// anything but a regular file is refused with `Err(Ok(kind))`.
+pub fn open_regular(path: &Path, write: bool) -> Result<File, Result<&'static str, io::Error>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(libc::ELOOP) {
+                Ok("symbolic link")
+            } else {
+                Err(e)
+            }
+        })?;
+    let ft = file.metadata().map_err(Err)?.file_type();
+    if ft.is_file() {
+        return Ok(file);
+    }
+    Err(Ok(if ft.is_dir() {
+        "directory"
+    } else if ft.is_fifo() {
+        "FIFO"
+    } else if ft.is_socket() {
+        "socket"
+    } else {
+        "device"
+    }))
+}
+
+/// Reserve `len` bytes for `file` now, so a full filesystem fails here with `ENOSPC`
+/// instead of later (a write through a mapping past the limit would be a SIGBUS).
+pub fn reserve(file: &File, len: u64) -> io::Result<()> {
+    let len = i64::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
+    if len == 0 {
+        return Ok(());
+    }
+    nix::fcntl::posix_fallocate(file, 0, len).map_err(io::Error::from)
+}
+
+/// Move `from` onto `to` atomically. With `replace == false` the rename fails with
+/// `AlreadyExists` if `to` exists (`renameat2(RENAME_NOREPLACE)`).
+pub fn rename(from: &Path, to: &Path, replace: bool) -> io::Result<()> {
+    if replace {
+        return std::fs::rename(from, to);
+    }
+    match nix::fcntl::renameat2(
+        nix::fcntl::AT_FDCWD,
+        from,
+        nix::fcntl::AT_FDCWD,
+        to,
+        RenameFlags::RENAME_NOREPLACE,
+    ) {
+        Ok(()) => Ok(()),
+        // A filesystem without RENAME_NOREPLACE: link(2) is just as atomic about existence.
+        Err(Errno::EINVAL) => {
+            std::fs::hard_link(from, to)?;
+            std::fs::remove_file(from)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Identity of a file (device, inode), to tell "the segment we created" from a replacement.
+pub fn file_identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    (meta.dev(), meta.ino())
+}
+
+/// `lstat` identity of whatever is at `path` now, if anything.
+pub fn identity_at(path: &Path) -> Option<(u64, u64)> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| file_identity(&m))
+}
+
+/// The effective user id of this process.
+pub fn effective_uid() -> u32 {
+    nix::unistd::geteuid().as_raw()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn current_process_is_alive_and_a_reused_pid_is_not() {
+        let me = ProcessId::current();
+        assert!(me.start_time > 0);
+        assert!(me.is_alive());
+        let reused = ProcessId {
+            start_time: me.start_time + 1,
+            ..me
+        };
+        assert!(!reused.is_alive());
+    }
+}
