@@ -1,1 +1,480 @@
-fn main() {}
+//! Core benchmarks of shmarrow (Rust side). Run with `cargo bench --bench core` (or `make bench`).
+//!
+//! No harness, no criterion: `std::time::Instant`, medians over many repeats, figures printed
+//! (never asserted: the machine is shared and noisy, so a slow run prints MISS, it does not fail).
+//!
+//! Cases (see `bench/README.md`):
+//! - **attach**: `SegmentDir::attach` + dropping the segment, for tables of 1 MiB, 100 MiB and
+//!   1 GiB of data (8 float64 columns, ONE record batch per table, so the per-batch and
+//!   per-column work is identical at every size and only the data size changes).
+//! - **publish**: `SegmentDir::create` of the 1 GiB table (already in memory) against a
+//!   baseline that `write_all`s the same number of bytes (a resident `Vec<u8>`, 1 MiB chunks)
+//!   into a fresh file (`O_CREAT|O_EXCL`, no `fallocate`) in the same directory.
+//!
+//! `SHMARROW_BENCH_QUICK=1`: fewer repeats, no 1 GiB table (publish then uses 100 MiB).
+//! The segment directory is `$SHMARROW_DIR` or `/dev/shm`. Every file this program creates is
+//! named `shmarrow-bench-<pid>-...` and removed on success, on error, on panic and on
+//! SIGINT/SIGTERM/SIGHUP (checked between steps).
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use arrow_array::{ArrayRef, Float64Array, RecordBatch};
+use arrow_schema::{DataType, Field, Schema};
+use shmarrow::{CreateOptions, SegmentDir};
+
+type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+
+const KIB: usize = 1 << 10;
+const MIB: usize = 1 << 20;
+const GIB: usize = 1 << 30;
+const COLUMNS: usize = 8;
+
+/// Targets from the issue; printed beside the measurements, never asserted.
+const TARGET_ATTACH_1GIB_US: f64 = 100.0;
+const TARGET_ATTACH_RATIO: f64 = 2.0;
+const TARGET_PUBLISH_RATIO: f64 = 1.2;
+
+// ---------------------------------------------------------------------------------------------
+// Interruption: a signal only sets a flag; the loops check it and unwind through the guards.
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: nix::libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn install_signal_handlers() {
+    use nix::sys::signal::{SigHandler, Signal, signal};
+    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        if let Err(e) = unsafe { signal(sig, SigHandler::Handler(on_signal)) } {
+            eprintln!("warning: cannot install a handler for {sig}: {e}");
+        }
+    }
+}
+
+fn check_interrupted() -> BenchResult<()> {
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        Err("interrupted by a signal; cleaning up".into())
+    } else {
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup guards.
+
+/// Removes a segment when dropped (also while unwinding from a panic).
+struct SegmentGuard<'a> {
+    dir: &'a SegmentDir,
+    name: String,
+}
+
+impl Drop for SegmentGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.dir.remove(&self.name) {
+            eprintln!("warning: could not remove segment {}: {e}", self.name);
+        }
+    }
+}
+
+/// Removes a plain file when dropped, if it exists.
+struct FileGuard(PathBuf);
+
+impl Drop for FileGuard {
+    fn drop(&mut self) {
+        match std::fs::remove_file(&self.0) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => eprintln!("warning: could not remove {}: {e}", self.0.display()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics.
+
+struct Stats {
+    median: f64,
+    min: f64,
+    max: f64,
+    n: usize,
+}
+
+fn stats(samples: &[Duration]) -> Stats {
+    let mut us: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
+    us.sort_by(f64::total_cmp);
+    let n = us.len();
+    let median = if n % 2 == 1 {
+        us[n / 2]
+    } else {
+        (us[n / 2 - 1] + us[n / 2]) / 2.0
+    };
+    Stats {
+        median,
+        min: us[0],
+        max: us[n - 1],
+        n,
+    }
+}
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "PASS" } else { "MISS" }
+}
+
+fn human(bytes: usize) -> String {
+    if bytes >= GIB && bytes % GIB == 0 {
+        format!("{} GiB", bytes / GIB)
+    } else if bytes >= MIB && bytes % MIB == 0 {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes % KIB == 0 {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} B")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine description.
+
+fn machine() -> (String, String, String) {
+    let nproc = std::thread::available_parallelism()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into());
+    let mem = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .map(|l| l.trim_start_matches("MemTotal:").trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".into());
+    (nproc, mem, kernel)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Data.
+
+/// A table of `COLUMNS` float64 columns holding `bytes` of values, in ONE record batch.
+fn table(bytes: usize) -> BenchResult<(Arc<Schema>, Vec<RecordBatch>)> {
+    let rows = bytes / (COLUMNS * 8);
+    let fields: Vec<Field> = (0..COLUMNS)
+        .map(|c| Field::new(format!("c{c}"), DataType::Float64, false))
+        .collect();
+    let schema = Arc::new(Schema::new(fields));
+    let columns: Vec<ArrayRef> = (0..COLUMNS)
+        .map(|c| {
+            let k = (c + 1) as f64;
+            Arc::new(Float64Array::from_iter_values(
+                (0..rows).map(|i| i as f64 * k),
+            )) as ArrayRef
+        })
+        .collect();
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok((schema, vec![batch]))
+}
+
+fn segment_name(what: &str) -> String {
+    format!("shmarrow-bench-{}-{what}", std::process::id())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case a: attach.
+
+struct AttachRow {
+    bytes: usize,
+    file_bytes: u64,
+    total: Stats,
+    drop_median_us: f64,
+}
+
+fn bench_attach(
+    dir: &SegmentDir,
+    bytes: usize,
+    warmups: usize,
+    repeats: usize,
+) -> BenchResult<AttachRow> {
+    let (schema, batches) = table(bytes)?;
+    check_interrupted()?;
+    let name = segment_name(&format!("attach-{}", human(bytes).replace(' ', "")));
+    let guard = SegmentGuard {
+        dir,
+        name: name.clone(),
+    };
+    let created = dir.create(&name, &schema, &batches, &CreateOptions::default())?;
+    let file_bytes = created.bytes();
+    drop(created);
+    drop(batches); // only the segment is needed from here on
+
+    // Sanity check, outside the timing: the data is really mapped, not copied.
+    {
+        let seg = dir.attach(&name)?;
+        let rows = (bytes / (COLUMNS * 8)) as u64;
+        if seg.num_rows() != rows || seg.batches().len() != 1 {
+            return Err(format!(
+                "{name}: attached {} rows in {} batches, expected {rows} in 1",
+                seg.num_rows(),
+                seg.batches().len()
+            )
+            .into());
+        }
+        if !seg.copied_columns().is_empty()
+            || !seg.columns().iter().all(|c| c.zero_copy)
+            || !seg.contains(&seg.batches()[0].column(0).to_data())
+        {
+            return Err(format!("{name}: attached columns are not zero-copy").into());
+        }
+    }
+
+    let mut total = Vec::with_capacity(repeats);
+    let mut drops = Vec::with_capacity(repeats);
+    for i in 0..warmups + repeats {
+        check_interrupted()?;
+        let t0 = Instant::now();
+        let seg = dir.attach(&name)?;
+        let seg = std::hint::black_box(seg);
+        let t1 = Instant::now();
+        drop(seg);
+        let t2 = Instant::now();
+        if i >= warmups {
+            total.push(t2 - t0);
+            drops.push(t2 - t1);
+        }
+    }
+    drop(guard);
+    Ok(AttachRow {
+        bytes,
+        file_bytes,
+        total: stats(&total),
+        drop_median_us: stats(&drops).median,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Case b: publish against a plain write of the same bytes.
+
+struct PublishResult {
+    bytes: usize,
+    file_bytes: u64,
+    create: Stats,
+    baseline: Stats,
+}
+
+/// The baseline: a new file (`O_CREAT|O_EXCL`), `write_all` of `data` in 1 MiB chunks, close.
+fn baseline_write(path: &Path, data: &[u8]) -> BenchResult<Duration> {
+    let t0 = Instant::now();
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_CLOEXEC)
+        .open(path)?;
+    for chunk in data.chunks(MIB) {
+        file.write_all(chunk)?;
+    }
+    drop(file);
+    Ok(t0.elapsed())
+}
+
+fn bench_publish(
+    dir: &SegmentDir,
+    bytes: usize,
+    warmups: usize,
+    repeats: usize,
+) -> BenchResult<PublishResult> {
+    let (schema, batches) = table(bytes)?;
+    check_interrupted()?;
+    let name = segment_name(&format!("publish-{}", human(bytes).replace(' ', "")));
+    let seg_guard = SegmentGuard {
+        dir,
+        name: name.clone(),
+    };
+    let base_path = dir.path().join(segment_name(&format!(
+        "baseline-{}.bin",
+        human(bytes).replace(' ', "")
+    )));
+    let base_guard = FileGuard(base_path.clone());
+    let options = CreateOptions::default();
+
+    // One create to learn the exact file size; the baseline writes that many bytes.
+    let file_bytes = dir.create(&name, &schema, &batches, &options)?.bytes();
+    dir.remove(&name)?;
+    let data = vec![0x5a_u8; usize::try_from(file_bytes)?]; // memset: every page resident
+    std::hint::black_box(&data);
+
+    let run_create = || -> BenchResult<Duration> {
+        let t0 = Instant::now();
+        let created = dir.create(&name, &schema, &batches, &options)?;
+        drop(created);
+        let elapsed = t0.elapsed();
+        dir.remove(&name)?;
+        Ok(elapsed)
+    };
+    let run_baseline = || -> BenchResult<Duration> {
+        let elapsed = baseline_write(&base_path, &data)?;
+        std::fs::remove_file(&base_path)?;
+        Ok(elapsed)
+    };
+
+    let mut create = Vec::with_capacity(repeats);
+    let mut baseline = Vec::with_capacity(repeats);
+    for i in 0..warmups + repeats {
+        check_interrupted()?;
+        // Alternate the order so drift (other tenants, page cache state) hits both alike.
+        let (c, b) = if i % 2 == 0 {
+            let b = run_baseline()?;
+            (run_create()?, b)
+        } else {
+            let c = run_create()?;
+            (c, run_baseline()?)
+        };
+        if i >= warmups {
+            create.push(c);
+            baseline.push(b);
+        }
+    }
+    drop(seg_guard);
+    drop(base_guard);
+    Ok(PublishResult {
+        bytes,
+        file_bytes,
+        create: stats(&create),
+        baseline: stats(&baseline),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+
+fn main() {
+    install_signal_handlers();
+    if let Err(e) = run() {
+        eprintln!("bench failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> BenchResult<()> {
+    let quick = std::env::var("SHMARROW_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let dir = SegmentDir::from_env();
+    let (attach_sizes, attach_warmups, attach_repeats) = if quick {
+        (vec![MIB, 100 * MIB], 1, 11)
+    } else {
+        (vec![MIB, 100 * MIB, GIB], 3, 31)
+    };
+    let (publish_bytes, publish_warmups, publish_repeats) = if quick {
+        (100 * MIB, 1, 3)
+    } else {
+        (GIB, 1, 7)
+    };
+
+    let (nproc, mem, kernel) = machine();
+    println!("# shmarrow core benchmark (Rust)");
+    println!();
+    println!(
+        "machine: nproc {nproc}, MemTotal {mem}, kernel {kernel}; dir {}; mode {}; pid {}",
+        dir.path().display(),
+        if quick { "QUICK (no 1 GiB)" } else { "full" },
+        std::process::id()
+    );
+    println!();
+
+    // a. attach
+    println!(
+        "## attach (open + map + check + decode, and drop), 8 float64 columns, 1 batch; \
+         {attach_warmups} warmups, {attach_repeats} repeats"
+    );
+    println!();
+    println!("| data | file bytes | median µs | min µs | max µs | of which drop (median µs) | n |");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut rows = Vec::new();
+    for &bytes in &attach_sizes {
+        let row = bench_attach(&dir, bytes, attach_warmups, attach_repeats)?;
+        println!(
+            "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} |",
+            human(row.bytes),
+            row.file_bytes,
+            row.total.median,
+            row.total.min,
+            row.total.max,
+            row.drop_median_us,
+            row.total.n
+        );
+        rows.push(row);
+    }
+    println!();
+    let (small, large) = (&rows[0], &rows[rows.len() - 1]);
+    let ratio = large.total.median / small.total.median;
+    if large.bytes == GIB {
+        println!(
+            "- attach 1 GiB median: {:.1} µs (target ≤ {TARGET_ATTACH_1GIB_US:.0} µs): {}",
+            large.total.median,
+            verdict(large.total.median <= TARGET_ATTACH_1GIB_US)
+        );
+        println!(
+            "- attach ratio 1 GiB / 1 MiB (medians): {ratio:.2}× (target ≤ {TARGET_ATTACH_RATIO:.0}×): {}",
+            verdict(ratio <= TARGET_ATTACH_RATIO)
+        );
+    } else {
+        println!(
+            "- attach ratio {} / {} (medians): {ratio:.2}× (quick mode: the targets are for 1 GiB, not judged)",
+            human(large.bytes),
+            human(small.bytes)
+        );
+    }
+    println!();
+
+    // b. publish
+    check_interrupted()?;
+    let p = bench_publish(&dir, publish_bytes, publish_warmups, publish_repeats)?;
+    println!(
+        "## publish {} (8 float64 columns, 1 batch, in memory), alternating with the baseline; \
+         {publish_warmups} warmup, {publish_repeats} repeats each",
+        human(p.bytes)
+    );
+    println!();
+    println!("| case | median ms | min ms | max ms | GB/s (median) | n |");
+    println!("|---|---:|---:|---:|---:|---:|");
+    for (label, s) in [
+        (
+            "`dir.create` (dry run, O_EXCL temp, fallocate, write, rename)",
+            &p.create,
+        ),
+        (
+            "baseline: O_EXCL new file + write_all (1 MiB chunks) + close",
+            &p.baseline,
+        ),
+    ] {
+        println!(
+            "| {label} | {:.1} | {:.1} | {:.1} | {:.2} | {} |",
+            s.median / 1e3,
+            s.min / 1e3,
+            s.max / 1e3,
+            p.file_bytes as f64 / (s.median * 1e3),
+            s.n
+        );
+    }
+    println!();
+    let ratio = p.create.median / p.baseline.median;
+    if p.bytes == GIB {
+        println!(
+            "- publish ratio create / baseline (medians, {} bytes each): {ratio:.2}× (target ≤ {TARGET_PUBLISH_RATIO}×): {}",
+            p.file_bytes,
+            verdict(ratio <= TARGET_PUBLISH_RATIO)
+        );
+    } else {
+        println!(
+            "- publish ratio create / baseline (medians, {} bytes each): {ratio:.2}× (quick mode: target is for 1 GiB, not judged)",
+            p.file_bytes
+        );
+    }
+    Ok(())
+}

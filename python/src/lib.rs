@@ -1,1 +1,277 @@
+//! `shmarrow._shmarrow`: the Python binding. Thin: every operation is the Rust library's own;
+//! arrays cross into pyarrow through the Arrow C stream interface without copying, and the
+//! exported buffers keep the segment's mapping alive.
 
+use arrow_array::ffi_stream::RecordBatchStreamReader;
+use arrow_array::{RecordBatch, RecordBatchIterator, RecordBatchReader};
+use arrow_pyarrow::PyArrowType;
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use shmarrow::{AttachOptions, CreateOptions, Error, Lifetime, SegmentDir};
+
+create_exception!(
+    _shmarrow,
+    ShmarrowError,
+    PyException,
+    "Base class of shmarrow's errors."
+);
+create_exception!(
+    _shmarrow,
+    SegmentNotFound,
+    ShmarrowError,
+    "No segment of that name."
+);
+create_exception!(
+    _shmarrow,
+    SegmentExists,
+    ShmarrowError,
+    "A segment of that name exists (replace=False)."
+);
+create_exception!(
+    _shmarrow,
+    NoSpace,
+    ShmarrowError,
+    "The segment directory cannot hold the segment; nothing was written."
+);
+create_exception!(
+    _shmarrow,
+    AccessDenied,
+    ShmarrowError,
+    "The operating system refused access to the segment."
+);
+create_exception!(
+    _shmarrow,
+    InvalidName,
+    ShmarrowError,
+    "The segment name breaks the naming rule."
+);
+create_exception!(
+    _shmarrow,
+    NotAFile,
+    ShmarrowError,
+    "Something other than a regular file is at the segment's name."
+);
+create_exception!(
+    _shmarrow,
+    CorruptSegment,
+    ShmarrowError,
+    "The segment's bytes are not a valid Arrow IPC file."
+);
+create_exception!(
+    _shmarrow,
+    NotZeroCopy,
+    ShmarrowError,
+    "Reading would need a copy (strict mode, or a column that cannot be viewed in place)."
+);
+create_exception!(
+    _shmarrow,
+    InvalidTable,
+    ShmarrowError,
+    "The data cannot be published as a segment."
+);
+
+fn to_py(err: Error) -> PyErr {
+    let msg = err.to_string();
+    match err {
+        Error::NotFound { .. } => SegmentNotFound::new_err(msg),
+        Error::Exists { .. } => SegmentExists::new_err(msg),
+        Error::NoSpace { .. } => NoSpace::new_err(msg),
+        Error::PermissionDenied { .. } => AccessDenied::new_err(msg),
+        Error::InvalidName { .. } => InvalidName::new_err(msg),
+        Error::NotAFile { .. } => NotAFile::new_err(msg),
+        Error::Corrupt { .. } => CorruptSegment::new_err(msg),
+        Error::NotZeroCopy { .. } => NotZeroCopy::new_err(msg),
+        Error::InvalidTable { .. } => InvalidTable::new_err(msg),
+        _ => ShmarrowError::new_err(msg),
+    }
+}
+
+fn segment_dir(dir: Option<std::path::PathBuf>) -> SegmentDir {
+    dir.map_or_else(SegmentDir::from_env, SegmentDir::new)
+}
+
+/// Attach segment `name`; returns a pyarrow.RecordBatchReader over zero-copy batches.
+#[pyfunction]
+#[pyo3(signature = (name, *, dir=None, strict=false))]
+fn attach(
+    py: Python<'_>,
+    name: &str,
+    dir: Option<std::path::PathBuf>,
+    strict: bool,
+) -> PyResult<PyArrowType<Box<dyn RecordBatchReader + Send>>> {
+    let dir = segment_dir(dir);
+    let segment = py
+        .detach(|| dir.attach_with(name, &AttachOptions::default().strict(strict)))
+        .map_err(to_py)?;
+    let batches: Vec<RecordBatch> = segment.batches().to_vec();
+    let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), segment.schema());
+    Ok(PyArrowType(Box::new(reader)))
+}
+
+/// A segment this process created; `close()` (or leaving a `with` block, or garbage
+/// collection) removes an `owner`-lifetime segment. A persistent one stays.
+#[pyclass(module = "shmarrow._shmarrow")]
+struct Created {
+    inner: Option<shmarrow::Created>,
+    #[pyo3(get)]
+    name: String,
+    #[pyo3(get)]
+    path: std::path::PathBuf,
+    #[pyo3(get)]
+    nbytes: u64,
+    #[pyo3(get)]
+    lifetime: String,
+}
+
+#[pymethods]
+impl Created {
+    /// Release the handle (removes an `owner` segment).
+    fn close(&mut self) {
+        self.inner = None;
+    }
+
+    /// Keep the segment after this handle goes; `gc` reclaims an `owner` one once this
+    /// process has exited.
+    fn disown(&mut self) {
+        if let Some(created) = self.inner.take() {
+            created.disown();
+        }
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(&mut self, _ty: Py<PyAny>, _value: Py<PyAny>, _tb: Py<PyAny>) -> bool {
+        self.close();
+        false
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Created(name={:?}, nbytes={}, lifetime={:?}, open={})",
+            self.name,
+            self.nbytes,
+            self.lifetime,
+            self.inner.is_some()
+        )
+    }
+}
+
+/// Publish `data` (anything with `__arrow_c_stream__`: a pyarrow Table or RecordBatchReader)
+/// as segment `name`, atomically, through the Rust writer (64-byte aligned, one pass).
+#[pyfunction]
+#[pyo3(signature = (name, data, *, dir=None, replace=true, mode=0o600, lifetime="persistent"))]
+fn create(
+    py: Python<'_>,
+    name: &str,
+    data: PyArrowType<RecordBatchStreamReader>,
+    dir: Option<std::path::PathBuf>,
+    replace: bool,
+    mode: u32,
+    lifetime: &str,
+) -> PyResult<Created> {
+    let lifetime: Lifetime = lifetime
+        .parse()
+        .map_err(pyo3::exceptions::PyValueError::new_err)?;
+    if mode > 0o777 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "mode {mode:#o} is not between 0o000 and 0o777"
+        )));
+    }
+    let reader = data.0;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| InvalidTable::new_err(e.to_string()))?;
+    let dir = segment_dir(dir);
+    let options = CreateOptions::default()
+        .replace(replace)
+        .mode(mode)
+        .lifetime(lifetime);
+    let created = py
+        .detach(|| dir.create(name, &schema, &batches, &options))
+        .map_err(to_py)?;
+    Ok(Created {
+        name: created.name().to_owned(),
+        path: created.path().to_owned(),
+        nbytes: created.bytes(),
+        lifetime: lifetime.to_string(),
+        inner: Some(created),
+    })
+}
+
+/// Remove segment `name`; False if there was none.
+#[pyfunction]
+#[pyo3(signature = (name, *, dir=None))]
+fn remove(name: &str, dir: Option<std::path::PathBuf>) -> PyResult<bool> {
+    segment_dir(dir).remove(name).map_err(to_py)
+}
+
+/// The file of segment `name` (after checking the name).
+#[pyfunction]
+#[pyo3(signature = (name, *, dir=None))]
+fn path(name: &str, dir: Option<std::path::PathBuf>) -> PyResult<std::path::PathBuf> {
+    segment_dir(dir).segment_path(name).map_err(to_py)
+}
+
+/// Segments in the directory: a list of dicts with `name` and `bytes`.
+#[pyfunction]
+#[pyo3(signature = (*, dir=None))]
+fn list<'py>(
+    py: Python<'py>,
+    dir: Option<std::path::PathBuf>,
+) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    let listing = segment_dir(dir).list().map_err(to_py)?;
+    listing
+        .segments
+        .iter()
+        .map(|s| {
+            let d = PyDict::new(py);
+            d.set_item("name", &s.name)?;
+            d.set_item("bytes", s.bytes)?;
+            Ok(d)
+        })
+        .collect()
+}
+
+/// Reclaim what dead processes left (see `shmarrow gc`); returns the file names.
+#[pyfunction]
+#[pyo3(signature = (*, dir=None, dry_run=false))]
+fn gc(dir: Option<std::path::PathBuf>, dry_run: bool) -> PyResult<Vec<String>> {
+    let reclaimed = segment_dir(dir).gc(dry_run).map_err(to_py)?;
+    Ok(reclaimed
+        .into_iter()
+        .map(|r| r.file_name.to_string_lossy().into_owned())
+        .collect())
+}
+
+#[pymodule]
+fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add_function(wrap_pyfunction!(attach, m)?)?;
+    m.add_function(wrap_pyfunction!(create, m)?)?;
+    m.add_function(wrap_pyfunction!(remove, m)?)?;
+    m.add_function(wrap_pyfunction!(path, m)?)?;
+    m.add_function(wrap_pyfunction!(list, m)?)?;
+    m.add_function(wrap_pyfunction!(gc, m)?)?;
+    m.add_class::<Created>()?;
+    for (name, exc) in [
+        ("ShmarrowError", py.get_type::<ShmarrowError>()),
+        ("SegmentNotFound", py.get_type::<SegmentNotFound>()),
+        ("SegmentExists", py.get_type::<SegmentExists>()),
+        ("NoSpace", py.get_type::<NoSpace>()),
+        ("AccessDenied", py.get_type::<AccessDenied>()),
+        ("InvalidName", py.get_type::<InvalidName>()),
+        ("NotAFile", py.get_type::<NotAFile>()),
+        ("CorruptSegment", py.get_type::<CorruptSegment>()),
+        ("NotZeroCopy", py.get_type::<NotZeroCopy>()),
+        ("InvalidTable", py.get_type::<InvalidTable>()),
+    ] {
+        m.add(name, exc)?;
+    }
+    m.add("DEFAULT_DIR", shmarrow::DEFAULT_DIR)?;
+    Ok(())
+}

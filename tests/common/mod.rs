@@ -1,0 +1,290 @@
+//! Shared test helpers: unique segment names that clean up after themselves, the type matrix
+//! (mirrored in `python/tests/matrix.py` for the cross-language tests), and the Python finder.
+#![allow(dead_code)] // each integration test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use arrow_array::builder::{
+    FixedSizeListBuilder, Float32Builder, Int32Builder, Int64Builder, LargeListBuilder,
+    LargeStringBuilder, ListBuilder, MapBuilder, MapFieldNames, StringBuilder,
+};
+use arrow_array::types::Int32Type;
+use arrow_array::*;
+use arrow_buffer::NullBuffer;
+use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef};
+use shmarrow::{Segment, SegmentDir};
+
+/// A unique segment name in the default directory (`SHMARROW_DIR` or `/dev/shm`), removed
+/// (with any temp files of it) when dropped.
+pub struct Name {
+    pub name: String,
+    pub dir: SegmentDir,
+}
+
+impl Name {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "shmarrow-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        Self {
+            name,
+            dir: SegmentDir::from_env(),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.segment_path(&self.name).unwrap()
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Name {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(self.path());
+        if let Ok(entries) = std::fs::read_dir(self.dir.path()) {
+            let prefix = format!(".{}.", self.name);
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+}
+
+/// A fresh private segment directory under /dev/shm, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let path = PathBuf::from(format!(
+            "/dev/shm/shmarrow-testdir-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).unwrap();
+        Self(path)
+    }
+    pub fn dir(&self) -> SegmentDir {
+        SegmentDir::new(&self.0)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Rows in the type matrix; the matrix is published as batches of 3 + 2 rows.
+pub const MATRIX_ROWS: usize = 5;
+
+/// One column of every type the issue names, with nulls, extremes and empties; mirrored
+/// value by value in `python/tests/matrix.py`.
+pub fn type_matrix() -> (SchemaRef, Vec<RecordBatch>) {
+    let mut cols: Vec<(&str, ArrayRef)> = vec![
+        ("i8", Arc::new(Int8Array::from(vec![Some(i8::MIN), Some(0), Some(i8::MAX), None, Some(1)]))),
+        ("i16", Arc::new(Int16Array::from(vec![Some(i16::MIN), Some(1), Some(i16::MAX), Some(2), None]))),
+        ("i32", Arc::new(Int32Array::from(vec![Some(i32::MIN), Some(0), Some(i32::MAX), None, Some(7)]))),
+        ("i64", Arc::new(Int64Array::from(vec![Some(i64::MIN), Some(0), Some(i64::MAX), Some(42), None]))),
+        ("u8", Arc::new(UInt8Array::from(vec![Some(0), Some(u8::MAX), None, Some(1), Some(2)]))),
+        ("u16", Arc::new(UInt16Array::from(vec![Some(0), Some(u16::MAX), Some(1), None, Some(3)]))),
+        ("u32", Arc::new(UInt32Array::from(vec![Some(0), Some(u32::MAX), Some(1), Some(2), None]))),
+        ("u64", Arc::new(UInt64Array::from(vec![Some(0), Some(u64::MAX), None, Some(3), Some(4)]))),
+        ("f16", Arc::new(Float16Array::from(vec![
+            Some(half::f16::from_f32(1.5)), Some(half::f16::from_f32(-2.0)), Some(half::f16::from_f32(0.0)), None, Some(half::f16::MAX),
+        ]))),
+        ("f32", Arc::new(Float32Array::from(vec![Some(1.5), Some(-0.25), Some(f32::INFINITY), None, Some(f32::MIN_POSITIVE)]))),
+        ("f64", Arc::new(Float64Array::from(vec![Some(0.1), Some(-1e300), Some(f64::INFINITY), Some(f64::NEG_INFINITY), None]))),
+        ("bool", Arc::new(BooleanArray::from(vec![Some(true), Some(false), None, Some(true), Some(false)]))),
+        ("utf8", Arc::new(StringArray::from(vec![Some("a"), Some(""), None, Some("ünïcode"), Some("xxx")]))),
+        ("large_utf8", Arc::new(LargeStringArray::from(vec![Some("big"), None, Some(""), Some("z"), Some("é")]))),
+        ("binary", Arc::new(BinaryArray::from(vec![Some(&b"\x00\x01"[..]), Some(b""), None, Some(b"\xff"), Some(b"b")]))),
+        ("large_binary", Arc::new(LargeBinaryArray::from(vec![Some(&b"L"[..]), None, Some(b""), Some(b"\x00"), Some(b"q")]))),
+        ("fixed_binary", Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+            vec![Some(b"abc"), Some(b"def"), None, Some(b"ghi"), Some(b"jkl")].into_iter(), 3).unwrap())),
+        ("date32", Arc::new(Date32Array::from(vec![Some(0), Some(19000), None, Some(-1), Some(1)]))),
+        ("ts_tz", Arc::new(TimestampMicrosecondArray::from(vec![Some(0), Some(1_700_000_000_000_000), None, Some(-1), Some(5)]).with_timezone("Europe/Paris"))),
+        ("ts_ns", Arc::new(TimestampNanosecondArray::from(vec![Some(1), Some(2), Some(3), None, Some(4)]))),
+        ("duration_s", Arc::new(DurationSecondArray::from(vec![Some(1), Some(-1), None, Some(0), Some(100)]))),
+        ("decimal", Arc::new(Decimal128Array::from(vec![Some(12345), Some(-1), None, Some(0), Some(10i128.pow(20) - 1)])
+            .with_precision_and_scale(20, 4).unwrap())),
+        ("null", Arc::new(NullArray::new(MATRIX_ROWS))),
+    ];
+
+    // struct<a: int32, b: utf8>, null at row 2 (children null there too)
+    let fields = Fields::from(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Utf8, true)]);
+    let s = StructArray::new(
+        fields,
+        vec![
+            Arc::new(Int32Array::from(vec![Some(1), Some(2), None, Some(4), Some(5)])),
+            Arc::new(StringArray::from(vec![Some("x"), None, None, Some("w"), Some("v")])),
+        ],
+        Some(NullBuffer::from(vec![true, true, false, true, true])),
+    );
+    cols.push(("struct", Arc::new(s)));
+
+    let mut list = ListBuilder::new(Int32Builder::new());
+    for row in [Some(vec![Some(1), Some(2)]), Some(vec![]), None, Some(vec![Some(3), None]), Some(vec![Some(4)])] {
+        match row {
+            Some(v) => {
+                list.values().extend(v);
+                list.append(true)
+            }
+            None => list.append(false),
+        }
+    }
+    cols.push(("list", Arc::new(list.finish())));
+
+    let mut llist = LargeListBuilder::new(LargeStringBuilder::new());
+    for row in [Some(vec![Some("a")]), None, Some(vec![]), Some(vec![Some("b"), Some("c")]), Some(vec![None])] {
+        match row {
+            Some(v) => {
+                for s in v {
+                    llist.values().append_option(s);
+                }
+                llist.append(true)
+            }
+            None => llist.append(false),
+        }
+    }
+    cols.push(("large_list", Arc::new(llist.finish())));
+
+    let mut fsl = FixedSizeListBuilder::new(Float32Builder::new(), 2);
+    for row in [Some([1.0, 2.0]), Some([3.0, 4.0]), None, Some([5.0, 6.0]), Some([7.0, 8.0])] {
+        match row {
+            Some(v) => {
+                fsl.values().append_slice(&v);
+                fsl.append(true)
+            }
+            None => {
+                fsl.values().append_nulls(2);
+                fsl.append(false)
+            }
+        }
+    }
+    cols.push(("fixed_list", Arc::new(fsl.finish())));
+
+    let names = MapFieldNames {
+        entry: "entries".into(),
+        key: "key".into(),
+        value: "value".into(),
+    };
+    let mut map = MapBuilder::new(Some(names), StringBuilder::new(), Int64Builder::new());
+    let rows: [Option<Vec<(&str, Option<i64>)>>; 5] = [
+        Some(vec![("k", Some(1))]),
+        Some(vec![]),
+        None,
+        Some(vec![("a", Some(2)), ("b", Some(3))]),
+        Some(vec![("z", None)]),
+    ];
+    for row in rows {
+        match row {
+            Some(entries) => {
+                for (k, v) in entries {
+                    map.keys().append_value(k);
+                    map.values().append_option(v);
+                }
+                map.append(true).unwrap();
+            }
+            None => map.append(false).unwrap(),
+        }
+    }
+    cols.push(("map", Arc::new(map.finish())));
+
+    let dict = DictionaryArray::<Int32Type>::try_new(
+        Int32Array::from(vec![Some(0), Some(1), None, Some(0), Some(2)]),
+        Arc::new(StringArray::from(vec!["red", "green", "blue"])),
+    )
+    .unwrap();
+    cols.push(("dict", Arc::new(dict)));
+
+    let full = RecordBatch::try_from_iter_with_nullable(cols.into_iter().map(|(n, a)| (n, a, true))).unwrap();
+    let schema = full.schema();
+    (schema, vec![full.slice(0, 3), full.slice(3, 2)])
+}
+
+/// Every buffer of every column (children and dictionaries included) lies in the mapping.
+pub fn assert_zero_copy(segment: &Segment) {
+    for batch in segment.batches() {
+        for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+            assert!(
+                segment.contains(&column.to_data()),
+                "column {} has a buffer outside the mapping",
+                field.name()
+            );
+        }
+    }
+    assert!(segment.copied_columns().is_empty());
+}
+
+/// Compare batches by columns and field names/types (schema metadata is ignored: shmarrow
+/// adds its `shmarrow.` keys).
+pub fn assert_same_batches(got: &[RecordBatch], want: &[RecordBatch]) {
+    assert_eq!(got.len(), want.len(), "batch count");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert_eq!(g.schema().fields(), w.schema().fields(), "batch {i} fields");
+        for (j, (gc, wc)) in g.columns().iter().zip(w.columns()).enumerate() {
+            assert_eq!(gc.to_data(), wc.to_data(), "batch {i} column {}", w.schema().field(j).name());
+        }
+    }
+}
+
+/// The Python interpreter with pyarrow and the shmarrow package: `$SHMARROW_PYTHON`, else
+/// `.venv/bin/python`. `None` (test skipped, with a message) unless
+/// `SHMARROW_REQUIRE_PYTHON=1`, which `make test` sets so CI can never skip these.
+pub fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("SHMARROW_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| Some(Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python")))
+        .filter(|p| p.exists());
+    if candidate.is_none() {
+        assert!(
+            std::env::var_os("SHMARROW_REQUIRE_PYTHON").is_none(),
+            "SHMARROW_REQUIRE_PYTHON is set but no Python found (set SHMARROW_PYTHON)"
+        );
+        eprintln!("skipped: no Python with pyarrow (run `make test`, or set SHMARROW_PYTHON)");
+    }
+    candidate
+}
+
+/// Run `python/tests/matrix.py` with `args`; returns stdout, panics with stderr on failure.
+pub fn run_matrix_py(python: &Path, args: &[&str]) -> String {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/tests/matrix.py");
+    let out = Command::new(python).arg(script).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "matrix.py {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// The `shmarrow` binary built for these tests.
+pub fn shmarrow_bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_shmarrow"))
+}
+
+/// Write `schema` + `batches` as an IPC file into a temporary file outside any segment dir.
+pub fn write_ipc_file(path: &Path, schema: &Schema, batches: &[RecordBatch]) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut w = arrow_ipc::writer::FileWriter::try_new(file, schema).unwrap();
+    for b in batches {
+        w.write(b).unwrap();
+    }
+    w.finish().unwrap();
+}
