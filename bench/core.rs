@@ -50,10 +50,16 @@ extern "C" fn on_signal(_: nix::libc::c_int) {
 }
 
 fn install_signal_handlers() {
-    use nix::sys::signal::{SigHandler, Signal, signal};
+    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
+    // SA_RESTART: a system call in progress is resumed, not failed with EINTR.
+    let action = SigAction::new(
+        SigHandler::Handler(on_signal),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
     for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        if let Err(e) = unsafe { signal(sig, SigHandler::Handler(on_signal)) } {
+        if let Err(e) = unsafe { sigaction(sig, &action) } {
             eprintln!("warning: cannot install a handler for {sig}: {e}");
         }
     }
@@ -129,11 +135,11 @@ fn verdict(ok: bool) -> &'static str {
 }
 
 fn human(bytes: usize) -> String {
-    if bytes >= GIB && bytes % GIB == 0 {
+    if bytes >= GIB && bytes.is_multiple_of(GIB) {
         format!("{} GiB", bytes / GIB)
-    } else if bytes >= MIB && bytes % MIB == 0 {
+    } else if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
-    } else if bytes >= KIB && bytes % KIB == 0 {
+    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
         format!("{} KiB", bytes / KIB)
     } else {
         format!("{bytes} B")

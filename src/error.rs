@@ -127,10 +127,16 @@ impl Error {
         }
     }
 
+    /// [`Error::Corrupt`], with the reason folded onto one line (flatbuffers' verifier
+    /// reports over several).
     pub(crate) fn corrupt(name: &str, reason: impl Into<String>) -> Self {
         Error::Corrupt {
             name: name.to_owned(),
-            reason: reason.into(),
+            reason: reason
+                .into()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         }
     }
 }

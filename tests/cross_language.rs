@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{Name, TempDir, assert_same_batches, assert_zero_copy, python, run_matrix_py, type_matrix};
+use common::{
+    Name, TempDir, assert_same_batches, assert_zero_copy, python, run_matrix_py, type_matrix,
+};
 use shmarrow::{AttachOptions, CreateOptions};
 
 #[test]
@@ -41,7 +43,10 @@ fn stock_pyarrow_file_reads_in_rust() {
     let segment = name.dir.attach(&name).unwrap();
     let (_, want) = type_matrix();
     assert_same_batches(segment.batches(), &want);
-    assert!(segment.info().meta.is_none(), "no shmarrow keys in a stock file");
+    assert!(
+        segment.info().meta.is_none(),
+        "no shmarrow keys in a stock file"
+    );
 }
 
 #[test]
@@ -49,8 +54,11 @@ fn foreign_misaligned_file_is_read_copied_only_where_needed_and_reported() {
     let Some(py) = python() else { return };
     let tmp = TempDir::new("foreign");
     let path = tmp.0.join("foreign");
-    let misaligned: Vec<String> =
-        serde_json::from_str(&run_matrix_py(&py, &["write-foreign", path.to_str().unwrap()])).unwrap();
+    let misaligned: Vec<String> = serde_json::from_str(&run_matrix_py(
+        &py,
+        &["write-foreign", path.to_str().unwrap()],
+    ))
+    .unwrap();
     assert!(!misaligned.is_empty());
 
     let segment = tmp.dir().attach("foreign").unwrap();
@@ -58,7 +66,11 @@ fn foreign_misaligned_file_is_read_copied_only_where_needed_and_reported() {
     for c in segment.columns() {
         assert_eq!(c.zero_copy, !misaligned.contains(&c.name), "{}", c.name);
     }
-    assert!(tmp.dir().attach_with("foreign", &AttachOptions::default().strict(true)).is_err());
+    assert!(
+        tmp.dir()
+            .attach_with("foreign", &AttachOptions::default().strict(true))
+            .is_err()
+    );
 
     // The CLI says which columns were copied.
     let out = common::shmarrow_bin()
@@ -69,7 +81,10 @@ fn foreign_misaligned_file_is_read_copied_only_where_needed_and_reported() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
-    assert!(text.contains(&format!("NO for {}", misaligned.join(", "))), "{text}");
+    assert!(
+        text.contains(&format!("NO for {}", misaligned.join(", "))),
+        "{text}"
+    );
 
     // And Python reads it through the binding: equal to stock pyarrow; strict refuses.
     run_matrix_py(&py, &["attach-foreign", "foreign", tmp.0.to_str().unwrap()]);

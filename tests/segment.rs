@@ -34,7 +34,10 @@ fn type_matrix_round_trips_zero_copy_with_metadata() {
         .dir
         .create(&name, &schema, &batches, &CreateOptions::default())
         .unwrap();
-    assert_eq!(created.bytes(), std::fs::metadata(name.path()).unwrap().len());
+    assert_eq!(
+        created.bytes(),
+        std::fs::metadata(name.path()).unwrap().len()
+    );
 
     let segment = name.dir.attach(&name).unwrap();
     assert_same_batches(segment.batches(), &batches);
@@ -87,7 +90,12 @@ fn replacing_keeps_the_old_snapshot_for_attached_readers() {
     let name = Name::new("snapshot");
     let v1 = floats(&[1.0, 2.0, 3.0]);
     name.dir
-        .create(&name, &v1.schema(), &[v1.clone()], &CreateOptions::default())
+        .create(
+            &name,
+            &v1.schema(),
+            std::slice::from_ref(&v1),
+            &CreateOptions::default(),
+        )
         .unwrap();
     let old = name.dir.attach(&name).unwrap();
 
@@ -101,7 +109,12 @@ fn replacing_keeps_the_old_snapshot_for_attached_readers() {
     // replace(false): refused, and the current version is untouched.
     let err = name
         .dir
-        .create(&name, &v1.schema(), &[v1], &CreateOptions::default().replace(false))
+        .create(
+            &name,
+            &v1.schema(),
+            &[v1],
+            &CreateOptions::default().replace(false),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::Exists { .. }), "{err}");
     assert_eq!(x_values(&name.dir.attach(&name).unwrap()), [10.0, 20.0]);
@@ -111,10 +124,16 @@ fn replacing_keeps_the_old_snapshot_for_attached_readers() {
 fn batches_must_match_the_schema() {
     let name = Name::new("mismatch");
     let a = floats(&[1.0]);
-    let b = RecordBatch::try_from_iter([("y", Arc::new(Float64Array::from(vec![1.0])) as _)]).unwrap();
+    let b =
+        RecordBatch::try_from_iter([("y", Arc::new(Float64Array::from(vec![1.0])) as _)]).unwrap();
     let err = name
         .dir
-        .create(&name, &a.schema(), &[a.clone(), b], &CreateOptions::default())
+        .create(
+            &name,
+            &a.schema(),
+            &[a.clone(), b],
+            &CreateOptions::default(),
+        )
         .unwrap_err();
     assert!(matches!(err, Error::InvalidTable { .. }), "{err}");
     assert!(!name.path().exists());
@@ -126,21 +145,43 @@ fn owner_lifetime_removes_on_drop_and_persistent_stays() {
     let b = floats(&[1.0]);
     let owned = name
         .dir
-        .create(&name, &b.schema(), &[b.clone()], &CreateOptions::default().lifetime(Lifetime::Owner))
+        .create(
+            &name,
+            &b.schema(),
+            std::slice::from_ref(&b),
+            &CreateOptions::default().lifetime(Lifetime::Owner),
+        )
         .unwrap();
     assert!(name.path().exists());
     let reader = name.dir.attach(&name).unwrap();
     drop(owned);
-    assert!(!name.path().exists(), "owner segment removed with its handle");
-    assert_eq!(x_values(&reader), [1.0], "an attached reader keeps its view");
+    assert!(
+        !name.path().exists(),
+        "owner segment removed with its handle"
+    );
+    assert_eq!(
+        x_values(&reader),
+        [1.0],
+        "an attached reader keeps its view"
+    );
 
     // A replacement published under the name is not removed by the old handle.
     let owned = name
         .dir
-        .create(&name, &b.schema(), &[b.clone()], &CreateOptions::default().lifetime(Lifetime::Owner))
+        .create(
+            &name,
+            &b.schema(),
+            std::slice::from_ref(&b),
+            &CreateOptions::default().lifetime(Lifetime::Owner),
+        )
         .unwrap();
     name.dir
-        .create(&name, &b.schema(), &[b.clone()], &CreateOptions::default())
+        .create(
+            &name,
+            &b.schema(),
+            std::slice::from_ref(&b),
+            &CreateOptions::default(),
+        )
         .unwrap();
     drop(owned);
     assert!(name.path().exists(), "someone else's replacement survives");
@@ -158,12 +199,22 @@ fn modes_are_exact_and_private_by_default() {
     let name = Name::new("mode");
     let b = floats(&[1.0]);
     name.dir
-        .create(&name, &b.schema(), &[b.clone()], &CreateOptions::default())
+        .create(
+            &name,
+            &b.schema(),
+            std::slice::from_ref(&b),
+            &CreateOptions::default(),
+        )
         .unwrap();
     let mode = |p| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(name.path()), 0o600);
     name.dir
-        .create(&name, &b.schema(), &[b], &CreateOptions::default().mode(0o664))
+        .create(
+            &name,
+            &b.schema(),
+            &[b],
+            &CreateOptions::default().mode(0o664),
+        )
         .unwrap();
     assert_eq!(mode(name.path()), 0o664, "not filtered by the umask");
 }
@@ -172,25 +223,42 @@ fn modes_are_exact_and_private_by_default() {
 fn names_are_checked_everywhere() {
     let dir = SegmentDir::from_env();
     let b = floats(&[1.0]);
-    for bad in ["", ".hidden", "a/b", "../../etc/passwd", "x y", &"n".repeat(201)] {
+    for bad in [
+        "",
+        ".hidden",
+        "a/b",
+        "../../etc/passwd",
+        "x y",
+        &"n".repeat(201),
+    ] {
         assert!(matches!(dir.attach(bad), Err(Error::InvalidName { .. })));
         assert!(matches!(dir.remove(bad), Err(Error::InvalidName { .. })));
         assert!(matches!(
-            dir.create(bad, &b.schema(), &[b.clone()], &CreateOptions::default()),
+            dir.create(
+                bad,
+                &b.schema(),
+                std::slice::from_ref(&b),
+                &CreateOptions::default()
+            ),
             Err(Error::InvalidName { .. })
         ));
     }
     // The longest legal name works end to end.
-    let long = format!("{}", "n".repeat(shmarrow::MAX_NAME_LEN));
+    let long = "n".repeat(shmarrow::MAX_NAME_LEN);
     let tmp = TempDir::new("longname");
-    tmp.dir().create(&long, &b.schema(), &[b], &CreateOptions::default()).unwrap();
+    tmp.dir()
+        .create(&long, &b.schema(), &[b], &CreateOptions::default())
+        .unwrap();
     assert_eq!(tmp.dir().attach(&long).unwrap().num_rows(), 1);
 }
 
 #[test]
 fn missing_segments() {
     let name = Name::new("missing");
-    assert!(matches!(name.dir.attach(&name), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        name.dir.attach(&name),
+        Err(Error::NotFound { .. })
+    ));
     assert!(!name.dir.remove(&name).unwrap());
 }
 
@@ -206,18 +274,36 @@ fn symlinks_fifos_and_directories_are_refused() {
     let link = Name::new("link");
     symlink(target.path(), link.path()).unwrap();
     assert!(
-        matches!(link.dir.attach(&link), Err(Error::NotAFile { kind: "symbolic link", .. })),
+        matches!(
+            link.dir.attach(&link),
+            Err(Error::NotAFile {
+                kind: "symbolic link",
+                ..
+            })
+        ),
         "symlink followed"
     );
 
     let fifo = Name::new("fifo");
     nix::unistd::mkfifo(&fifo.path(), nix::sys::stat::Mode::S_IRWXU).unwrap();
-    assert!(matches!(fifo.dir.attach(&fifo), Err(Error::NotAFile { kind: "FIFO", .. })));
+    assert!(matches!(
+        fifo.dir.attach(&fifo),
+        Err(Error::NotAFile { kind: "FIFO", .. })
+    ));
 
     let tmp = TempDir::new("isdir");
     std::fs::create_dir(tmp.0.join("sub")).unwrap();
-    assert!(matches!(tmp.dir().attach("sub"), Err(Error::NotAFile { kind: "directory", .. })));
-    assert!(matches!(tmp.dir().remove("sub"), Err(Error::NotAFile { .. })));
+    assert!(matches!(
+        tmp.dir().attach("sub"),
+        Err(Error::NotAFile {
+            kind: "directory",
+            ..
+        })
+    ));
+    assert!(matches!(
+        tmp.dir().remove("sub"),
+        Err(Error::NotAFile { .. })
+    ));
 }
 
 /// Published matrix bytes, to damage.
@@ -310,7 +396,9 @@ fn strict_attach_and_copied_columns_of_a_misaligned_file() {
             ("dec", Arc::new(dec) as _),
         ])
         .unwrap();
-        let opts = arrow_ipc::writer::IpcWriteOptions::try_new(8, false, arrow_ipc::MetadataVersion::V5).unwrap();
+        let opts =
+            arrow_ipc::writer::IpcWriteOptions::try_new(8, false, arrow_ipc::MetadataVersion::V5)
+                .unwrap();
         let path = tmp.0.join(format!("f{pad}"));
         let mut w = arrow_ipc::writer::FileWriter::try_new_with_options(
             std::fs::File::create(&path).unwrap(),
@@ -328,14 +416,20 @@ fn strict_attach_and_copied_columns_of_a_misaligned_file() {
                 .dir()
                 .attach_with(&format!("f{pad}"), &AttachOptions::default().strict(true))
                 .unwrap_err();
-            assert!(matches!(err, Error::NotZeroCopy { ref columns, .. } if columns == &["dec"]), "{err}");
+            assert!(
+                matches!(err, Error::NotZeroCopy { ref columns, .. } if columns == &["dec"]),
+                "{err}"
+            );
             let cols = seg.columns();
             assert!(!cols[1].zero_copy && cols[0].zero_copy);
         } else {
             assert!(seg.copied_columns().is_empty());
         }
     }
-    assert!(found.is_some(), "no layout put the decimal buffer at 8 mod 16");
+    assert!(
+        found.is_some(),
+        "no layout put the decimal buffer at 8 mod 16"
+    );
 }
 
 #[test]
@@ -343,8 +437,13 @@ fn list_and_gc() {
     let tmp = TempDir::new("gc");
     let dir = tmp.dir();
     let b = floats(&[1.0, 2.0]);
-    dir.create("keep", &b.schema(), &[b.clone()], &CreateOptions::default())
-        .unwrap();
+    dir.create(
+        "keep",
+        &b.schema(),
+        std::slice::from_ref(&b),
+        &CreateOptions::default(),
+    )
+    .unwrap();
     std::fs::write(tmp.0.join("not-arrow"), b"hello world").unwrap();
 
     // A temp left by a writer that is dead (pid of an exited child).
@@ -363,10 +462,17 @@ fn list_and_gc() {
 
     let listing = dir.list().unwrap();
     assert_eq!(
-        listing.segments.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
+        listing
+            .segments
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
         ["keep"]
     );
-    assert_eq!(listing.segments[0].bytes, std::fs::metadata(tmp.0.join("keep")).unwrap().len());
+    assert_eq!(
+        listing.segments[0].bytes,
+        std::fs::metadata(tmp.0.join("keep")).unwrap().len()
+    );
     assert_eq!(listing.temps.len(), 3);
     assert_eq!(listing.temps.iter().filter(|t| t.writer_alive).count(), 1);
 
@@ -401,15 +507,30 @@ fn gc_reclaims_owner_segments_of_dead_creators_only() {
             .args(["--lifetime", lifetime])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // An owner segment whose creator (this test) is alive is kept.
     let b = floats(&[1.0]);
     let alive = tmp
         .dir()
-        .create("alive", &b.schema(), &[b], &CreateOptions::default().lifetime(Lifetime::Owner))
+        .create(
+            "alive",
+            &b.schema(),
+            &[b],
+            &CreateOptions::default().lifetime(Lifetime::Owner),
+        )
         .unwrap();
-    let removed: Vec<_> = tmp.dir().gc(false).unwrap().into_iter().map(|r| r.file_name).collect();
+    let removed: Vec<_> = tmp
+        .dir()
+        .gc(false)
+        .unwrap()
+        .into_iter()
+        .map(|r| r.file_name)
+        .collect();
     assert_eq!(removed, ["orphan"]);
     assert!(tmp.0.join("kept").exists() && tmp.0.join("alive").exists());
     drop(alive);

@@ -118,7 +118,7 @@ struct Created {
     #[pyo3(get)]
     name: String,
     #[pyo3(get)]
-    path: std::path::PathBuf,
+    path: String,
     #[pyo3(get)]
     nbytes: u64,
     #[pyo3(get)]
@@ -196,7 +196,7 @@ fn create(
         .map_err(to_py)?;
     Ok(Created {
         name: created.name().to_owned(),
-        path: created.path().to_owned(),
+        path: created.path().to_string_lossy().into_owned(),
         nbytes: created.bytes(),
         lifetime: lifetime.to_string(),
         inner: Some(created),
@@ -213,8 +213,9 @@ fn remove(name: &str, dir: Option<std::path::PathBuf>) -> PyResult<bool> {
 /// The file of segment `name` (after checking the name).
 #[pyfunction]
 #[pyo3(signature = (name, *, dir=None))]
-fn path(name: &str, dir: Option<std::path::PathBuf>) -> PyResult<std::path::PathBuf> {
-    segment_dir(dir).segment_path(name).map_err(to_py)
+fn path(name: &str, dir: Option<std::path::PathBuf>) -> PyResult<String> {
+    let path = segment_dir(dir).segment_path(name).map_err(to_py)?;
+    Ok(path.to_string_lossy().into_owned())
 }
 
 /// Segments in the directory: a list of dicts with `name` and `bytes`.

@@ -96,23 +96,27 @@ def shmarrow_bin() -> str:
 
 
 def mapping_ranges(path) -> list:
-    """Address ranges of this process's mappings of exactly ``path`` (adjacent ones merged)."""
+    """Address ranges of this process's mappings of exactly ``path``. Lines the kernel shows
+    separately are merged only if they are one contiguous piece of the file (adjacent in both
+    address and file offset), so two attaches never look like one mapping."""
     path = os.fspath(path)
-    ranges = []
+    found = []
     with open("/proc/self/maps") as f:
         for line in f:
             parts = line.rstrip("\n").split(None, 5)
             if len(parts) == 6 and parts[5] == path:
                 start, end = (int(x, 16) for x in parts[0].split("-"))
-                ranges.append((start, end))
-    ranges.sort()
+                found.append((start, end, int(parts[2], 16)))
+    found.sort()
     merged = []
-    for start, end in ranges:
-        if merged and merged[-1][1] == start:
-            merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return merged
+    for start, end, offset in found:
+        if merged:
+            m_start, m_end, m_offset = merged[-1]
+            if m_end == start and m_offset + (m_end - m_start) == offset:
+                merged[-1] = (m_start, end, m_offset)
+                continue
+        merged.append((start, end, offset))
+    return [(start, end) for start, end, _ in merged]
 
 
 @pytest.fixture

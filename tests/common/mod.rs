@@ -96,49 +96,271 @@ pub const MATRIX_ROWS: usize = 5;
 /// value by value in `python/tests/matrix.py`.
 pub fn type_matrix() -> (SchemaRef, Vec<RecordBatch>) {
     let mut cols: Vec<(&str, ArrayRef)> = vec![
-        ("i8", Arc::new(Int8Array::from(vec![Some(i8::MIN), Some(0), Some(i8::MAX), None, Some(1)]))),
-        ("i16", Arc::new(Int16Array::from(vec![Some(i16::MIN), Some(1), Some(i16::MAX), Some(2), None]))),
-        ("i32", Arc::new(Int32Array::from(vec![Some(i32::MIN), Some(0), Some(i32::MAX), None, Some(7)]))),
-        ("i64", Arc::new(Int64Array::from(vec![Some(i64::MIN), Some(0), Some(i64::MAX), Some(42), None]))),
-        ("u8", Arc::new(UInt8Array::from(vec![Some(0), Some(u8::MAX), None, Some(1), Some(2)]))),
-        ("u16", Arc::new(UInt16Array::from(vec![Some(0), Some(u16::MAX), Some(1), None, Some(3)]))),
-        ("u32", Arc::new(UInt32Array::from(vec![Some(0), Some(u32::MAX), Some(1), Some(2), None]))),
-        ("u64", Arc::new(UInt64Array::from(vec![Some(0), Some(u64::MAX), None, Some(3), Some(4)]))),
-        ("f16", Arc::new(Float16Array::from(vec![
-            Some(half::f16::from_f32(1.5)), Some(half::f16::from_f32(-2.0)), Some(half::f16::from_f32(0.0)), None, Some(half::f16::MAX),
-        ]))),
-        ("f32", Arc::new(Float32Array::from(vec![Some(1.5), Some(-0.25), Some(f32::INFINITY), None, Some(f32::MIN_POSITIVE)]))),
-        ("f64", Arc::new(Float64Array::from(vec![Some(0.1), Some(-1e300), Some(f64::INFINITY), Some(f64::NEG_INFINITY), None]))),
-        ("bool", Arc::new(BooleanArray::from(vec![Some(true), Some(false), None, Some(true), Some(false)]))),
-        ("utf8", Arc::new(StringArray::from(vec![Some("a"), Some(""), None, Some("ünïcode"), Some("xxx")]))),
-        ("large_utf8", Arc::new(LargeStringArray::from(vec![Some("big"), None, Some(""), Some("z"), Some("é")]))),
-        ("binary", Arc::new(BinaryArray::from(vec![Some(&b"\x00\x01"[..]), Some(b""), None, Some(b"\xff"), Some(b"b")]))),
-        ("large_binary", Arc::new(LargeBinaryArray::from(vec![Some(&b"L"[..]), None, Some(b""), Some(b"\x00"), Some(b"q")]))),
-        ("fixed_binary", Arc::new(FixedSizeBinaryArray::try_from_sparse_iter_with_size(
-            vec![Some(b"abc"), Some(b"def"), None, Some(b"ghi"), Some(b"jkl")].into_iter(), 3).unwrap())),
-        ("date32", Arc::new(Date32Array::from(vec![Some(0), Some(19000), None, Some(-1), Some(1)]))),
-        ("ts_tz", Arc::new(TimestampMicrosecondArray::from(vec![Some(0), Some(1_700_000_000_000_000), None, Some(-1), Some(5)]).with_timezone("Europe/Paris"))),
-        ("ts_ns", Arc::new(TimestampNanosecondArray::from(vec![Some(1), Some(2), Some(3), None, Some(4)]))),
-        ("duration_s", Arc::new(DurationSecondArray::from(vec![Some(1), Some(-1), None, Some(0), Some(100)]))),
-        ("decimal", Arc::new(Decimal128Array::from(vec![Some(12345), Some(-1), None, Some(0), Some(10i128.pow(20) - 1)])
-            .with_precision_and_scale(20, 4).unwrap())),
+        (
+            "i8",
+            Arc::new(Int8Array::from(vec![
+                Some(i8::MIN),
+                Some(0),
+                Some(i8::MAX),
+                None,
+                Some(1),
+            ])),
+        ),
+        (
+            "i16",
+            Arc::new(Int16Array::from(vec![
+                Some(i16::MIN),
+                Some(1),
+                Some(i16::MAX),
+                Some(2),
+                None,
+            ])),
+        ),
+        (
+            "i32",
+            Arc::new(Int32Array::from(vec![
+                Some(i32::MIN),
+                Some(0),
+                Some(i32::MAX),
+                None,
+                Some(7),
+            ])),
+        ),
+        (
+            "i64",
+            Arc::new(Int64Array::from(vec![
+                Some(i64::MIN),
+                Some(0),
+                Some(i64::MAX),
+                Some(42),
+                None,
+            ])),
+        ),
+        (
+            "u8",
+            Arc::new(UInt8Array::from(vec![
+                Some(0),
+                Some(u8::MAX),
+                None,
+                Some(1),
+                Some(2),
+            ])),
+        ),
+        (
+            "u16",
+            Arc::new(UInt16Array::from(vec![
+                Some(0),
+                Some(u16::MAX),
+                Some(1),
+                None,
+                Some(3),
+            ])),
+        ),
+        (
+            "u32",
+            Arc::new(UInt32Array::from(vec![
+                Some(0),
+                Some(u32::MAX),
+                Some(1),
+                Some(2),
+                None,
+            ])),
+        ),
+        (
+            "u64",
+            Arc::new(UInt64Array::from(vec![
+                Some(0),
+                Some(u64::MAX),
+                None,
+                Some(3),
+                Some(4),
+            ])),
+        ),
+        (
+            "f16",
+            Arc::new(Float16Array::from(vec![
+                Some(half::f16::from_f32(1.5)),
+                Some(half::f16::from_f32(-2.0)),
+                Some(half::f16::from_f32(0.0)),
+                None,
+                Some(half::f16::MAX),
+            ])),
+        ),
+        (
+            "f32",
+            Arc::new(Float32Array::from(vec![
+                Some(1.5),
+                Some(-0.25),
+                Some(f32::INFINITY),
+                None,
+                Some(f32::MIN_POSITIVE),
+            ])),
+        ),
+        (
+            "f64",
+            Arc::new(Float64Array::from(vec![
+                Some(0.1),
+                Some(-1e300),
+                Some(f64::INFINITY),
+                Some(f64::NEG_INFINITY),
+                None,
+            ])),
+        ),
+        (
+            "bool",
+            Arc::new(BooleanArray::from(vec![
+                Some(true),
+                Some(false),
+                None,
+                Some(true),
+                Some(false),
+            ])),
+        ),
+        (
+            "utf8",
+            Arc::new(StringArray::from(vec![
+                Some("a"),
+                Some(""),
+                None,
+                Some("ünïcode"),
+                Some("xxx"),
+            ])),
+        ),
+        (
+            "large_utf8",
+            Arc::new(LargeStringArray::from(vec![
+                Some("big"),
+                None,
+                Some(""),
+                Some("z"),
+                Some("é"),
+            ])),
+        ),
+        (
+            "binary",
+            Arc::new(BinaryArray::from(vec![
+                Some(&b"\x00\x01"[..]),
+                Some(b""),
+                None,
+                Some(b"\xff"),
+                Some(b"b"),
+            ])),
+        ),
+        (
+            "large_binary",
+            Arc::new(LargeBinaryArray::from(vec![
+                Some(&b"L"[..]),
+                None,
+                Some(b""),
+                Some(b"\x00"),
+                Some(b"q"),
+            ])),
+        ),
+        (
+            "fixed_binary",
+            Arc::new(
+                FixedSizeBinaryArray::try_from_sparse_iter_with_size(
+                    vec![Some(b"abc"), Some(b"def"), None, Some(b"ghi"), Some(b"jkl")].into_iter(),
+                    3,
+                )
+                .unwrap(),
+            ),
+        ),
+        (
+            "date32",
+            Arc::new(Date32Array::from(vec![
+                Some(0),
+                Some(19000),
+                None,
+                Some(-1),
+                Some(1),
+            ])),
+        ),
+        (
+            "ts_tz",
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![
+                    Some(0),
+                    Some(1_700_000_000_000_000),
+                    None,
+                    Some(-1),
+                    Some(5),
+                ])
+                .with_timezone("Europe/Paris"),
+            ),
+        ),
+        (
+            "ts_ns",
+            Arc::new(TimestampNanosecondArray::from(vec![
+                Some(1),
+                Some(2),
+                Some(3),
+                None,
+                Some(4),
+            ])),
+        ),
+        (
+            "duration_s",
+            Arc::new(DurationSecondArray::from(vec![
+                Some(1),
+                Some(-1),
+                None,
+                Some(0),
+                Some(100),
+            ])),
+        ),
+        (
+            "decimal",
+            Arc::new(
+                Decimal128Array::from(vec![
+                    Some(12345),
+                    Some(-1),
+                    None,
+                    Some(0),
+                    Some(10i128.pow(20) - 1),
+                ])
+                .with_precision_and_scale(20, 4)
+                .unwrap(),
+            ),
+        ),
         ("null", Arc::new(NullArray::new(MATRIX_ROWS))),
     ];
 
     // struct<a: int32, b: utf8>, null at row 2 (children null there too)
-    let fields = Fields::from(vec![Field::new("a", DataType::Int32, true), Field::new("b", DataType::Utf8, true)]);
+    let fields = Fields::from(vec![
+        Field::new("a", DataType::Int32, true),
+        Field::new("b", DataType::Utf8, true),
+    ]);
     let s = StructArray::new(
         fields,
         vec![
-            Arc::new(Int32Array::from(vec![Some(1), Some(2), None, Some(4), Some(5)])),
-            Arc::new(StringArray::from(vec![Some("x"), None, None, Some("w"), Some("v")])),
+            Arc::new(Int32Array::from(vec![
+                Some(1),
+                Some(2),
+                None,
+                Some(4),
+                Some(5),
+            ])),
+            Arc::new(StringArray::from(vec![
+                Some("x"),
+                None,
+                None,
+                Some("w"),
+                Some("v"),
+            ])),
         ],
         Some(NullBuffer::from(vec![true, true, false, true, true])),
     );
     cols.push(("struct", Arc::new(s)));
 
     let mut list = ListBuilder::new(Int32Builder::new());
-    for row in [Some(vec![Some(1), Some(2)]), Some(vec![]), None, Some(vec![Some(3), None]), Some(vec![Some(4)])] {
+    for row in [
+        Some(vec![Some(1), Some(2)]),
+        Some(vec![]),
+        None,
+        Some(vec![Some(3), None]),
+        Some(vec![Some(4)]),
+    ] {
         match row {
             Some(v) => {
                 list.values().extend(v);
@@ -150,7 +372,13 @@ pub fn type_matrix() -> (SchemaRef, Vec<RecordBatch>) {
     cols.push(("list", Arc::new(list.finish())));
 
     let mut llist = LargeListBuilder::new(LargeStringBuilder::new());
-    for row in [Some(vec![Some("a")]), None, Some(vec![]), Some(vec![Some("b"), Some("c")]), Some(vec![None])] {
+    for row in [
+        Some(vec![Some("a")]),
+        None,
+        Some(vec![]),
+        Some(vec![Some("b"), Some("c")]),
+        Some(vec![None]),
+    ] {
         match row {
             Some(v) => {
                 for s in v {
@@ -164,7 +392,13 @@ pub fn type_matrix() -> (SchemaRef, Vec<RecordBatch>) {
     cols.push(("large_list", Arc::new(llist.finish())));
 
     let mut fsl = FixedSizeListBuilder::new(Float32Builder::new(), 2);
-    for row in [Some([1.0, 2.0]), Some([3.0, 4.0]), None, Some([5.0, 6.0]), Some([7.0, 8.0])] {
+    for row in [
+        Some([1.0, 2.0]),
+        Some([3.0, 4.0]),
+        None,
+        Some([5.0, 6.0]),
+        Some([7.0, 8.0]),
+    ] {
         match row {
             Some(v) => {
                 fsl.values().append_slice(&v);
@@ -184,7 +418,8 @@ pub fn type_matrix() -> (SchemaRef, Vec<RecordBatch>) {
         value: "value".into(),
     };
     let mut map = MapBuilder::new(Some(names), StringBuilder::new(), Int64Builder::new());
-    let rows: [Option<Vec<(&str, Option<i64>)>>; 5] = [
+    type Entries = Option<Vec<(&'static str, Option<i64>)>>;
+    let rows: [Entries; 5] = [
         Some(vec![("k", Some(1))]),
         Some(vec![]),
         None,
@@ -212,7 +447,9 @@ pub fn type_matrix() -> (SchemaRef, Vec<RecordBatch>) {
     .unwrap();
     cols.push(("dict", Arc::new(dict)));
 
-    let full = RecordBatch::try_from_iter_with_nullable(cols.into_iter().map(|(n, a)| (n, a, true))).unwrap();
+    let full =
+        RecordBatch::try_from_iter_with_nullable(cols.into_iter().map(|(n, a)| (n, a, true)))
+            .unwrap();
     let schema = full.schema();
     (schema, vec![full.slice(0, 3), full.slice(3, 2)])
 }
@@ -238,7 +475,12 @@ pub fn assert_same_batches(got: &[RecordBatch], want: &[RecordBatch]) {
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert_eq!(g.schema().fields(), w.schema().fields(), "batch {i} fields");
         for (j, (gc, wc)) in g.columns().iter().zip(w.columns()).enumerate() {
-            assert_eq!(gc.to_data(), wc.to_data(), "batch {i} column {}", w.schema().field(j).name());
+            assert_eq!(
+                gc.to_data(),
+                wc.to_data(),
+                "batch {i} column {}",
+                w.schema().field(j).name()
+            );
         }
     }
 }
@@ -264,7 +506,11 @@ pub fn python() -> Option<PathBuf> {
 /// Run `python/tests/matrix.py` with `args`; returns stdout, panics with stderr on failure.
 pub fn run_matrix_py(python: &Path, args: &[&str]) -> String {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/tests/matrix.py");
-    let out = Command::new(python).arg(script).args(args).output().unwrap();
+    let out = Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
         "matrix.py {args:?} failed:\n{}\n{}",

@@ -1,0 +1,389 @@
+"""Errors: names, missing segments, corrupt bytes, things that are not files, bad arguments,
+and operating-system permissions."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import textwrap
+
+import pyarrow as pa
+import pytest
+
+import shmarrow
+
+ALL_ERRORS = [
+    shmarrow.SegmentNotFound,
+    shmarrow.SegmentExists,
+    shmarrow.NoSpace,
+    shmarrow.AccessDenied,
+    shmarrow.InvalidName,
+    shmarrow.NotAFile,
+    shmarrow.CorruptSegment,
+    shmarrow.NotZeroCopy,
+    shmarrow.InvalidTable,
+]
+
+INVALID_NAMES = ["", ".x", "a/b", "../x", "x" * 201, "sp ace", "a\x00b", "ü", "a\nb"]
+
+
+def _valid_segment_bytes() -> bytes:
+    """Bytes of a real shmarrow segment (published in an isolated spot and removed)."""
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix=f"pytest-shmarrow-{os.getpid()}-", dir="/dev/shm")
+    try:
+        t = pa.table({"x": pa.array(range(64), pa.int64()), "s": [f"v{i}" for i in range(64)]})
+        created = shmarrow.create("valid", t, dir=d)
+        with open(created.path, "rb") as f:
+            return f.read()
+    finally:
+        shutil.rmtree(d)
+
+
+def test_exception_hierarchy():
+    for exc in ALL_ERRORS:
+        assert issubclass(exc, shmarrow.ShmarrowError), exc
+        assert exc is not shmarrow.ShmarrowError
+    assert issubclass(shmarrow.ShmarrowError, Exception)
+    assert len(set(ALL_ERRORS)) == len(ALL_ERRORS)
+
+
+def test_attach_missing(seg_name, shm_dir):
+    with pytest.raises(shmarrow.SegmentNotFound, match=seg_name) as info:
+        shmarrow.attach(seg_name, dir=shm_dir)
+    assert isinstance(info.value, shmarrow.ShmarrowError)
+
+
+def test_attach_missing_dir(seg_name, iso_dir):
+    with pytest.raises(shmarrow.ShmarrowError):
+        shmarrow.attach(seg_name, dir=os.path.join(iso_dir, "no-such-dir"))
+
+
+def test_remove_missing_returns_false(seg_name, shm_dir):
+    assert shmarrow.remove(seg_name, dir=shm_dir) is False
+
+
+@pytest.mark.parametrize("name", INVALID_NAMES, ids=repr)
+def test_invalid_names(name, shm_dir, iso_dir):
+    t = pa.table({"x": [1]})
+    with pytest.raises(shmarrow.InvalidName):
+        shmarrow.attach(name, dir=shm_dir)
+    with pytest.raises(shmarrow.InvalidName):
+        shmarrow.remove(name, dir=shm_dir)
+    with pytest.raises(shmarrow.InvalidName):
+        shmarrow.path(name, dir=shm_dir)
+    with pytest.raises(shmarrow.InvalidName):
+        shmarrow.create(name, t, dir=iso_dir)
+    assert os.listdir(iso_dir) == [], "a refused create must leave nothing behind"
+
+
+def test_invalid_name_is_shmarrow_error(shm_dir):
+    with pytest.raises(shmarrow.ShmarrowError):
+        shmarrow.path("../etc/passwd", dir=shm_dir)
+
+
+@pytest.mark.parametrize("name", ["a", "x.arrow", "A-b_c.9", "n" * 200, "a..b"])
+def test_valid_names_accepted(name, iso_dir):
+    shmarrow.create(name, pa.table({"x": [1]}), dir=iso_dir)
+    assert shmarrow.attach(name, dir=iso_dir).num_rows == 1
+    assert shmarrow.remove(name, dir=iso_dir) is True
+
+
+# ---------------------------------------------------------------- corrupt files
+
+
+def _corruptions():
+    valid = _valid_segment_bytes()
+    assert valid[:6] == b"ARROW1" and valid[-6:] == b"ARROW1"
+    footer_ff = bytearray(valid)
+    footer_ff[-74:-10] = b"\xff" * 64
+    lying_len = bytearray(valid)
+    lying_len[-10:-6] = (len(valid) * 4).to_bytes(4, "little")  # footer length past the start
+    return {
+        "random": os.urandom(4096),
+        "truncated-half": valid[: len(valid) // 2],
+        "footer-0xff": bytes(footer_ff),
+        "footer-length-lies": bytes(lying_len),
+        "empty": b"",
+        "five-bytes": b"ARROW",
+        "magic-only": b"ARROW1\x00\x00ARROW1",
+    }
+
+
+CORRUPTIONS = _corruptions()
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPTIONS))
+def test_corrupt_segment(kind, seg_name, shm_dir):
+    with open(os.path.join(shm_dir, seg_name), "wb") as f:
+        f.write(CORRUPTIONS[kind])
+    with pytest.raises(shmarrow.CorruptSegment) as info:
+        shmarrow.attach(seg_name, dir=shm_dir)
+    assert seg_name in str(info.value)
+    assert isinstance(info.value, shmarrow.ShmarrowError)
+    with pytest.raises(shmarrow.CorruptSegment):
+        shmarrow.attach(seg_name, dir=shm_dir, strict=True)
+
+
+def test_corrupt_segment_in_subprocess_does_not_crash(seg_name, shm_dir):
+    """Belt and braces: every corruption in a fresh interpreter exits normally (no SIGSEGV/
+    SIGBUS/abort) and reports CorruptSegment."""
+    paths = []
+    for i, kind in enumerate(sorted(CORRUPTIONS)):
+        name = f"{seg_name}-{i}"
+        paths.append(os.path.join(shm_dir, name))
+        with open(paths[-1], "wb") as f:
+            f.write(CORRUPTIONS[kind])
+    code = textwrap.dedent(
+        f"""
+        import shmarrow
+        for i in range({len(CORRUPTIONS)}):
+            try:
+                shmarrow.attach(f"{seg_name}-{{i}}", dir={shm_dir!r})
+                print("no-error")
+            except shmarrow.CorruptSegment:
+                print("corrupt")
+        """
+    )
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    finally:
+        for p in paths:
+            os.unlink(p)
+    assert out.returncode == 0, (out.returncode, out.stderr)
+    assert out.stdout.split() == ["corrupt"] * len(CORRUPTIONS)
+
+
+def test_non_arrow_file_is_not_listed_but_attach_says_corrupt(seg_name, shm_dir):
+    with open(os.path.join(shm_dir, seg_name), "wb") as f:
+        f.write(b"hello world, not arrow")
+    assert seg_name not in {s["name"] for s in shmarrow.list(dir=shm_dir)}
+    with pytest.raises(shmarrow.CorruptSegment):
+        shmarrow.attach(seg_name, dir=shm_dir)
+
+
+# ---------------------------------------------------------------- not regular files
+
+
+def test_symlink_is_not_followed(new_name, shm_dir):
+    target, link = new_name("target"), new_name("link")
+    shmarrow.create(target, pa.table({"x": [1]}), dir=shm_dir)
+    os.symlink(os.path.join(shm_dir, target), os.path.join(shm_dir, link))
+    assert shmarrow.attach(target, dir=shm_dir).num_rows == 1  # the target itself is fine
+    with pytest.raises(shmarrow.NotAFile, match="symbolic link"):
+        shmarrow.attach(link, dir=shm_dir)
+
+
+def test_dangling_symlink_is_not_a_file(new_name, shm_dir):
+    link = new_name("dangling")
+    os.symlink(os.path.join(shm_dir, new_name("nowhere")), os.path.join(shm_dir, link))
+    with pytest.raises(shmarrow.NotAFile):
+        shmarrow.attach(link, dir=shm_dir)
+
+
+def test_create_over_symlink_replaces_link_not_target(new_name, shm_dir):
+    target, link = new_name("target"), new_name("link")
+    shmarrow.create(target, pa.table({"x": [1]}), dir=shm_dir)
+    with open(os.path.join(shm_dir, target), "rb") as f:
+        before = f.read()
+    os.symlink(os.path.join(shm_dir, target), os.path.join(shm_dir, link))
+    shmarrow.create(link, pa.table({"x": [2]}), dir=shm_dir)
+    with open(os.path.join(shm_dir, target), "rb") as f:
+        assert f.read() == before, "the symlink's target must not be written"
+    assert stat.S_ISREG(os.lstat(os.path.join(shm_dir, link)).st_mode)
+    assert shmarrow.attach(link, dir=shm_dir).column("x").to_pylist() == [2]
+
+
+def test_fifo_is_not_a_file_and_does_not_hang(seg_name, shm_dir):
+    os.mkfifo(os.path.join(shm_dir, seg_name))
+    code = textwrap.dedent(
+        f"""
+        import shmarrow
+        try:
+            shmarrow.attach({seg_name!r}, dir={shm_dir!r})
+        except shmarrow.NotAFile as e:
+            print("NotAFile", e)
+        """
+    )
+    # in a subprocess with a timeout, so a blocking open() fails the test instead of hanging it
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("NotAFile") and seg_name in out.stdout
+    with pytest.raises(shmarrow.NotAFile, match="FIFO"):
+        shmarrow.attach(seg_name, dir=shm_dir)
+
+
+def test_directory_is_not_a_file(seg_name, shm_dir):
+    os.mkdir(os.path.join(shm_dir, seg_name))
+    with pytest.raises(shmarrow.NotAFile, match="directory"):
+        shmarrow.attach(seg_name, dir=shm_dir)
+    with pytest.raises(shmarrow.NotAFile):
+        shmarrow.remove(seg_name, dir=shm_dir)
+    assert os.path.isdir(os.path.join(shm_dir, seg_name))
+
+
+# ---------------------------------------------------------------- bad arguments
+
+
+@pytest.mark.parametrize("mode", [0o1000, 0o4755, 0o7777])
+def test_create_invalid_mode(mode, seg_name, shm_dir):
+    with pytest.raises(ValueError):
+        shmarrow.create(seg_name, pa.table({"x": [1]}), dir=shm_dir, mode=mode)
+    assert not os.path.lexists(os.path.join(shm_dir, seg_name))
+
+
+@pytest.mark.parametrize("lifetime", ["forever", "", "Owner", "temporary"])
+def test_create_invalid_lifetime(lifetime, seg_name, shm_dir):
+    with pytest.raises(ValueError, match="lifetime"):
+        shmarrow.create(seg_name, pa.table({"x": [1]}), dir=shm_dir, lifetime=lifetime)
+    assert not os.path.lexists(os.path.join(shm_dir, seg_name))
+
+
+def test_create_empty_batch_list(seg_name, shm_dir):
+    with pytest.raises(shmarrow.InvalidTable):
+        shmarrow.create(seg_name, [], dir=shm_dir)
+    assert not os.path.lexists(os.path.join(shm_dir, seg_name))
+
+
+def test_create_missing_directory(seg_name, iso_dir):
+    missing = os.path.join(iso_dir, "missing")
+    with pytest.raises(shmarrow.ShmarrowError):
+        shmarrow.create(seg_name, pa.table({"x": [1]}), dir=missing)
+    assert not os.path.exists(missing)
+
+
+def test_create_rejects_non_arrow_data(seg_name, shm_dir):
+    with pytest.raises(Exception):
+        shmarrow.create(seg_name, 42, dir=shm_dir)
+    assert not os.path.lexists(os.path.join(shm_dir, seg_name))
+
+
+def test_column_view_missing_column(seg_name, shm_dir):
+    shmarrow.create(seg_name, pa.table({"x": [1]}), dir=shm_dir)
+    t = shmarrow.attach(seg_name, dir=shm_dir)
+    with pytest.raises(KeyError):
+        shmarrow.column_view(t, "nope")
+
+
+# ---------------------------------------------------------------- permissions (root only)
+
+NOBODY = ["--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def _as_nobody(argv, **kw):
+    env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1", "HOME": "/"}
+    return subprocess.run(
+        ["setpriv", *NOBODY, *argv], capture_output=True, text=True, timeout=60, cwd="/", env=env, **kw
+    )
+
+
+@pytest.fixture(scope="module")
+def nobody_python():
+    """(python, can_import_shmarrow) runnable as user nobody."""
+    if os.geteuid() != 0:
+        pytest.skip("permission tests need root (to run a process as user nobody)")
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    probe = _as_nobody([sys.executable, "-c", "import shmarrow, pyarrow"])
+    if probe.returncode == 0:
+        return sys.executable, True
+    for candidate in ("/usr/bin/python3", shutil.which("python3")):
+        if candidate and _as_nobody([candidate, "-c", "pass"]).returncode == 0:
+            return candidate, False
+    pytest.skip("no python interpreter that user nobody can run")
+
+
+ATTACH_AS_NOBODY = """
+import sys
+name, d = sys.argv[1], sys.argv[2]
+try:
+    import shmarrow
+except ImportError:
+    shmarrow = None
+if shmarrow is not None:
+    try:
+        t = shmarrow.attach(name, dir=d)
+    except shmarrow.AccessDenied as e:
+        print("AccessDenied", e); sys.exit(3)
+    print("rows", t.num_rows, sum(t.column("x").to_pylist()))
+else:
+    import os
+    try:
+        with open(os.path.join(d, name), "rb") as f:
+            data = f.read()
+    except PermissionError as e:
+        print("PermissionError", e); sys.exit(3)
+    print("magic", data[:6].decode(), len(data))
+"""
+
+
+def test_permissions_default_mode_denies_other_users(seg_name, shm_dir, nobody_python, shmarrow_bin):
+    python, has_shmarrow = nobody_python
+    created = shmarrow.create(seg_name, pa.table({"x": [1, 2, 3]}), dir=shm_dir)
+    assert stat.S_IMODE(os.stat(created.path).st_mode) == 0o600
+
+    denied = _as_nobody([python, "-c", ATTACH_AS_NOBODY, seg_name, shm_dir])
+    assert denied.returncode == 3, (denied.stdout, denied.stderr)
+    if has_shmarrow:
+        assert denied.stdout.startswith("AccessDenied") and seg_name in denied.stdout
+    else:
+        assert denied.stdout.startswith("PermissionError")
+
+    cli = _as_nobody([shmarrow_bin, "inspect", seg_name, "--dir", shm_dir])
+    assert cli.returncode == 1, (cli.stdout, cli.stderr)
+    assert "permission denied" in cli.stderr.lower()
+
+    os.chmod(created.path, 0o644)
+    allowed = _as_nobody([python, "-c", ATTACH_AS_NOBODY, seg_name, shm_dir])
+    assert allowed.returncode == 0, (allowed.stdout, allowed.stderr)
+    if has_shmarrow:
+        assert allowed.stdout.split() == ["rows", "3", "6"]
+    else:
+        assert allowed.stdout.split() == ["magic", "ARROW1", str(created.nbytes)]
+    cli = _as_nobody([shmarrow_bin, "inspect", seg_name, "--dir", shm_dir])
+    assert cli.returncode == 0, cli.stderr
+    assert seg_name in cli.stdout
+
+
+def test_permissions_mode_644_readable_by_others(seg_name, shm_dir, nobody_python, shmarrow_bin):
+    python, has_shmarrow = nobody_python
+    created = shmarrow.create(seg_name, pa.table({"x": [4, 5]}), dir=shm_dir, mode=0o644)
+    allowed = _as_nobody([python, "-c", ATTACH_AS_NOBODY, seg_name, shm_dir])
+    assert allowed.returncode == 0, (allowed.stdout, allowed.stderr)
+    if has_shmarrow:
+        assert allowed.stdout.split() == ["rows", "2", "9"]
+    else:
+        assert allowed.stdout.split() == ["magic", "ARROW1", str(created.nbytes)]
+    cli = _as_nobody([shmarrow_bin, "inspect", seg_name, "--dir", shm_dir])
+    assert cli.returncode == 0, cli.stderr
+
+
+def test_permissions_other_user_cannot_remove_or_replace(seg_name, shm_dir, nobody_python):
+    """/dev/shm is sticky (1777): another user can neither remove nor replace our segment."""
+    python, has_shmarrow = nobody_python
+    if not has_shmarrow:
+        pytest.skip("user nobody cannot import shmarrow here")
+    if not os.stat(shm_dir).st_mode & stat.S_ISVTX:
+        pytest.skip("segment directory is not sticky")
+    shmarrow.create(seg_name, pa.table({"x": [1]}), dir=shm_dir, mode=0o644)
+    code = textwrap.dedent(
+        """
+        import sys, shmarrow, pyarrow as pa
+        name, d = sys.argv[1], sys.argv[2]
+        for op in (lambda: shmarrow.remove(name, dir=d),
+                   lambda: shmarrow.create(name, pa.table({"x": [9]}), dir=d)):
+            try:
+                op(); print("ok")
+            except shmarrow.AccessDenied:
+                print("AccessDenied")
+        """
+    )
+    out = _as_nobody([python, "-c", code, seg_name, shm_dir])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["AccessDenied", "AccessDenied"]
+    assert shmarrow.attach(seg_name, dir=shm_dir).column("x").to_pylist() == [1]
+    assert [f for f in os.listdir(shm_dir) if f.startswith(f".{seg_name}.")] == []

@@ -1,0 +1,224 @@
+"""Zero copy: attached tables and column views point into the segment's shared mapping, and
+the mapping lives exactly as long as something of the table does."""
+
+from __future__ import annotations
+
+import decimal
+import gc
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import shmarrow
+
+
+def _fresh_segment(name, directory, table):
+    created = shmarrow.create(name, table, dir=directory)
+    path = os.fspath(created.path)
+    assert path == os.path.join(directory, name)
+    return path
+
+
+def test_every_buffer_lies_in_the_mapping(seg_name, shm_dir, rich_table, maps, within, buffers_of):
+    path = _fresh_segment(seg_name, shm_dir, rich_table)
+    assert maps(path) == [], "nothing maps the segment before attach"
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    ranges = maps(path)
+    assert ranges, f"{path} is not mapped after attach"
+    assert sum(end - start for start, end in ranges) >= os.path.getsize(path)
+
+    checked = 0
+    for name in table.column_names:
+        col = table.column(name)
+        assert col.num_chunks == 3
+        for i, chunk in enumerate(col.chunks):
+            bufs = buffers_of(chunk)
+            if name != "void":
+                assert bufs, f"{name} chunk {i} has no buffers to check"
+            for buf in bufs:
+                assert within(buf.address, buf.size, ranges), (
+                    f"column {name} chunk {i}: buffer {buf.address:#x}+{buf.size} is not in "
+                    f"the mapping {[(hex(s), hex(e)) for s, e in ranges]}"
+                )
+                checked += 1
+    # 11 non-null columns x 3 batches, most with several buffers (children included)
+    assert checked >= 70
+
+
+def test_column_view_is_a_readonly_view_into_the_mapping(seg_name, shm_dir, rich_table, maps, within):
+    path = _fresh_segment(seg_name, shm_dir, rich_table)
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    ranges = maps(path)
+    for column, dtype in [("i64", np.int64), ("u8", np.uint8), ("f64", np.float64)]:
+        views = shmarrow.column_view(table, column)
+        assert len(views) == 3
+        expected = [c.to_numpy() for c in rich_table.column(column).chunks]
+        for view, exp in zip(views, expected):
+            assert isinstance(view, np.ndarray)
+            assert view.dtype == dtype
+            address = view.__array_interface__["data"][0]
+            assert within(address, view.nbytes, ranges), column
+            assert view.flags.writeable is False
+            with pytest.raises(ValueError):
+                view[0] = 0
+            np.testing.assert_array_equal(view, exp)
+        assert np.concatenate(views).tolist() == rich_table.column(column).to_pylist()
+
+
+def test_column_view_by_index_and_single_chunk(seg_name, shm_dir, maps, within):
+    values = np.arange(10_000, dtype=np.float64) * 1.5
+    path = _fresh_segment(seg_name, shm_dir, pa.table({"a": pa.array(["x"] * 10_000), "v": values}))
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    (view,) = shmarrow.column_view(table, 1)
+    assert view.__array_interface__["data"][0] % 64 == 0, "our writer aligns buffers to 64 bytes"
+    assert within(view.__array_interface__["data"][0], view.nbytes, maps(path))
+    np.testing.assert_array_equal(view, values)
+
+
+def test_column_view_timestamp_without_nulls(seg_name, shm_dir, maps, within):
+    ts = pa.array([0, 1, 2, 3, 4], pa.timestamp("ms", tz="UTC"))
+    path = _fresh_segment(seg_name, shm_dir, pa.table({"t": ts}))
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    (view,) = shmarrow.column_view(table, "t")
+    assert view.dtype == np.dtype("datetime64[ms]")
+    assert within(view.__array_interface__["data"][0], view.nbytes, maps(path))
+    assert view.astype(np.int64).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_column_view_refuses_strings(seg_name, shm_dir):
+    _fresh_segment(seg_name, shm_dir, pa.table({"s": ["a", "b", "c"]}))  # no nulls: the type is why
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    with pytest.raises(shmarrow.NotZeroCopy, match="'s'"):
+        shmarrow.column_view(table, "s")
+
+
+def test_column_view_refuses_nulls(seg_name, shm_dir):
+    _fresh_segment(seg_name, shm_dir, pa.table({"f": pa.array([1.0, None, 3.0], pa.float64())}))
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    with pytest.raises(shmarrow.NotZeroCopy, match="'f'") as info:
+        shmarrow.column_view(table, "f")
+    assert isinstance(info.value, shmarrow.ShmarrowError)
+
+
+def test_column_view_refuses_nulls_in_a_later_chunk(seg_name, shm_dir):
+    t = pa.Table.from_batches(
+        [pa.record_batch({"f": pa.array([1.0, 2.0])}), pa.record_batch({"f": pa.array([None, 4.0])})]
+    )
+    _fresh_segment(seg_name, shm_dir, t)
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    with pytest.raises(shmarrow.NotZeroCopy, match="chunk 1"):
+        shmarrow.column_view(table, "f")
+
+
+# ---------------------------------------------------------------- mapping lifetime
+
+
+def test_mapping_goes_with_the_table(seg_name, shm_dir, maps):
+    path = _fresh_segment(seg_name, shm_dir, pa.table({"x": pa.array(range(4096), pa.int64())}))
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    assert maps(path)
+    del table
+    gc.collect()
+    assert maps(path) == []
+
+
+def test_mapping_stays_while_one_column_lives(seg_name, shm_dir, maps, within):
+    t = pa.table({"x": pa.array(range(4096), pa.int64()), "y": pa.array(range(4096), pa.float64())})
+    path = _fresh_segment(seg_name, shm_dir, t)
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    arr = table.column("y").chunk(0)
+    del table
+    gc.collect()
+    ranges = maps(path)
+    assert ranges, "a live column must keep the mapping"
+    buf = arr.buffers()[1]
+    assert within(buf.address, buf.size, ranges)
+    assert arr[4095].as_py() == 4095.0
+    del arr, buf
+    gc.collect()
+    assert maps(path) == []
+
+
+def test_mapping_stays_while_a_numpy_view_lives(seg_name, shm_dir, maps):
+    path = _fresh_segment(seg_name, shm_dir, pa.table({"x": pa.array(range(4096), pa.int64())}))
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    (view,) = shmarrow.column_view(table, "x")
+    del table
+    gc.collect()
+    assert maps(path)
+    assert int(view.sum()) == 4095 * 4096 // 2
+    del view
+    gc.collect()
+    assert maps(path) == []
+
+
+def test_each_attach_is_its_own_mapping(seg_name, shm_dir, maps):
+    path = _fresh_segment(seg_name, shm_dir, pa.table({"x": pa.array(range(4096), pa.int64())}))
+    a = shmarrow.attach(seg_name, dir=shm_dir)
+    n1 = len(maps(path))
+    b = shmarrow.attach(seg_name, dir=shm_dir)
+    assert len(maps(path)) == n1 + 1
+    del a
+    gc.collect()
+    assert len(maps(path)) == n1
+    assert b.column("x")[10].as_py() == 10
+    del b
+    gc.collect()
+    assert maps(path) == []
+
+
+# ---------------------------------------------------------------- foreign (stock pyarrow) files
+
+
+def _write_stock(path, table):
+    with pa.OSFile(path, "wb") as sink:
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+
+
+def test_stock_written_file_fixed_width_is_zero_copy(seg_name, shm_dir, maps, within, buffers_of):
+    t = pa.table({"i": pa.array(range(100), pa.int32()), "f": pa.array([0.5] * 100), "s": ["z"] * 100})
+    path = os.path.join(shm_dir, seg_name)
+    _write_stock(path, t)
+    table = shmarrow.attach(seg_name, dir=shm_dir, strict=True)
+    assert table.equals(t)
+    ranges = maps(path)
+    for name in t.column_names:
+        for buf in buffers_of(table.column(name).chunk(0)):
+            assert within(buf.address, buf.size, ranges), name
+
+
+def test_stock_written_misaligned_decimal_is_copied_or_refused(seg_name, shm_dir, maps, within):
+    """Stock pyarrow aligns buffers to 8 only; a decimal128 buffer at 8 mod 16 cannot be used
+    in place: default attach copies just that buffer, strict=True refuses."""
+    path = os.path.join(shm_dir, seg_name)
+    for n in range(1, 9):
+        t = pa.table(
+            {
+                "i": pa.array(range(n), pa.int8()),
+                "d": pa.array([decimal.Decimal(f"{k}.25") for k in range(n)], pa.decimal128(12, 2)),
+            }
+        )
+        _write_stock(path, t)
+        with pa.memory_map(path) as src:
+            stock = pa.ipc.open_file(src).read_all()
+            misaligned = stock.column("d").chunk(0).buffers()[1].address % 16 != 0
+            del stock
+        if misaligned:
+            break
+    else:
+        pytest.fail("could not make stock pyarrow write a decimal128 buffer at 8 mod 16")
+
+    with pytest.raises(shmarrow.NotZeroCopy, match="d"):
+        shmarrow.attach(seg_name, dir=shm_dir, strict=True)
+
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    assert table.equals(t)
+    ranges = maps(path)
+    dbuf = table.column("d").chunk(0).buffers()[1]
+    assert dbuf.address % 16 == 0
+    assert not within(dbuf.address, dbuf.size, ranges), "the misaligned buffer must be a copy"
+    ibuf = table.column("i").chunk(0).buffers()[1]
+    assert within(ibuf.address, ibuf.size, ranges), "other columns stay zero-copy"
