@@ -26,7 +26,7 @@ demo: python-package
 	cargo run --release --quiet -- demo --python $(PY)
 
 test: python-package
-	SHMARROW_PYTHON=$(PY) SHMARROW_REQUIRE_PYTHON=1 cargo test --all-targets
+	SHMARROW_PYTHON=$(PY) SHMARROW_REQUIRE_PYTHON=1 cargo test
 	$(PY) -m pytest -q python/tests
 
 bench: python-package

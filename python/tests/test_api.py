@@ -9,9 +9,11 @@ import stat
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 
 import shmarrow
@@ -65,6 +67,17 @@ def test_zero_row_table(seg_name, shm_dir, strip_meta):
     assert table.num_rows == 0
     assert strip_meta(table).schema.equals(schema)
     assert strip_meta(table).equals(empty)
+
+
+@pytest.mark.parametrize("offset,length", [(1, 3), (3, 10), (7, 13)])
+def test_round_trip_sliced_input(seg_name, shm_dir, rich_table, strip_meta, offset, length):
+    """Sliced arrays (non-zero offsets in bitmaps, offsets and children) are written as their
+    logical values."""
+    sliced = rich_table.slice(offset, length)
+    shmarrow.create(seg_name, sliced, dir=shm_dir)
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    assert strip_meta(table).equals(sliced)
+    assert table.to_pylist() == sliced.to_pylist()
 
 
 def test_create_from_record_batch(seg_name, shm_dir, strip_meta):
@@ -226,6 +239,38 @@ def test_replace_keeps_old_snapshot(seg_name, shm_dir, maps, within):
     assert new.column("s").to_pylist() == ["w", "x", "y", "z"]
 
 
+def test_concurrent_replace_never_tears(seg_name, shm_dir):
+    """A writer thread keeps replacing the segment (create releases the GIL) while this
+    thread attaches: every attach sees one complete version, never a mix or a partial file."""
+    n = 20_000
+    versions = 30
+    shmarrow.create(seg_name, pa.table({"v": pa.array([0] * n, pa.int64())}), dir=shm_dir)
+    errors = []
+
+    def writer():
+        try:
+            for k in range(1, versions + 1):
+                shmarrow.create(seg_name, pa.table({"v": pa.array([k] * n, pa.int64())}), dir=shm_dir)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    seen = set()
+    while thread.is_alive() or not seen:
+        t = shmarrow.attach(seg_name, dir=shm_dir)
+        values = t.column("v")
+        assert t.num_rows == n
+        lo, hi = values[0].as_py(), values[n - 1].as_py()
+        assert lo == hi
+        assert pc.min_max(values).as_py() == {"min": lo, "max": lo}
+        seen.add(lo)
+    thread.join()
+    assert errors == []
+    assert shmarrow.attach(seg_name, dir=shm_dir).column("v")[0].as_py() == versions
+    assert [f for f in os.listdir(shm_dir) if f.startswith(f".{seg_name}.")] == []
+
+
 def test_replace_false_on_existing_raises_and_keeps_v1(seg_name, shm_dir):
     v1 = pa.table({"x": [1, 2, 3]})
     created = shmarrow.create(seg_name, v1, dir=shm_dir)
@@ -294,6 +339,21 @@ def test_owner_garbage_collection_removes(seg_name, shm_dir):
     del h
     pygc.collect()
     assert not os.path.lexists(path)
+
+
+def test_owner_removed_when_creator_exits_normally(seg_name, shm_dir):
+    code = textwrap.dedent(
+        f"""
+        import os, shmarrow, pyarrow as pa
+        handle = shmarrow.create({seg_name!r}, pa.table({{"x": [1]}}), dir={shm_dir!r}, lifetime="owner")
+        assert os.path.isfile(handle.path)
+        print("created")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "created"
+    assert not os.path.lexists(os.path.join(shm_dir, seg_name))
 
 
 def test_owner_disown_keeps(seg_name, shm_dir):
@@ -424,12 +484,25 @@ def test_gc_owner_segment_of_dead_creator(iso_dir):
     assert int(md[b"shmarrow.creator_pid"]) == child_pid
     assert md[b"shmarrow.lifetime"] == b"owner"
 
+    # a creator that crashes (no handle cleanup at all) leaves its owner segment to gc
+    crash = textwrap.dedent(
+        f"""
+        import os, shmarrow, pyarrow as pa
+        h = shmarrow.create("crashed", pa.table({{"x": [1]}}), dir={iso_dir!r}, lifetime="owner")
+        os._exit(0)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", crash], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert os.path.isfile(os.path.join(iso_dir, "crashed"))
+
     # an owner segment of a live creator (us) is kept
     mine = shmarrow.create("mine", t, dir=iso_dir, lifetime="owner")
     try:
-        assert shmarrow.gc(dir=iso_dir, dry_run=True) == ["owned"]
+        assert sorted(shmarrow.gc(dir=iso_dir, dry_run=True)) == ["crashed", "owned"]
         assert os.path.isfile(os.path.join(iso_dir, "owned"))
-        assert shmarrow.gc(dir=iso_dir) == ["owned"]
+        assert os.path.isfile(os.path.join(iso_dir, "crashed"))
+        assert sorted(shmarrow.gc(dir=iso_dir)) == ["crashed", "owned"]
         assert sorted(os.listdir(iso_dir)) == ["kept", "mine"]
     finally:
         mine.close()

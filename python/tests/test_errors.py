@@ -158,6 +158,16 @@ def test_corrupt_segment_in_subprocess_does_not_crash(seg_name, shm_dir):
     assert out.stdout.split() == ["corrupt"] * len(CORRUPTIONS)
 
 
+def test_ipc_stream_format_is_corrupt(seg_name, shm_dir):
+    """A segment is an IPC *file*; the stream format (no footer) is refused, not misread."""
+    t = pa.table({"x": [1, 2, 3]})
+    with pa.OSFile(os.path.join(shm_dir, seg_name), "wb") as sink:
+        with pa.ipc.new_stream(sink, t.schema) as writer:
+            writer.write_table(t)
+    with pytest.raises(shmarrow.CorruptSegment, match=seg_name):
+        shmarrow.attach(seg_name, dir=shm_dir)
+
+
 def test_non_arrow_file_is_not_listed_but_attach_says_corrupt(seg_name, shm_dir):
     with open(os.path.join(shm_dir, seg_name), "wb") as f:
         f.write(b"hello world, not arrow")
@@ -247,6 +257,20 @@ def test_create_empty_batch_list(seg_name, shm_dir):
     with pytest.raises(shmarrow.InvalidTable):
         shmarrow.create(seg_name, [], dir=shm_dir)
     assert not os.path.lexists(os.path.join(shm_dir, seg_name))
+
+
+def test_create_dictionary_replacement_is_invalid_table(seg_name, shm_dir):
+    """Chunks with different dictionaries cannot be one IPC file: InvalidTable, no files."""
+    t = pa.Table.from_batches(
+        [
+            pa.record_batch({"c": pa.array(["a", "b"]).dictionary_encode()}),
+            pa.record_batch({"c": pa.array(["z"]).dictionary_encode()}),
+        ]
+    )
+    with pytest.raises(shmarrow.InvalidTable, match=seg_name):
+        shmarrow.create(seg_name, t, dir=shm_dir)
+    assert not os.path.lexists(os.path.join(shm_dir, seg_name))
+    assert [f for f in os.listdir(shm_dir) if f.startswith(f".{seg_name}.")] == []
 
 
 def test_create_missing_directory(seg_name, iso_dir):

@@ -112,6 +112,29 @@ def test_column_view_refuses_nulls_in_a_later_chunk(seg_name, shm_dir):
         shmarrow.column_view(table, "f")
 
 
+def test_own_segment_16_byte_types_are_strict_zero_copy(seg_name, shm_dir, maps, within, buffers_of):
+    """Our writer aligns to 64 bytes, so even decimal128/256 and month-day-nano intervals are
+    used in place (strict=True succeeds)."""
+    t = pa.table(
+        {
+            "pad": pa.array([1, 2, 3], pa.int8()),
+            "d128": pa.array([decimal.Decimal("1.25"), None, decimal.Decimal("-3.5")], pa.decimal128(10, 2)),
+            "d256": pa.array([decimal.Decimal("7.5"), decimal.Decimal("0"), None], pa.decimal256(40, 2)),
+            "mdn": pa.array([pa.MonthDayNano([1, 2, 3]), None, pa.MonthDayNano([4, 5, 6])], pa.month_day_nano_interval()),
+        }
+    )
+    path = _fresh_segment(seg_name, shm_dir, t)
+    table = shmarrow.attach(seg_name, dir=shm_dir, strict=True)
+    assert table.to_pylist() == t.to_pylist()
+    ranges = maps(path)
+    for name in t.column_names:
+        bufs = buffers_of(table.column(name).chunk(0))
+        assert bufs
+        for buf in bufs:
+            assert within(buf.address, buf.size, ranges), name
+            assert buf.address % 64 == 0, name
+
+
 # ---------------------------------------------------------------- mapping lifetime
 
 
@@ -222,3 +245,17 @@ def test_stock_written_misaligned_decimal_is_copied_or_refused(seg_name, shm_dir
     assert not within(dbuf.address, dbuf.size, ranges), "the misaligned buffer must be a copy"
     ibuf = table.column("i").chunk(0).buffers()[1]
     assert within(ibuf.address, ibuf.size, ranges), "other columns stay zero-copy"
+
+
+@pytest.mark.parametrize("codec", ["lz4", "zstd"])
+def test_stock_written_compressed_file_is_decompressed_or_refused(seg_name, shm_dir, codec):
+    if not pa.Codec.is_available(codec):
+        pytest.skip(f"pyarrow built without {codec}")
+    t = pa.table({"x": pa.array(range(1000), pa.int64()), "s": [str(i) for i in range(1000)]})
+    path = os.path.join(shm_dir, seg_name)
+    with pa.OSFile(path, "wb") as sink:
+        with pa.ipc.new_file(sink, t.schema, options=pa.ipc.IpcWriteOptions(compression=codec)) as w:
+            w.write_table(t)
+    with pytest.raises(shmarrow.NotZeroCopy, match=seg_name):
+        shmarrow.attach(seg_name, dir=shm_dir, strict=True)
+    assert shmarrow.attach(seg_name, dir=shm_dir).equals(t)

@@ -1,0 +1,268 @@
+"""Attach benchmark, Python side: shmarrow.attach vs stock pyarrow on the same segment.
+
+Run with the project's venv (``make bench`` does): ``.venv/bin/python bench/attach.py``.
+``SHMARROW_BENCH_QUICK=1``: fewer repeats and no 1 GiB table (a smoke run).
+
+For tables of 1 MiB, 100 MiB and 1 GiB of data (8 float64 columns, ONE record batch each,
+built with NumPy), the table is published once with ``shmarrow.create``, then, in this process
+and alternating, the two ways of attaching it are timed (``time.perf_counter_ns``), each call
+followed by dropping the table (so unmapping is included, as in the Rust benchmark):
+
+- ``shmarrow.attach(name)`` (Rust attach + export through one Arrow C stream)
+- ``pa.ipc.open_file(pa.memory_map(path)).read_all()`` (stock pyarrow, nothing of ours)
+
+Figures are printed, never asserted. Every segment created here is named
+``shmarrow-bench-py-<pid>-...`` and removed in a ``finally`` block (also on Ctrl-C/SIGTERM).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import signal
+import statistics
+import sys
+import time
+
+import numpy as np
+import pyarrow as pa
+
+import shmarrow
+
+MIB = 1 << 20
+GIB = 1 << 30
+COLUMNS = 8
+TARGET_SPEEDUP = 4.0  # shmarrow attach at least 4x faster than stock pyarrow (medians)
+
+
+def human(nbytes: int) -> str:
+    if nbytes >= GIB and nbytes % GIB == 0:
+        return f"{nbytes // GIB} GiB"
+    if nbytes >= MIB and nbytes % MIB == 0:
+        return f"{nbytes // MIB} MiB"
+    return f"{nbytes} B"
+
+
+def machine() -> str:
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        with open("/proc/sys/kernel/osrelease") as f:
+            kernel = f.read().strip()
+    except OSError:
+        kernel = "?"
+    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return (
+        f"nproc {nproc}, MemTotal {mem}, kernel {kernel}; Python {platform.python_version()}, "
+        f"pyarrow {pa.__version__}, numpy {np.__version__}"
+    )
+
+
+def make_table(nbytes: int) -> pa.Table:
+    """8 float64 columns holding ``nbytes`` of values, as ONE record batch (one chunk each)."""
+    rows = nbytes // (COLUMNS * 8)
+    base = np.arange(rows, dtype=np.float64)
+    arrays = [pa.array(base * (c + 1)) for c in range(COLUMNS)]  # zero-copy from NumPy
+    del base
+    table = pa.table(arrays, names=[f"c{c}" for c in range(COLUMNS)])
+    assert all(col.num_chunks == 1 for col in table.columns)
+    return table
+
+
+def mappings_of(path: str) -> list[tuple[int, int]]:
+    """Address ranges of this process's mappings of ``path`` (from /proc/self/maps)."""
+    out = []
+    with open("/proc/self/maps") as f:
+        for line in f:
+            parts = line.split(maxsplit=5)
+            if len(parts) == 6 and parts[5].rstrip("\n").removesuffix(" (deleted)") == path:
+                lo, hi = parts[0].split("-")
+                out.append((int(lo, 16), int(hi, 16)))
+    return out
+
+
+def buffers_in_mapping(table: pa.Table, path: str) -> tuple[bool, int, list[tuple[int, int]]]:
+    """Whether every column's values buffer lies in a mapping of ``path``; also column 0's
+    buffer address and the mappings, for the report."""
+    maps = mappings_of(path)
+    inside = True
+    first = None
+    for col in table.columns:
+        for chunk in col.chunks:
+            buf = chunk.buffers()[1]
+            first = buf.address if first is None else first
+            inside &= any(lo <= buf.address and buf.address + buf.size <= hi for lo, hi in maps)
+    return inside, first, maps
+
+
+def stats_us(samples_ns: list[int]) -> tuple[float, float, float]:
+    us = [s / 1e3 for s in samples_ns]
+    return statistics.median(us), min(us), max(us)
+
+
+def bench_size(nbytes: int, seg_dir: str, warmups: int, repeats: int, created: list[str]) -> dict:
+    name = f"shmarrow-bench-py-{os.getpid()}-attach-{human(nbytes).replace(' ', '')}"
+    table = make_table(nbytes)
+    created.append(name)
+    handle = shmarrow.create(name, table, dir=seg_dir)
+    file_bytes = handle.nbytes
+    del handle, table
+    path = str(shmarrow.path(name, dir=seg_dir))
+    rows = nbytes // (COLUMNS * 8)
+
+    # Checks outside the timing: both readers see the whole table, in the mapping.
+    t = shmarrow.attach(name, dir=seg_dir)
+    assert t.num_rows == rows and t.num_columns == COLUMNS, (t.num_rows, t.num_columns)
+    ours_inside, ours_addr, ours_maps = buffers_in_mapping(t, path)
+    del t
+    gc.collect()
+    ours_released = not mappings_of(path)
+    t = pa.ipc.open_file(pa.memory_map(path)).read_all()
+    assert t.num_rows == rows
+    stock_inside, _, _ = buffers_in_mapping(t, path)
+    del t
+    gc.collect()
+
+    def time_ours() -> tuple[int, int]:
+        t0 = time.perf_counter_ns()
+        tbl = shmarrow.attach(name, dir=seg_dir)
+        t1 = time.perf_counter_ns()
+        del tbl
+        return time.perf_counter_ns() - t0, t1 - t0
+
+    def time_stock() -> tuple[int, int]:
+        t0 = time.perf_counter_ns()
+        tbl = pa.ipc.open_file(pa.memory_map(path)).read_all()
+        t1 = time.perf_counter_ns()
+        del tbl
+        return time.perf_counter_ns() - t0, t1 - t0
+
+    ours, stock, ours_call, stock_call = [], [], [], []
+    gc_was = gc.isenabled()
+    gc.disable()  # no cyclic-GC pauses inside the timed loop
+    try:
+        for i in range(warmups + repeats):
+            # Alternate which goes first, so drift hits both alike.
+            if i % 2 == 0:
+                o, s = time_ours(), time_stock()
+            else:
+                s, o = time_stock(), time_ours()
+            if i >= warmups:
+                ours.append(o[0])
+                ours_call.append(o[1])
+                stock.append(s[0])
+                stock_call.append(s[1])
+    finally:
+        if gc_was:
+            gc.enable()
+
+    shmarrow.remove(name, dir=seg_dir)
+    created.remove(name)
+    return {
+        "nbytes": nbytes,
+        "file_bytes": file_bytes,
+        "ours": stats_us(ours),
+        "stock": stats_us(stock),
+        "ours_call": statistics.median(ours_call) / 1e3,
+        "stock_call": statistics.median(stock_call) / 1e3,
+        "n": len(ours),
+        "ours_inside": ours_inside,
+        "ours_addr": ours_addr,
+        "ours_maps": ours_maps,
+        "ours_released": ours_released,
+        "stock_inside": stock_inside,
+        "path": path,
+    }
+
+
+def main() -> int:
+    quick = os.environ.get("SHMARROW_BENCH_QUICK", "") not in ("", "0")
+    seg_dir = os.environ.get("SHMARROW_DIR") or "/dev/shm"
+    if quick:
+        sizes, warmups, repeats = [MIB, 100 * MIB], 1, 11
+    else:
+        sizes, warmups, repeats = [MIB, 100 * MIB, GIB], 3, 31
+
+    # SIGTERM/SIGHUP unwind like Ctrl-C, so the finally block below removes the segments.
+    def _raise(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _raise)
+
+    print("# shmarrow attach benchmark (Python)")
+    print()
+    print(
+        f"machine: {machine()}; dir {seg_dir}; mode {'QUICK (no 1 GiB)' if quick else 'full'}; "
+        f"pid {os.getpid()}"
+    )
+    print()
+    print(
+        f"## attach + drop, 8 float64 columns, 1 batch; alternating; {warmups} warmups, "
+        f"{repeats} repeats each"
+    )
+    print()
+    print("- ours: `shmarrow.attach(name)` (returns a pyarrow.Table)")
+    print("- stock: `pa.ipc.open_file(pa.memory_map(path)).read_all()`")
+    print()
+    print(
+        "| data | file bytes | ours median µs | ours min | ours max | stock median µs | "
+        "stock min | stock max | stock/ours | ours call only | stock call only | n |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+    created: list[str] = []
+    results = []
+    try:
+        for nbytes in sizes:
+            r = bench_size(nbytes, seg_dir, warmups, repeats, created)
+            results.append(r)
+            (om, omin, omax), (sm, smin, smax) = r["ours"], r["stock"]
+            print(
+                f"| {human(nbytes)} | {r['file_bytes']} | {om:.1f} | {omin:.1f} | {omax:.1f} | "
+                f"{sm:.1f} | {smin:.1f} | {smax:.1f} | {sm / om:.2f}× | "
+                f"{r['ours_call']:.1f} | {r['stock_call']:.1f} | {r['n']} |",
+                flush=True,
+            )
+    finally:
+        for name in list(created):
+            try:
+                shmarrow.remove(name, dir=seg_dir)
+            except Exception as exc:  # keep cleaning the others
+                print(f"warning: could not remove {name}: {exc}", file=sys.stderr)
+
+    print()
+    for r in results:
+        speedup = r["stock"][0] / r["ours"][0]
+        if r["nbytes"] == GIB or not quick:
+            judged = "PASS" if speedup >= TARGET_SPEEDUP else "MISS"
+        else:
+            judged = "quick mode, not judged"
+        print(
+            f"- {human(r['nbytes'])}: stock/ours = {speedup:.2f}× "
+            f"(target ≥ {TARGET_SPEEDUP:.0f}×): {judged}"
+        )
+    print()
+    print("zero-copy check (values buffers vs the segment's lines in /proc/self/maps):")
+    for r in results:
+        maps = ", ".join(f"{lo:#x}-{hi:#x}" for lo, hi in r["ours_maps"]) or "none"
+        print(
+            f"- {human(r['nbytes'])}: shmarrow column c0 buffer at {r['ours_addr']:#x}, "
+            f"mapping(s) of {r['path']}: {maps}; all 8 columns inside: "
+            f"{'yes' if r['ours_inside'] else 'NO'}; mapping gone after dropping the table: "
+            f"{'yes' if r['ours_released'] else 'NO'}; stock pyarrow buffers inside: "
+            f"{'yes' if r['stock_inside'] else 'NO'}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
