@@ -26,7 +26,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .filter_map(|b| b.column(i).as_any().downcast_ref::<Float64Array>())
             .map(|a| a.iter().flatten().sum::<f64>())
             .sum();
-        if segment.batches().iter().any(|b| b.column(i).as_any().is::<Float64Array>()) {
+        if segment
+            .batches()
+            .iter()
+            .any(|b| b.column(i).as_any().is::<Float64Array>())
+        {
             println!("sum({}) = {sum}", field.name());
         }
     }

@@ -20,7 +20,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         ("id", Arc::new(Int64Array::from_iter_values(0..rows)) as _),
         (
             "price",
-            Arc::new(Float64Array::from_iter_values((0..rows).map(|i| 100.0 + (i % 1000) as f64 * 0.01))) as _,
+            Arc::new(Float64Array::from_iter_values(
+                (0..rows).map(|i| 100.0 + (i % 1000) as f64 * 0.01),
+            )) as _,
         ),
     ])?;
     let dir = SegmentDir::from_env();

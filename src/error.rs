@@ -8,6 +8,9 @@ use std::path::PathBuf;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong with a segment.
+///
+/// `Display` says what happened to which segment; the OS or arrow error behind it is the
+/// [`source`](std::error::Error::source) (print the chain, e.g. with `{:#}` in anyhow).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -46,7 +49,7 @@ pub enum Error {
         dir: PathBuf,
     },
     /// The operating system refused access (mode bits, another user's segment).
-    #[error("permission denied for segment {name:?}: {source}")]
+    #[error("permission denied for segment {name:?}")]
     PermissionDenied {
         /// The segment name.
         name: String,
@@ -79,7 +82,7 @@ pub enum Error {
         columns: Vec<String>,
     },
     /// The data handed to `create` is not a valid table (schema mismatch, unsupported type).
-    #[error("invalid table for segment {name:?}: {source}")]
+    #[error("invalid table for segment {name:?}")]
     InvalidTable {
         /// The segment name.
         name: String,
@@ -87,7 +90,7 @@ pub enum Error {
         source: arrow_schema::ArrowError,
     },
     /// Any other I/O error, with the path it happened on.
-    #[error("{op} {}: {source}", path.display())]
+    #[error("{op} {}", path.display())]
     Io {
         /// What was being done ("open", "write", "rename", ...).
         op: &'static str,

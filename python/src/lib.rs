@@ -73,7 +73,13 @@ create_exception!(
 );
 
 fn to_py(err: Error) -> PyErr {
-    let msg = err.to_string();
+    // The message with its causes: "permission denied for segment \"x\": Permission denied (os error 13)".
+    let mut msg = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        msg = format!("{msg}: {cause}");
+        source = cause.source();
+    }
     match err {
         Error::NotFound { .. } => SegmentNotFound::new_err(msg),
         Error::Exists { .. } => SegmentExists::new_err(msg),
@@ -170,13 +176,13 @@ fn create(
     data: PyArrowType<RecordBatchStreamReader>,
     dir: Option<std::path::PathBuf>,
     replace: bool,
-    mode: u32,
+    mode: i64,
     lifetime: &str,
 ) -> PyResult<Created> {
     let lifetime: Lifetime = lifetime
         .parse()
         .map_err(pyo3::exceptions::PyValueError::new_err)?;
-    if mode > 0o777 {
+    if !(0..=0o777).contains(&mode) {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
             "mode {mode:#o} is not between 0o000 and 0o777"
         )));
@@ -189,7 +195,7 @@ fn create(
     let dir = segment_dir(dir);
     let options = CreateOptions::default()
         .replace(replace)
-        .mode(mode)
+        .mode(mode as u32)
         .lifetime(lifetime);
     let created = py
         .detach(|| dir.create(name, &schema, &batches, &options))

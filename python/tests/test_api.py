@@ -46,7 +46,8 @@ def test_created_handle_attributes(seg_name, shm_dir):
     created = shmarrow.create(seg_name, t, dir=shm_dir)
     assert isinstance(created, shmarrow.Created)
     assert created.name == seg_name
-    assert os.fspath(created.path) == os.path.join(shm_dir, seg_name)
+    assert created.path == os.path.join(shm_dir, seg_name)
+    assert created.path == shmarrow.path(seg_name, dir=shm_dir)
     assert created.lifetime == "persistent"
     st = os.stat(created.path)
     assert stat.S_ISREG(st.st_mode)
@@ -155,19 +156,20 @@ def test_mode_applied_exactly_regardless_of_umask(seg_name, shm_dir, mode):
 
 
 def test_path_joins_dir_and_name(seg_name, shm_dir, iso_dir):
-    assert os.fspath(shmarrow.path(seg_name, dir=shm_dir)) == os.path.join(shm_dir, seg_name)
-    assert os.fspath(shmarrow.path(seg_name, dir=Path(iso_dir))) == os.path.join(iso_dir, seg_name)
+    assert shmarrow.path(seg_name, dir=shm_dir) == os.path.join(shm_dir, seg_name)
+    assert isinstance(shmarrow.path(seg_name, dir=shm_dir), str)
+    assert shmarrow.path(seg_name, dir=Path(iso_dir)) == os.path.join(iso_dir, seg_name)
     assert not os.path.lexists(os.path.join(shm_dir, seg_name)), "path() must not create anything"
 
 
 def test_shmarrow_dir_env_is_the_default(seg_name, iso_dir, monkeypatch):
     monkeypatch.setenv("SHMARROW_DIR", iso_dir)
     created = shmarrow.create(seg_name, pa.table({"x": [7]}))
-    assert os.fspath(created.path) == os.path.join(iso_dir, seg_name)
+    assert created.path == os.path.join(iso_dir, seg_name)
     assert os.path.isfile(os.path.join(iso_dir, seg_name))
     assert not os.path.lexists(os.path.join("/dev/shm", seg_name))
     assert shmarrow.attach(seg_name).column("x").to_pylist() == [7]
-    assert os.fspath(shmarrow.path(seg_name)) == os.path.join(iso_dir, seg_name)
+    assert shmarrow.path(seg_name) == os.path.join(iso_dir, seg_name)
     assert [s["name"] for s in shmarrow.list()] == [seg_name]
     assert shmarrow.remove(seg_name) is True
     assert os.listdir(iso_dir) == []
@@ -184,7 +186,7 @@ def test_no_temp_files_left_after_create(seg_name, shm_dir):
 
 def test_stock_pyarrow_reads_segment(seg_name, shm_dir, rich_table, strip_meta):
     created = shmarrow.create(seg_name, rich_table, dir=shm_dir)
-    with pa.memory_map(os.fspath(created.path)) as source:
+    with pa.memory_map(created.path) as source:
         reader = pa.ipc.open_file(source)
         assert reader.num_record_batches == 3
         stock = reader.read_all()
@@ -198,7 +200,7 @@ def test_stock_pyarrow_reads_segment(seg_name, shm_dir, rich_table, strip_meta):
 
 def test_stock_metadata_records_owner_lifetime(seg_name, shm_dir):
     with shmarrow.create(seg_name, pa.table({"x": [1]}), dir=shm_dir, lifetime="owner") as created:
-        with pa.memory_map(os.fspath(created.path)) as source:
+        with pa.memory_map(created.path) as source:
             md = pa.ipc.open_file(source).schema.metadata
         assert md[b"shmarrow.lifetime"] == b"owner"
         assert int(md[b"shmarrow.creator_pid"]) == os.getpid()
@@ -206,7 +208,7 @@ def test_stock_metadata_records_owner_lifetime(seg_name, shm_dir):
 
 def test_stock_pyarrow_reads_zero_row_segment(seg_name, shm_dir):
     created = shmarrow.create(seg_name, pa.schema([("x", pa.int64())]).empty_table(), dir=shm_dir)
-    with pa.memory_map(os.fspath(created.path)) as source:
+    with pa.memory_map(created.path) as source:
         t = pa.ipc.open_file(source).read_all()
         assert t.num_rows == 0 and t.schema.field("x").type == pa.int64()
         del t

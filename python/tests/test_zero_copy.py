@@ -16,7 +16,7 @@ import shmarrow
 
 def _fresh_segment(name, directory, table):
     created = shmarrow.create(name, table, dir=directory)
-    path = os.fspath(created.path)
+    path = created.path
     assert path == os.path.join(directory, name)
     return path
 

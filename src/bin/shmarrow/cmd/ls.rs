@@ -17,7 +17,11 @@ pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<
         .filter_map(|s| match dir.info(&s.name) {
             Ok(info) => Some(info),
             Err(e) => {
-                eprintln!("shmarrow: skipping {}: {e}", s.name);
+                eprintln!(
+                    "shmarrow: skipping {}: {:#}",
+                    s.name,
+                    anyhow::Error::from(e)
+                );
                 None
             }
         })

@@ -20,7 +20,7 @@ pub fn run(
         let (status, error) = match dir.remove(name) {
             Ok(true) => ("removed", None),
             Ok(false) => ("not found", None),
-            Err(e) => ("error", Some(e.to_string())),
+            Err(e) => ("error", Some(format!("{:#}", anyhow::Error::from(e)))),
         };
         failed |= status != "removed";
         if !json {
