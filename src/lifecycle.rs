@@ -110,9 +110,12 @@ impl SegmentDir {
                 });
             } else if let Some(name) = file_name.to_str().filter(|n| check_name(n).is_ok()) {
                 let mut magic = [0u8; 6];
-                let is_arrow = sys::open_regular(&entry.path(), false)
-                    .ok()
-                    .is_some_and(|mut f| f.read_exact(&mut magic).is_ok() && &magic == b"ARROW1");
+                let is_arrow =
+                    sys::open_regular(&entry.path(), false)
+                        .ok()
+                        .is_some_and(|(mut f, _)| {
+                            f.read_exact(&mut magic).is_ok() && &magic == b"ARROW1"
+                        });
                 if is_arrow {
                     listing.segments.push(ListedSegment {
                         name: name.to_owned(),

@@ -58,9 +58,12 @@ pub fn create_exclusive(path: &Path, mode: u32) -> io::Result<File> {
     Ok(file)
 }
 
-/// Open an existing segment file without following a symlink and without blocking on a FIFO;
-/// anything but a regular file is refused with `Err(Ok(kind))`.
-pub fn open_regular(path: &Path, write: bool) -> Result<File, Result<&'static str, io::Error>> {
+/// Open an existing segment file without following a symlink and without blocking on a FIFO,
+/// returning it with its metadata; anything but a regular file is refused with `Err(Ok(kind))`.
+pub fn open_regular(
+    path: &Path,
+    write: bool,
+) -> Result<(File, std::fs::Metadata), Result<&'static str, io::Error>> {
     let file = OpenOptions::new()
         .read(true)
         .write(write)
@@ -73,9 +76,10 @@ pub fn open_regular(path: &Path, write: bool) -> Result<File, Result<&'static st
                 Err(e)
             }
         })?;
-    let ft = file.metadata().map_err(Err)?.file_type();
+    let meta = file.metadata().map_err(Err)?;
+    let ft = meta.file_type();
     if ft.is_file() {
-        return Ok(file);
+        return Ok((file, meta));
     }
     Err(Ok(if ft.is_dir() {
         "directory"
