@@ -81,6 +81,16 @@ pub enum Error {
         /// Dotted paths of the columns whose buffers would be copied.
         columns: Vec<String>,
     },
+    /// A column path names no column, or a column of a type the operation does not support.
+    #[error("segment {name:?}: column {column:?}: {reason}")]
+    InvalidColumn {
+        /// The segment name.
+        name: String,
+        /// The column path as given (`pos.x` for a struct child).
+        column: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// The data handed to `create` is not a valid table (schema mismatch, unsupported type).
     #[error("invalid table for segment {name:?}")]
     InvalidTable {

@@ -41,6 +41,7 @@ mod error;
 mod lifecycle;
 mod meta;
 mod name;
+pub mod reduce;
 mod sys;
 
 pub use attach::{AttachOptions, BatchInfo, ColumnInfo, Segment, SegmentInfo, attach_path};
