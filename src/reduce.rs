@@ -389,8 +389,8 @@ fn chunk_partial<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Partial 
             None => {
                 let mut quads = values.chunks_exact(LANES);
                 for q in &mut quads {
-                    for l in 0..LANES {
-                        add(l, q[l].f());
+                    for (l, &x) in q.iter().enumerate() {
+                        add(l, x.f());
                     }
                 }
                 for (l, &x) in quads.remainder().iter().enumerate() {
@@ -434,8 +434,8 @@ fn chunk_partial<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Partial 
         None => {
             let mut quads = values.chunks_exact(LANES);
             for q in &mut quads {
-                for l in 0..LANES {
-                    dev(l, q[l].f());
+                for (l, &x) in q.iter().enumerate() {
+                    dev(l, x.f());
                 }
             }
             for &x in quads.remainder() {
