@@ -64,6 +64,10 @@ impl CreateOptions {
         self.lifetime = lifetime;
         self
     }
+
+    pub(crate) fn lifetime_value(&self) -> Lifetime {
+        self.lifetime
+    }
 }
 
 /// The handle to a segment this process created. Dropping it removes an
@@ -134,7 +138,7 @@ impl<W: Write> Write for Counting<W> {
 
 /// Write `schema` + `batches` as an Arrow IPC file (V5, uncompressed, 64-byte aligned) into
 /// `out`, returning the bytes written.
-fn write_ipc<W: Write>(
+pub(crate) fn write_ipc<W: Write>(
     out: W,
     schema: &Schema,
     batches: &[RecordBatch],
@@ -157,15 +161,145 @@ fn write_ipc<W: Write>(
     Ok(counting.written)
 }
 
-/// Removes the temporary file unless the publish committed.
-struct TempGuard<'a>(Option<&'a Path>);
+/// Removes the temporary file unless disarmed (the publish committed, or an [`Allocation`]
+/// took it over).
+///
+/// [`Allocation`]: crate::Allocation
+pub(crate) struct TempGuard(Option<PathBuf>);
 
-impl Drop for TempGuard<'_> {
+impl TempGuard {
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TempGuard {
     fn drop(&mut self) {
-        if let Some(path) = self.0 {
+        if let Some(path) = &self.0 {
             let _ = std::fs::remove_file(path);
         }
     }
+}
+
+/// `schema` with `meta`'s `shmarrow.` keys added to its metadata.
+pub(crate) fn with_meta(schema: &Schema, meta: &SegmentMeta) -> Schema {
+    let mut metadata = schema.metadata().clone();
+    meta.insert_into(&mut metadata);
+    schema.clone().with_metadata(metadata)
+}
+
+fn invalid(name: &str, source: ArrowError) -> Error {
+    Error::InvalidTable {
+        name: name.to_owned(),
+        source,
+    }
+}
+
+/// The exact file length, from a dry run that copies no data.
+pub(crate) fn plan(name: &str, schema: &Schema, batches: &[RecordBatch]) -> Result<u64> {
+    write_ipc(io::sink(), schema, batches).map_err(|e| invalid(name, e))
+}
+
+fn is_no_space(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
+    )
+}
+
+fn no_space(dir: &SegmentDir, name: &str, needed: u64) -> Error {
+    Error::NoSpace {
+        name: name.to_owned(),
+        needed,
+        dir: dir.path().to_owned(),
+    }
+}
+
+/// Create the exclusive temp file (a fresh nonce if one is somehow taken) and reserve `needed`
+/// bytes: a full directory fails here, before any byte is written, and leaves nothing.
+pub(crate) fn reserve_temp(
+    dir: &SegmentDir,
+    name: &str,
+    meta: &SegmentMeta,
+    options: &CreateOptions,
+    needed: u64,
+) -> Result<(PathBuf, File, TempGuard)> {
+    let mut attempt = 0;
+    let (temp, file) = loop {
+        let temp = dir.temp_path(name, meta.creator);
+        match sys::create_exclusive(&temp, options.mode) {
+            Ok(file) => break (temp, file),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
+            Err(e) => return Err(Error::from_io(e, "create", name, &temp)),
+        }
+    };
+    let guard = TempGuard(Some(temp.clone()));
+    sys::reserve(&file, needed).map_err(|e| {
+        if is_no_space(&e) {
+            no_space(dir, name, needed)
+        } else {
+            Error::from_io(e, "reserve space for", name, &temp)
+        }
+    })?;
+    Ok((temp, file, guard))
+}
+
+/// The error for a failed write into the temp file.
+pub(crate) fn write_error(
+    dir: &SegmentDir,
+    name: &str,
+    temp: &Path,
+    needed: u64,
+    e: ArrowError,
+) -> Error {
+    match e {
+        ArrowError::IoError(_, e) if is_no_space(&e) => no_space(dir, name, needed),
+        ArrowError::IoError(_, e) => Error::from_io(e, "write", name, temp),
+        other => invalid(name, other),
+    }
+}
+
+/// The write produced exactly the planned bytes.
+pub(crate) fn check_written(name: &str, temp: &Path, written: u64, needed: u64) -> Result<()> {
+    if written == needed {
+        return Ok(());
+    }
+    Err(Error::from_io(
+        io::Error::other(format!("wrote {written} bytes, planned {needed}")),
+        "write",
+        name,
+        temp,
+    ))
+}
+
+/// The commit: rename the finished temp file onto the name.
+pub(crate) fn commit(
+    dir: &SegmentDir,
+    name: &str,
+    temp: &Path,
+    options: &CreateOptions,
+    bytes: u64,
+) -> Result<Created> {
+    let path = dir.segment_path(name)?;
+    let identity = sys::identity_at(temp)
+        .ok_or_else(|| Error::from_io(io::ErrorKind::NotFound.into(), "stat", name, temp))?;
+    sys::rename(temp, &path, options.replace).map_err(|e| {
+        if e.kind() == io::ErrorKind::AlreadyExists {
+            Error::Exists {
+                name: name.to_owned(),
+                dir: dir.path().to_owned(),
+            }
+        } else {
+            Error::from_io(e, "rename", name, &path)
+        }
+    })?;
+    Ok(Created {
+        name: name.to_owned(),
+        path,
+        identity,
+        bytes,
+        lifetime: options.lifetime,
+    })
 }
 
 impl SegmentDir {
@@ -187,19 +321,18 @@ impl SegmentDir {
         options: &CreateOptions,
     ) -> Result<Created> {
         let path = self.segment_path(name)?;
-        let invalid = |source| Error::InvalidTable {
-            name: name.to_owned(),
-            source,
-        };
         if let Some(bad) = batches
             .iter()
             .find(|b| b.schema_ref().fields() != schema.fields())
         {
-            return Err(invalid(ArrowError::SchemaError(format!(
-                "batch fields {:?} differ from the schema's {:?}",
-                bad.schema_ref().fields(),
-                schema.fields()
-            ))));
+            return Err(invalid(
+                name,
+                ArrowError::SchemaError(format!(
+                    "batch fields {:?} differ from the schema's {:?}",
+                    bad.schema_ref().fields(),
+                    schema.fields()
+                )),
+            ));
         }
         if !options.replace && path.exists() {
             return Err(Error::Exists {
@@ -207,87 +340,16 @@ impl SegmentDir {
                 dir: self.path().to_owned(),
             });
         }
-
         let meta = SegmentMeta::now(options.lifetime);
-        let mut metadata = schema.metadata().clone();
-        meta.insert_into(&mut metadata);
-        let schema = schema.clone().with_metadata(metadata);
-
-        // 1. Exact length, without copying any data.
-        let needed = write_ipc(io::sink(), &schema, batches).map_err(invalid)?;
-
-        // 2. Exclusive temp file (a fresh nonce if one is somehow taken).
-        let io_err = |e: io::Error, op, p: &Path| Error::from_io(e, op, name, p);
-        let (temp, file) = {
-            let mut attempt = 0;
-            loop {
-                let temp = self.temp_path(name, meta.creator);
-                match sys::create_exclusive(&temp, options.mode) {
-                    Ok(file) => break (temp, file),
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => {
-                        attempt += 1
-                    }
-                    Err(e) => return Err(io_err(e, "create", &temp)),
-                }
-            }
-        };
-        let mut guard = TempGuard(Some(&temp));
-
-        // 3. Reserve: ENOSPC now, never SIGBUS or a half-written file later.
-        let no_space = || Error::NoSpace {
-            name: name.to_owned(),
-            needed,
-            dir: self.path().to_owned(),
-        };
-        let is_no_space = |e: &io::Error| {
-            matches!(
-                e.raw_os_error(),
-                Some(nix::libc::ENOSPC | nix::libc::EDQUOT)
-            )
-        };
-        sys::reserve(&file, needed).map_err(|e| {
-            if is_no_space(&e) {
-                no_space()
-            } else {
-                io_err(e, "reserve space for", &temp)
-            }
-        })?;
-
-        // 4. One pass over the data.
+        let schema = with_meta(schema, &meta);
+        let needed = plan(name, &schema, batches)?;
+        let (temp, file, guard) = reserve_temp(self, name, &meta, options, needed)?;
         let written = write_ipc(BufWriter::with_capacity(1 << 20, &file), &schema, batches)
-            .map_err(|e| match e {
-                ArrowError::IoError(_, e) if is_no_space(&e) => no_space(),
-                ArrowError::IoError(_, e) => io_err(e, "write", &temp),
-                other => invalid(other),
-            })?;
-        if written != needed {
-            return Err(io_err(
-                io::Error::other(format!("wrote {written} bytes, planned {needed}")),
-                "write",
-                &temp,
-            ));
-        }
-        let identity = sys::file_identity(&file.metadata().map_err(|e| io_err(e, "stat", &temp))?);
+            .map_err(|e| write_error(self, name, &temp, needed, e))?;
+        check_written(name, &temp, written, needed)?;
         drop::<File>(file);
-
-        // 5. Commit.
-        sys::rename(&temp, &path, options.replace).map_err(|e| {
-            if e.kind() == io::ErrorKind::AlreadyExists {
-                Error::Exists {
-                    name: name.to_owned(),
-                    dir: self.path().to_owned(),
-                }
-            } else {
-                io_err(e, "rename", &path)
-            }
-        })?;
-        guard.0 = None;
-        Ok(Created {
-            name: name.to_owned(),
-            path,
-            identity,
-            bytes: needed,
-            lifetime: options.lifetime,
-        })
+        let created = commit(self, name, &temp, options, needed)?;
+        guard.disarm();
+        Ok(created)
     }
 }

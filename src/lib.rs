@@ -38,15 +38,20 @@
 mod attach;
 mod create;
 mod error;
+mod inplace;
 mod lifecycle;
 mod meta;
 mod name;
+pub mod partition;
 pub mod reduce;
 mod sys;
 
 pub use attach::{AttachOptions, BatchInfo, ColumnInfo, Segment, SegmentInfo, attach_path};
 pub use create::{ALIGNMENT, CreateOptions, Created};
 pub use error::{Error, Result};
+pub use inplace::{
+    Allocation, MapOp, RawValues, SegmentLock, ValuesMut, WritableSegment, split_rows,
+};
 pub use lifecycle::{GcReason, ListedSegment, Listing, Reclaimed, TempFile};
 pub use meta::{FORMAT_VERSION, Lifetime, SegmentMeta};
 pub use name::{DEFAULT_DIR, DIR_ENV, MAX_NAME_LEN, SegmentDir, check_name};
