@@ -174,7 +174,7 @@ fn all_null_empty_and_nan_columns() {
         .create(
             &name,
             &batch.schema(),
-            &[batch.clone()],
+            std::slice::from_ref(&batch),
             &CreateOptions::default(),
         )
         .unwrap();
