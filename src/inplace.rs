@@ -8,12 +8,11 @@
 //! [`split_rows`] cuts ranges that cannot overlap); overlapping writers, and readers that need
 //! a stable view, take the segment's `flock` ([`SegmentDir::lock`]).
 
-use std::cell::RefCell;
 use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch, make_array};
 use arrow_buffer::Buffer;
@@ -44,7 +43,7 @@ pub struct WritableSegment {
     map: Arc<MmapRaw>,
     file: File,
     view: Segment,
-    taken: RefCell<Vec<String>>,
+    taken: Mutex<Vec<String>>,
 }
 
 /// A raw, shareable view of one column's values in a writable mapping (for bindings such as
@@ -127,7 +126,7 @@ impl WritableSegment {
             map: Arc::new(map),
             file,
             view,
-            taken: RefCell::new(Vec::new()),
+            taken: Mutex::new(Vec::new()),
         })
     }
 
@@ -221,7 +220,7 @@ impl WritableSegment {
             }
         }
         {
-            let mut taken = self.taken.borrow_mut();
+            let mut taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
             if taken.iter().any(|t| t == path) {
                 return Err(err("already taken from this WritableSegment".into()));
             }
@@ -313,7 +312,7 @@ impl WritableSegment {
 pub struct ValuesMut<'a, T> {
     slices: Vec<&'a mut [T]>,
     path: String,
-    taken: &'a RefCell<Vec<String>>,
+    taken: &'a Mutex<Vec<String>>,
 }
 
 impl<T> ValuesMut<'_, T> {
@@ -348,7 +347,10 @@ impl<T> std::ops::IndexMut<usize> for ValuesMut<'_, T> {
 
 impl<T> Drop for ValuesMut<'_, T> {
     fn drop(&mut self) {
-        self.taken.borrow_mut().retain(|t| t != &self.path);
+        self.taken
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|t| t != &self.path);
     }
 }
 
@@ -373,10 +375,13 @@ macro_rules! map_dispatch {
 }
 use map_dispatch;
 
-/// Types equal for in-place purposes (a timestamp's zone is not part of its values).
+/// Types whose values are the same native numbers (a timestamp's zone, a decimal's precision
+/// and scale are not part of the values).
 fn same_type(a: &DataType, b: &DataType) -> bool {
     match (a, b) {
         (DataType::Timestamp(u1, _), DataType::Timestamp(u2, _)) => u1 == u2,
+        (DataType::Decimal128(..), DataType::Decimal128(..))
+        | (DataType::Decimal256(..), DataType::Decimal256(..)) => true,
         _ => a == b,
     }
 }

@@ -43,6 +43,101 @@ pub enum Command {
     /// Remove unfinished publishes of dead writers and `owner` segments of dead creators.
     #[command(after_help = "Example:\n  shmarrow gc --dry-run")]
     Gc(GcArgs),
+    /// Statistics of numeric columns: count, null_count, sum, mean, var, std, min, max.
+    #[command(
+        after_help = "Examples:\n  shmarrow reduce trades --column price --ops mean,std --threads 2\n  shmarrow reduce trades --column price --processes 4 --json"
+    )]
+    Reduce(ReduceArgs),
+    /// Transform a fixed-width column's values in place (readers see the new values).
+    #[command(
+        after_help = "Examples:\n  shmarrow map data --column x --op square --processes 4\n  shmarrow map data --column x --op clip 0 1"
+    )]
+    Map(MapArgs),
+    /// Internal: one worker process of `reduce --processes` or `map --processes`.
+    #[command(hide = true)]
+    Worker(WorkerArgs),
+}
+
+/// How to parallelize: threads in this process, or worker processes attaching by name.
+#[derive(Debug, Args)]
+pub struct Parallel {
+    /// Threads in this process (default: one per core).
+    #[arg(long, conflicts_with = "processes")]
+    pub threads: Option<usize>,
+    /// Worker processes of this binary that attach the segment by name, each taking a
+    /// disjoint part; no locks in the hot path.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub processes: Option<u32>,
+}
+
+#[derive(Debug, Args)]
+pub struct ReduceArgs {
+    /// Segment name.
+    pub name: String,
+    /// Column (dotted path for struct children, e.g. pos.x); repeatable. Default: every
+    /// numeric top-level column.
+    #[arg(long = "column", short = 'c')]
+    pub columns: Vec<String>,
+    /// Which statistics to report (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub ops: Vec<shmarrow::reduce::Op>,
+    /// Delta degrees of freedom for var/std.
+    #[arg(long, default_value_t = 0)]
+    pub ddof: u32,
+    #[command(flatten)]
+    pub parallel: Parallel,
+    /// With --processes: keep the per-worker results segment under this name.
+    #[arg(long, requires = "processes")]
+    pub keep_results: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct MapArgs {
+    /// Segment name.
+    pub name: String,
+    /// Fixed-width column to transform.
+    #[arg(long, short = 'c')]
+    pub column: String,
+    /// square | scale K | add K | clip LO HI.
+    #[arg(long)]
+    pub op: String,
+    /// The op's constants.
+    #[arg(allow_negative_numbers = true)]
+    pub args: Vec<f64>,
+    #[command(flatten)]
+    pub parallel: Parallel,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(subcommand)]
+    pub job: WorkerJob,
+    /// This worker's index.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub index: usize,
+    /// Number of workers.
+    #[arg(long, global = true, default_value_t = 1)]
+    pub of: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkerJob {
+    /// Reduce this worker's chunks of each column into its rows of the results segment.
+    Reduce {
+        name: String,
+        #[arg(long)]
+        results: String,
+        #[arg(long = "column")]
+        columns: Vec<String>,
+    },
+    /// Apply the op to this worker's rows.
+    Map {
+        name: String,
+        #[arg(long)]
+        column: String,
+        #[arg(long)]
+        op: shmarrow::MapOp,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -34,6 +34,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => cmd::inspect::run(&dir, &args, json, out),
         Command::Rm(args) => cmd::rm::run(&dir, &args, json, out),
         Command::Gc(args) => cmd::gc::run(&dir, &args, json, out),
+        Command::Reduce(args) => cmd::reduce::run(&dir, &args, json, out),
+        Command::Map(args) => cmd::map::run(&dir, &args, json, out),
+        Command::Worker(args) => cmd::worker::run(&dir, &args),
     }
 }
 

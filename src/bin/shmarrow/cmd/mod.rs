@@ -5,4 +5,8 @@ pub mod gc;
 pub mod import;
 pub mod inspect;
 pub mod ls;
+pub mod map;
+pub mod reduce;
 pub mod rm;
+pub mod worker;
+pub mod workers;

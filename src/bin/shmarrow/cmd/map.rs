@@ -1,0 +1,73 @@
+//! `shmarrow map NAME --column C --op OP [ARGS]`: transform values in place, by threads or by
+//! worker processes that each take a disjoint row range. Holds the segment's exclusive lock
+//! meanwhile, so overlapping `map`s wait for each other.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use serde_json::json;
+use shmarrow::{MapOp, SegmentDir};
+
+use crate::cli::MapArgs;
+
+pub fn run(
+    dir: &SegmentDir,
+    args: &MapArgs,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let spec = std::iter::once(args.op.clone())
+        .chain(args.args.iter().map(|a| a.to_string()))
+        .collect::<Vec<_>>()
+        .join(":");
+    let op: MapOp = spec.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let writable = dir.open_writable(&args.name)?;
+    let _lock = writable.lock(false)?;
+    let rows = writable.segment().num_rows();
+    let t0 = Instant::now();
+    match args.parallel.processes {
+        None => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(args.parallel.threads.unwrap_or(0))
+                .build()
+                .context("start threads")?;
+            pool.install(|| writable.map(&args.column, op, 0..u64::MAX))?;
+        }
+        Some(p) => {
+            // Check column and op here (on no rows), so a bad one is one clear error rather
+            // than P worker failures.
+            writable.map(&args.column, op, 0..0)?;
+            super::workers::run(
+                dir.path(),
+                p as usize,
+                &[
+                    "map".into(),
+                    args.name.clone(),
+                    "--column".into(),
+                    args.column.clone(),
+                    "--op".into(),
+                    spec.clone(),
+                ],
+            )?;
+        }
+    }
+    let elapsed = t0.elapsed();
+    if json {
+        crate::fmt::print_json(
+            out,
+            &json!({"name": args.name, "column": args.column, "op": spec, "rows": rows, "seconds": elapsed.as_secs_f64()}),
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{} {}.{}: {rows} rows in {:.1} ms",
+            spec,
+            args.name,
+            args.column,
+            elapsed.as_secs_f64() * 1e3
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

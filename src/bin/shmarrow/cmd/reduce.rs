@@ -1,0 +1,175 @@
+//! `shmarrow reduce NAME`: fused statistics, by threads or by worker processes.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use serde_json::{Value, json};
+use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats};
+use shmarrow::{CreateOptions, Lifetime, SegmentDir, partition};
+
+use crate::cli::ReduceArgs;
+
+pub fn run(
+    dir: &SegmentDir,
+    args: &ReduceArgs,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let segment = dir.attach(&args.name)?;
+    let columns: Vec<String> = if args.columns.is_empty() {
+        segment
+            .schema()
+            .fields()
+            .iter()
+            .filter(|f| f.data_type().is_integer() || f.data_type().is_floating())
+            .map(|f| f.name().clone())
+            .collect()
+    } else {
+        args.columns.clone()
+    };
+    let stats = match args.parallel.processes {
+        None => {
+            let mut options = ReduceOptions::default().ddof(args.ddof);
+            if let Some(t) = args.parallel.threads {
+                options = options.threads(t);
+            }
+            let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+            segment.reduce(&refs, &options)?
+        }
+        Some(p) => by_processes(dir, args, &columns, p as usize)?,
+    };
+    let ops: &[Op] = if args.ops.is_empty() {
+        &Op::ALL
+    } else {
+        &args.ops
+    };
+    if json {
+        let items: Vec<Value> = stats.iter().map(|s| stats_json(s, ops)).collect();
+        crate::fmt::print_json(out, &json!(items))?;
+    } else {
+        write!(out, "{:<20}", "COLUMN")?;
+        for op in ops {
+            write!(out, " {:>20}", op.name().to_uppercase())?;
+        }
+        writeln!(out)?;
+        for s in &stats {
+            write!(out, "{:<20}", s.column)?;
+            for op in ops {
+                write!(out, " {:>20}", text(&value(s, *op)))?;
+            }
+            writeln!(out)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The lecture's production pattern: a results segment with one row per (worker, column),
+/// P worker processes that attach by name and fill their own rows, then an in-order merge.
+fn by_processes(
+    dir: &SegmentDir,
+    args: &ReduceArgs,
+    columns: &[String],
+    workers: usize,
+) -> anyhow::Result<Vec<Stats>> {
+    let keep = args.keep_results.is_some();
+    let results = args
+        .keep_results
+        .clone()
+        .unwrap_or_else(|| format!("shmarrow-results-{}", std::process::id()));
+    let options = CreateOptions::default().replace(false).lifetime(if keep {
+        Lifetime::Persistent
+    } else {
+        Lifetime::Owner
+    });
+    // Removed when this handle drops (also on failure), unless kept for inspection.
+    let created = partition::allocate_results(dir, &results, workers, columns.len(), &options)?;
+    let mut worker_args = vec![
+        "reduce".to_owned(),
+        args.name.clone(),
+        "--results".into(),
+        results.clone(),
+    ];
+    for c in columns {
+        worker_args.extend(["--column".to_owned(), c.clone()]);
+    }
+    super::workers::run(dir.path(), workers, &worker_args)?;
+    let rows = partition::read_partials(&dir.attach(&results)?)?;
+    if let Some(row) = rows.iter().find(|r| !r.done) {
+        bail!(
+            "worker {} exited without writing its result for column {}",
+            row.worker,
+            columns[row.column as usize]
+        );
+    }
+    let stats = columns
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            rows.iter()
+                .filter(|r| r.column as usize == c)
+                .fold(None::<Partial>, |acc, r| {
+                    Some(acc.map_or(r.partial, |a| a.merge(&r.partial)))
+                })
+                .expect("at least one worker")
+                .finish(name, args.ddof)
+        })
+        .collect();
+    if keep {
+        created.disown();
+    }
+    Ok(stats)
+}
+
+/// A statistic's value: an exact integer, a float, or absent.
+enum Val {
+    Int(i128),
+    Float(f64),
+    None,
+}
+
+fn value(s: &Stats, op: Op) -> Val {
+    let num = |n: Option<Number>| match n {
+        Some(Number::Int(i)) => Val::Int(i),
+        Some(Number::Float(f)) => Val::Float(f),
+        None => Val::None,
+    };
+    match op {
+        Op::Count => Val::Int(s.count.into()),
+        Op::NullCount => Val::Int(s.null_count.into()),
+        Op::Sum => num(Some(s.sum)),
+        Op::Mean => Val::Float(s.mean),
+        Op::Var => Val::Float(s.var),
+        Op::Std => Val::Float(s.std),
+        Op::Min => num(s.min),
+        Op::Max => num(s.max),
+    }
+}
+
+fn text(v: &Val) -> String {
+    match v {
+        Val::Int(i) => i.to_string(),
+        Val::Float(f) => format!("{f}"),
+        Val::None => "-".into(),
+    }
+}
+
+/// One object per column with stable keys; NaN and infinities as strings, integers exact.
+pub fn stats_json(s: &Stats, ops: &[Op]) -> Value {
+    let mut obj = serde_json::Map::new();
+    obj.insert("column".into(), json!(s.column));
+    for op in ops {
+        let v = match value(s, *op) {
+            Val::Int(i) => i64::try_from(i)
+                .map(|i| json!(i))
+                .or_else(|_| u64::try_from(i).map(|u| json!(u)))
+                .unwrap_or_else(|_| json!(i.to_string())),
+            Val::Float(f) if f.is_nan() => json!("nan"),
+            Val::Float(f) if f.is_infinite() => json!(if f > 0.0 { "inf" } else { "-inf" }),
+            Val::Float(f) => json!(f),
+            Val::None => Value::Null,
+        };
+        obj.insert(op.name().into(), v);
+    }
+    Value::Object(obj)
+}

@@ -1,0 +1,36 @@
+//! `shmarrow worker ...`: the body of one worker process (started by `reduce`/`map`
+//! `--processes`). It attaches by name, works on its own part, and writes only its own rows.
+
+use std::process::ExitCode;
+
+use shmarrow::{SegmentDir, partition, split_rows};
+
+use crate::cli::{WorkerArgs, WorkerJob};
+
+pub fn run(dir: &SegmentDir, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    match &args.job {
+        WorkerJob::Reduce {
+            name,
+            results,
+            columns,
+        } => {
+            let segment = dir.attach(name)?;
+            let out = dir.open_writable(results)?;
+            for (c, column) in columns.iter().enumerate() {
+                let chunks =
+                    partition::worker_chunks(segment.chunk_count(column)?, args.index, args.of);
+                let partial = segment.reduce_chunks(column, chunks, Some(1))?;
+                partition::write_partial(&out, args.index * columns.len() + c, &partial)?;
+            }
+        }
+        WorkerJob::Map { name, column, op } => {
+            let writable = dir.open_writable(name)?;
+            let rows = split_rows(writable.segment().num_rows(), args.of)[args.index].clone();
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()?
+                .install(|| writable.map(column, *op, rows))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
