@@ -41,12 +41,16 @@ from ._shmarrow import (
     ShmarrowError,
     gc,
     list,
+    lock,
+    map_inplace,
     path,
+    reduce,
     remove,
 )
 
 __all__ = [
     "attach", "create", "remove", "list", "path", "gc", "column_view",
+    "reduce", "map_inplace", "lock", "allocate", "Allocation",
     "Created", "ShmarrowError", "SegmentNotFound", "SegmentExists", "NoSpace",
     "AccessDenied", "InvalidName", "NotAFile", "CorruptSegment", "NotZeroCopy", "InvalidTable",
 ]
@@ -107,6 +111,107 @@ def column_view(table: pa.Table, column: Union[str, int]) -> List[np.ndarray]:
                 f"cannot be viewed without a copy: {exc}"
             ) from exc
     return views
+
+
+class _View:
+    """Exposes one column's writable values to NumPy and keeps the mapping alive (it is the
+    NumPy array's ``base``)."""
+
+    def __init__(self, owner, address: int, shape: tuple, typestr: str):
+        self._owner = owner
+        self.__array_interface__ = {
+            "version": 3,
+            "shape": shape,
+            "typestr": typestr,
+            "data": (address, False),
+        }
+
+
+def _arrow_type(spec) -> pa.DataType:
+    """A NumPy dtype spec (``"f8"``, ``("f4", 3)``, ``("i2", (2, 3))``) as an Arrow type."""
+    if isinstance(spec, tuple):
+        base, shape = spec
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        t = _arrow_type(base)
+        for n in reversed(shape):
+            t = pa.list_(pa.field("item", t, nullable=False), n)
+        return t
+    dtype = np.dtype(spec)
+    if dtype.kind not in "iuf" or dtype.itemsize > 8:
+        raise TypeError(f"{dtype} is not a fixed-width integer or float type")
+    return pa.from_numpy_dtype(dtype.newbyteorder("="))
+
+
+def _shape(arrow_type: pa.DataType) -> tuple:
+    shape = ()
+    while pa.types.is_fixed_size_list(arrow_type):
+        shape += (arrow_type.list_size,)
+        arrow_type = arrow_type.value_type
+    return shape, np.dtype(arrow_type.to_pandas_dtype())
+
+
+class Allocation:
+    """A table being filled in place before it is published (see :func:`allocate`).
+
+    ``alloc["x"]`` is a writable NumPy view of column ``x``'s values in shared memory (shape
+    ``(rows,) + subarray shape``). :meth:`publish` makes the table visible under its name
+    atomically; an allocation closed or garbage-collected unpublished leaves nothing behind.
+    """
+
+    def __init__(self, raw, schema: pa.Schema, rows: int):
+        self._raw = raw
+        self.schema = schema
+        self.rows = rows
+        self._views = {}
+
+    def __getitem__(self, column: str) -> np.ndarray:
+        if column not in self._views:
+            owner, address, _elements, _ = self._raw.raw(column)
+            shape, dtype = _shape(self.schema.field(column).type)
+            self._views[column] = np.asarray(
+                _View(owner, address, (self.rows,) + shape, dtype.str)
+            )
+        return self._views[column]
+
+    def publish(self) -> Created:
+        """Make the table visible under its name, atomically."""
+        return self._raw.publish()
+
+    def close(self) -> None:
+        """Drop without publishing (views stay valid memory but the table is gone)."""
+        self._raw.close()
+
+    def __enter__(self) -> "Allocation":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def allocate(
+    name: str,
+    columns: dict,
+    rows: int,
+    *,
+    dir: Optional[PathLike] = None,
+    replace: bool = True,
+    mode: int = 0o600,
+    lifetime: str = "persistent",
+) -> Allocation:
+    """Lay out a table of ``rows`` rows in shared memory for filling in place: the lecture's
+    "allocate once, workers fill" made safe.
+
+    ``columns`` maps names to NumPy dtype specs: ``{"x": "f8", "pos": ("f4", 3)}`` (subarrays
+    become fixed-size lists). Nothing is visible under ``name`` until ``publish()``::
+
+        w = shmarrow.allocate("frame", {"x": "f8", "pos": ("f4", 3)}, 1_000_000)
+        w["x"][:] = np.random.random(1_000_000)      # writes straight into shared memory
+        w["pos"][:, 0] = 1.0
+        w.publish()
+    """
+    schema = pa.schema([pa.field(n, _arrow_type(s), nullable=False) for n, s in columns.items()])
+    raw = _shmarrow.allocate(name, schema, rows, dir=dir, replace=replace, mode=mode, lifetime=lifetime)
+    return Allocation(raw, schema, rows)
 
 
 builtins_list = __builtins__["list"] if isinstance(__builtins__, dict) else __builtins__.list

@@ -9,7 +9,10 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
-use shmarrow::{AttachOptions, CreateOptions, Error, Lifetime, SegmentDir};
+use std::sync::Arc;
+
+use shmarrow::reduce::{Number, Op, ReduceOptions};
+use shmarrow::{AttachOptions, CreateOptions, Error, Lifetime, MapOp, SegmentDir};
 
 create_exception!(
     _shmarrow,
@@ -179,6 +182,30 @@ fn create(
     mode: i64,
     lifetime: &str,
 ) -> PyResult<Created> {
+    let options = create_options(replace, mode, lifetime)?;
+    let reader = data.0;
+    let schema = reader.schema();
+    let batches = reader
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| InvalidTable::new_err(e.to_string()))?;
+    let dir = segment_dir(dir);
+    let created = py
+        .detach(|| dir.create(name, &schema, &batches, &options))
+        .map_err(to_py)?;
+    Ok(wrap_created(created))
+}
+
+fn wrap_created(created: shmarrow::Created) -> Created {
+    Created {
+        name: created.name().to_owned(),
+        path: created.path().to_string_lossy().into_owned(),
+        nbytes: created.bytes(),
+        lifetime: created.lifetime().to_string(),
+        inner: Some(created),
+    }
+}
+
+fn create_options(replace: bool, mode: i64, lifetime: &str) -> PyResult<CreateOptions> {
     let lifetime: Lifetime = lifetime
         .parse()
         .map_err(pyo3::exceptions::PyValueError::new_err)?;
@@ -187,25 +214,224 @@ fn create(
             "mode {mode:#o} is not between 0o000 and 0o777"
         )));
     }
-    let reader = data.0;
-    let schema = reader.schema();
-    let batches = reader
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| InvalidTable::new_err(e.to_string()))?;
-    let dir = segment_dir(dir);
-    let options = CreateOptions::default()
+    Ok(CreateOptions::default()
         .replace(replace)
         .mode(mode as u32)
-        .lifetime(lifetime);
-    let created = py
-        .detach(|| dir.create(name, &schema, &batches, &options))
+        .lifetime(lifetime))
+}
+
+fn number<'py>(py: Python<'py>, n: Option<Number>) -> PyResult<Bound<'py, PyAny>> {
+    Ok(match n {
+        Some(Number::Int(i)) => i.into_pyobject(py)?.into_any(),
+        Some(Number::Float(f)) => f.into_pyobject(py)?.into_any(),
+        None => py.None().into_bound(py),
+    })
+}
+
+/// Statistics of numeric columns, computed by the Rust kernels with the GIL released:
+/// `{column: {"count", "null_count", "sum", "mean", "var", "std", "min", "max"}}`.
+#[pyfunction]
+#[pyo3(signature = (name, columns=None, ops=None, threads=None, *, ddof=0, dir=None))]
+fn reduce<'py>(
+    py: Python<'py>,
+    name: &str,
+    columns: Option<Vec<String>>,
+    ops: Option<Vec<String>>,
+    threads: Option<usize>,
+    ddof: u32,
+    dir: Option<std::path::PathBuf>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let ops: Vec<Op> = match ops {
+        None => Op::ALL.to_vec(),
+        Some(ops) => ops
+            .iter()
+            .map(|o| o.parse().map_err(pyo3::exceptions::PyValueError::new_err))
+            .collect::<PyResult<_>>()?,
+    };
+    let dir = segment_dir(dir);
+    let mut options = ReduceOptions::default().ddof(ddof);
+    if let Some(t) = threads {
+        options = options.threads(t);
+    }
+    let columns = columns.unwrap_or_default();
+    let stats = py
+        .detach(|| {
+            let segment = dir.attach(name)?;
+            let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+            segment.reduce(&refs, &options)
+        })
         .map_err(to_py)?;
-    Ok(Created {
-        name: created.name().to_owned(),
-        path: created.path().to_string_lossy().into_owned(),
-        nbytes: created.bytes(),
-        lifetime: lifetime.to_string(),
-        inner: Some(created),
+    let out = PyDict::new(py);
+    for s in stats {
+        let d = PyDict::new(py);
+        for op in &ops {
+            let v = match op {
+                Op::Count => s.count.into_pyobject(py)?.into_any(),
+                Op::NullCount => s.null_count.into_pyobject(py)?.into_any(),
+                Op::Sum => number(py, Some(s.sum))?,
+                Op::Mean => s.mean.into_pyobject(py)?.into_any(),
+                Op::Var => s.var.into_pyobject(py)?.into_any(),
+                Op::Std => s.std.into_pyobject(py)?.into_any(),
+                Op::Min => number(py, s.min)?,
+                Op::Max => number(py, s.max)?,
+            };
+            d.set_item(op.name(), v)?;
+        }
+        out.set_item(&s.column, d)?;
+    }
+    Ok(out)
+}
+
+/// Transform column `column` of segment `name` in place: `op` is "square", "scale", "add" or
+/// "clip" with its constants in `args`. Holds the segment's exclusive lock meanwhile; runs the
+/// Rust code with the GIL released. Readers that attached earlier see the new values.
+#[pyfunction]
+#[pyo3(signature = (name, column, op, *args, threads=None, dir=None))]
+fn map_inplace(
+    py: Python<'_>,
+    name: &str,
+    column: &str,
+    op: &str,
+    args: Vec<f64>,
+    threads: Option<usize>,
+    dir: Option<std::path::PathBuf>,
+) -> PyResult<()> {
+    let spec = std::iter::once(op.to_owned())
+        .chain(args.iter().map(f64::to_string))
+        .collect::<Vec<_>>()
+        .join(":");
+    let op: MapOp = spec
+        .parse()
+        .map_err(pyo3::exceptions::PyValueError::new_err)?;
+    let dir = segment_dir(dir);
+    py.detach(|| {
+        let writable = dir.open_writable(name)?;
+        let _lock = writable.lock(false)?;
+        let pool = rayon_pool(threads);
+        pool.install(|| writable.map(column, op, 0..u64::MAX))
+    })
+    .map_err(to_py)
+}
+
+fn rayon_pool(threads: Option<usize>) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.unwrap_or(0))
+        .build()
+        .expect("a thread pool")
+}
+
+/// A held `flock` on a segment; released by `release()` or leaving the `with` block.
+#[pyclass(module = "shmarrow._shmarrow")]
+struct Lock {
+    inner: Option<shmarrow::SegmentLock>,
+}
+
+#[pymethods]
+impl Lock {
+    /// Release the lock.
+    fn release(&mut self) {
+        self.inner = None;
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(&mut self, _ty: Py<PyAny>, _value: Py<PyAny>, _tb: Py<PyAny>) -> bool {
+        self.release();
+        false
+    }
+}
+
+/// Take segment `name`'s lock: shared (a reader that needs a stable view) or exclusive (a
+/// writer whose range may overlap another's). Waits with the GIL released.
+#[pyfunction]
+#[pyo3(signature = (name, shared=true, *, dir=None))]
+fn lock(
+    py: Python<'_>,
+    name: &str,
+    shared: bool,
+    dir: Option<std::path::PathBuf>,
+) -> PyResult<Lock> {
+    let dir = segment_dir(dir);
+    let held = py.detach(|| dir.lock(name, shared)).map_err(to_py)?;
+    Ok(Lock { inner: Some(held) })
+}
+
+/// Keeps a writable mapping alive for the NumPy views made from it.
+#[pyclass(module = "shmarrow._shmarrow", frozen)]
+struct Mapping {
+    _owner: Arc<memmap2::MmapRaw>,
+}
+
+/// A table being filled in place (see `shmarrow.allocate`).
+#[pyclass(module = "shmarrow._shmarrow")]
+struct Allocation {
+    inner: Option<shmarrow::Allocation>,
+    name: String,
+}
+
+#[pymethods]
+impl Allocation {
+    /// `(owner, address, elements, arrow type)` of column `column`'s values, for NumPy.
+    fn raw(&self, py: Python<'_>, column: &str) -> PyResult<(Py<Mapping>, usize, usize, String)> {
+        let alloc = self.inner.as_ref().ok_or_else(|| {
+            ShmarrowError::new_err(format!(
+                "allocation of {:?} was already published or closed",
+                self.name
+            ))
+        })?;
+        let raw = alloc.raw_values(column).map_err(to_py)?;
+        let (ptr, len) = raw
+            .parts
+            .first()
+            .copied()
+            .unwrap_or((std::ptr::null_mut(), 0));
+        let owner = Py::new(py, Mapping { _owner: raw.owner })?;
+        Ok((owner, ptr as usize, len, raw.data_type.to_string()))
+    }
+
+    /// Publish atomically under the name; returns the Created handle.
+    fn publish(&mut self, py: Python<'_>) -> PyResult<Created> {
+        let alloc = self.inner.take().ok_or_else(|| {
+            ShmarrowError::new_err(format!(
+                "allocation of {:?} was already published or closed",
+                self.name
+            ))
+        })?;
+        let created = py.detach(|| alloc.publish()).map_err(to_py)?;
+        Ok(wrap_created(created))
+    }
+
+    /// Drop without publishing: nothing is left behind (NumPy views stay valid memory).
+    fn close(&mut self) {
+        self.inner = None;
+    }
+}
+
+/// Lay out `rows` rows of `schema` (fixed-width columns) in a new segment that is not visible
+/// until `publish()`.
+#[allow(clippy::too_many_arguments)] // Python keyword arguments
+#[pyfunction]
+#[pyo3(signature = (name, schema, rows, *, dir=None, replace=true, mode=0o600, lifetime="persistent"))]
+fn allocate(
+    py: Python<'_>,
+    name: &str,
+    schema: PyArrowType<arrow_schema::Schema>,
+    rows: usize,
+    dir: Option<std::path::PathBuf>,
+    replace: bool,
+    mode: i64,
+    lifetime: &str,
+) -> PyResult<Allocation> {
+    let options = create_options(replace, mode, lifetime)?;
+    let dir = segment_dir(dir);
+    let alloc = py
+        .detach(|| dir.allocate(name, &schema.0, rows, &options))
+        .map_err(to_py)?;
+    Ok(Allocation {
+        inner: Some(alloc),
+        name: name.to_owned(),
     })
 }
 
@@ -264,7 +490,14 @@ fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(path, m)?)?;
     m.add_function(wrap_pyfunction!(list, m)?)?;
     m.add_function(wrap_pyfunction!(gc, m)?)?;
+    m.add_function(wrap_pyfunction!(reduce, m)?)?;
+    m.add_function(wrap_pyfunction!(map_inplace, m)?)?;
+    m.add_function(wrap_pyfunction!(lock, m)?)?;
+    m.add_function(wrap_pyfunction!(allocate, m)?)?;
     m.add_class::<Created>()?;
+    m.add_class::<Lock>()?;
+    m.add_class::<Allocation>()?;
+    m.add_class::<Mapping>()?;
     for (name, exc) in [
         ("ShmarrowError", py.get_type::<ShmarrowError>()),
         ("SegmentNotFound", py.get_type::<SegmentNotFound>()),
