@@ -86,6 +86,9 @@ pub struct ReduceArgs {
     pub ddof: u32,
     #[command(flatten)]
     pub parallel: Parallel,
+    /// Pre-fault the mapping before reducing (MADV_POPULATE_READ): see bench/README.md.
+    #[arg(long)]
+    pub populate: bool,
     /// With --processes: keep the per-worker results segment under this name.
     #[arg(long, requires = "processes")]
     pub keep_results: Option<String>,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use serde_json::{Value, json};
 use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats};
-use shmarrow::{CreateOptions, Lifetime, SegmentDir, partition};
+use shmarrow::{AttachOptions, CreateOptions, Lifetime, SegmentDir, partition};
 
 use crate::cli::ReduceArgs;
 
@@ -16,7 +16,10 @@ pub fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let segment = dir.attach(&args.name)?;
+    let segment = dir.attach_with(
+        &args.name,
+        &AttachOptions::default().populate(args.populate),
+    )?;
     let columns: Vec<String> = if args.columns.is_empty() {
         segment
             .schema()
