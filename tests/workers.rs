@@ -1,0 +1,344 @@
+//! `reduce` and `map` through the binary: threads and worker processes agree, results
+//! segments are cleaned up, a killed worker fails the command cleanly, permissions hold.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::{Array, Float64Array, Int32Array, RecordBatch, StringArray};
+use common::{TempDir, shmarrow_bin};
+use serde_json::Value;
+use shmarrow::CreateOptions;
+
+fn run(dir: &TempDir, args: &[&str]) -> Output {
+    shmarrow_bin()
+        .arg("--dir")
+        .arg(&dir.0)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok_json(dir: &TempDir, args: &[&str]) -> Value {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    let out = run(dir, &all);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// `rows` rows of x (floats with nulls), n (ints), s (strings), in batches of `batch` rows.
+fn publish(dir: &TempDir, name: &str, rows: usize, batch: usize) {
+    let batches: Vec<RecordBatch> = (0..rows)
+        .step_by(batch)
+        .map(|start| {
+            let r = start..(start + batch).min(rows);
+            RecordBatch::try_from_iter([
+                (
+                    "x",
+                    Arc::new(Float64Array::from_iter(
+                        r.clone()
+                            .map(|i| (i % 5 != 0).then_some((i as f64).sin() * 1e3)),
+                    )) as _,
+                ),
+                (
+                    "n",
+                    Arc::new(Int32Array::from_iter_values(
+                        r.clone().map(|i| (i % 1000) as i32 - 500),
+                    )) as _,
+                ),
+                (
+                    "s",
+                    Arc::new(StringArray::from_iter_values(r.map(|i| i.to_string()))) as _,
+                ),
+            ])
+            .unwrap()
+        })
+        .collect();
+    dir.dir()
+        .create(
+            name,
+            &batches[0].schema(),
+            &batches,
+            &CreateOptions::default(),
+        )
+        .unwrap();
+}
+
+fn close(a: &Value, b: &Value, key: &str) {
+    let (x, y) = (a.as_f64().unwrap(), b.as_f64().unwrap());
+    assert!(
+        (x - y).abs() <= 1e-12 * x.abs().max(1e-300),
+        "{key}: {x} vs {y}"
+    );
+}
+
+#[test]
+fn threads_and_processes_agree_and_leave_nothing() {
+    let tmp = TempDir::new("w-agree");
+    publish(&tmp, "d", 300_000, 70_001);
+    let threads = ok_json(
+        &tmp,
+        &["reduce", "d", "-c", "x", "-c", "n", "--threads", "2"],
+    );
+    let one = ok_json(
+        &tmp,
+        &["reduce", "d", "-c", "x", "-c", "n", "--threads", "1"],
+    );
+    assert_eq!(threads, one, "thread count changes nothing");
+    for p in ["1", "2", "3"] {
+        let procs = ok_json(
+            &tmp,
+            &["reduce", "d", "-c", "x", "-c", "n", "--processes", p],
+        );
+        for c in 0..2 {
+            for key in ["count", "null_count", "min", "max"] {
+                assert_eq!(procs[c][key], threads[c][key], "{p} processes, {key}");
+            }
+            for key in ["sum", "mean", "var", "std"] {
+                close(&procs[c][key], &threads[c][key], key);
+            }
+        }
+        assert_eq!(procs[1]["sum"], threads[1]["sum"], "integer sums exact");
+    }
+    assert_eq!(threads[0]["null_count"], 60_000);
+    let listing = tmp.dir().list().unwrap();
+    assert_eq!(
+        listing.segments.len(),
+        1,
+        "results segments removed: {listing:?}"
+    );
+    assert!(listing.temps.is_empty());
+
+    // --ops filters the keys; the text table has a header and a row per column.
+    let some = ok_json(&tmp, &["reduce", "d", "-c", "x", "--ops", "mean,max"]);
+    let keys: Vec<_> = some[0].as_object().unwrap().keys().cloned().collect();
+    assert_eq!(keys, ["column", "max", "mean"]);
+    let text = String::from_utf8(run(&tmp, &["reduce", "d", "--threads", "2"]).stdout).unwrap();
+    assert!(
+        text.starts_with("COLUMN") && text.lines().count() == 3,
+        "{text}"
+    );
+}
+
+#[test]
+fn kept_results_are_an_arrow_table_one_row_per_worker() {
+    let tmp = TempDir::new("w-keep");
+    publish(&tmp, "d", 100_000, 100_000);
+    ok_json(
+        &tmp,
+        &[
+            "reduce",
+            "d",
+            "-c",
+            "x",
+            "--processes",
+            "4",
+            "--keep-results",
+            "partials",
+        ],
+    );
+    let seg = tmp.dir().attach("partials").unwrap();
+    let rows = shmarrow::partition::read_partials(&seg).unwrap();
+    assert_eq!(rows.len(), 4);
+    assert!(rows.iter().all(|r| r.done));
+    assert_eq!(rows.iter().map(|r| r.partial.count).sum::<u64>(), 80_000);
+    assert_eq!(
+        rows.iter().map(|r| r.worker).collect::<Vec<_>>(),
+        [0, 1, 2, 3]
+    );
+}
+
+#[test]
+fn map_by_processes_and_threads() {
+    let tmp = TempDir::new("w-map");
+    publish(&tmp, "d", 200_000, 60_000);
+    let before = tmp.dir().attach("d").unwrap();
+    let out = run(
+        &tmp,
+        &[
+            "map",
+            "d",
+            "-c",
+            "n",
+            "--op",
+            "add",
+            "7",
+            "--processes",
+            "3",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(
+        &tmp,
+        &[
+            "map",
+            "d",
+            "-c",
+            "x",
+            "--op",
+            "clip",
+            "-10",
+            "10",
+            "--threads",
+            "2",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut row = 0;
+    for batch in before.batches() {
+        let n = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .unwrap();
+        let x = batch
+            .column(0)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
+        for i in 0..batch.num_rows() {
+            assert_eq!(n.value(i), (row % 1000) as i32 - 500 + 7, "row {row}");
+            if row % 5 == 0 {
+                assert!(x.is_null(i));
+            } else {
+                assert_eq!(x.value(i), ((row as f64).sin() * 1e3).clamp(-10.0, 10.0));
+            }
+            row += 1;
+        }
+    }
+    for (args, needle) in [
+        (
+            &["map", "d", "-c", "s", "--op", "square"][..],
+            "fixed-width",
+        ),
+        (
+            &["map", "d", "-c", "s", "--op", "square", "--processes", "2"][..],
+            "fixed-width",
+        ),
+        (
+            &["map", "d", "-c", "n", "--op", "scale", "0.5"][..],
+            "not an integer",
+        ),
+        (&["map", "d", "-c", "x", "--op", "cube"][..], "unknown op"),
+        (&["reduce", "d", "-c", "s"][..], "not a numeric"),
+        (
+            &["reduce", "d", "-c", "x", "--ops", "median"][..],
+            "unknown op",
+        ),
+    ] {
+        let out = run(&tmp, args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+}
+
+/// Direct children of `pid` (from /proc).
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+#[test]
+fn a_killed_worker_fails_the_command_naming_it() {
+    let tmp = TempDir::new("w-kill");
+    publish(&tmp, "d", 4_000_000, 1_000_000);
+    let mut failures = 0;
+    for attempt in 0..5 {
+        let child = shmarrow_bin()
+            .arg("--dir")
+            .arg(&tmp.0)
+            .args(["reduce", "d", "-c", "x", "-c", "n", "--processes", "2"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let coordinator = child.id();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut killed = false;
+        while Instant::now() < deadline {
+            if let Some(&worker) = children(coordinator).first() {
+                std::thread::sleep(Duration::from_millis(attempt * 5));
+                killed = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(worker as i32),
+                    nix::sys::signal::Signal::SIGKILL,
+                )
+                .is_ok();
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        let out = child.wait_with_output().unwrap();
+        if !killed || out.status.success() {
+            continue; // the worker finished first: try another kill point
+        }
+        failures += 1;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains("killed by signal 9") && stderr.contains("no result"),
+            "{stderr}"
+        );
+        assert!(out.stdout.is_empty(), "no partial result printed");
+        assert_eq!(
+            tmp.dir().list().unwrap().segments.len(),
+            1,
+            "results segment removed"
+        );
+    }
+    assert!(failures > 0, "no attempt killed a worker in time");
+}
+
+#[test]
+fn another_user_cannot_map() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: switching to user nobody needs root");
+        return;
+    }
+    let tmp = TempDir::new("w-perm");
+    std::fs::set_permissions(&tmp.0, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
+    publish(&tmp, "d", 10, 10);
+    std::fs::set_permissions(
+        tmp.0.join("d"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let as_nobody = |args: &[&str]| {
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_shmarrow"))
+            .arg("--dir")
+            .arg(&tmp.0)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let read = as_nobody(&["reduce", "d", "-c", "n"]);
+    assert!(
+        read.status.success(),
+        "a 0644 segment is readable by others"
+    );
+    let write = as_nobody(&["map", "d", "-c", "n", "--op", "square"]);
+    let stderr = String::from_utf8_lossy(&write.stderr);
+    assert_eq!(write.status.code(), Some(1));
+    assert!(stderr.contains("permission denied"), "{stderr}");
+}
