@@ -269,7 +269,15 @@ fn every_verb_has_help_with_an_example() {
 #[test]
 fn demo_runs_end_to_end() {
     let tmp = TempDir::new("cli-demo");
-    let mut args = vec!["demo", "--rows", "50000"];
+    let mut args = vec![
+        "demo",
+        "--rows",
+        "50000",
+        "--array-len",
+        "300000",
+        "--workers",
+        "3",
+    ];
     let python = common::python();
     let py = python.as_ref().map(|p| p.to_str().unwrap().to_owned());
     if let Some(py) = &py {
@@ -288,6 +296,22 @@ fn demo_runs_end_to_end() {
         assert!(text.contains("equal to the above: True"), "{text}");
         assert!(text.contains("writeable=False"), "{text}");
     }
+    assert!(
+        text.contains("squared disjoint row ranges in place"),
+        "{text}"
+    );
+    // The coordinator's merge of the 3 workers' rows equals the threaded reduce.
+    let merged = text
+        .lines()
+        .find(|l| l.starts_with("merged by the coordinator"))
+        .unwrap();
+    let nums: Vec<&str> = merged
+        .split_whitespace()
+        .map(|w| w.trim_matches(|c| c == ')' || c == ';'))
+        .filter(|w| w.contains('.') && w.parse::<f64>().is_ok())
+        .collect();
+    assert_eq!(nums.len(), 5, "mean, std, mean, std, ms: {merged}");
+    assert_eq!((nums[0], nums[1]), (nums[2], nums[3]), "{merged}");
     assert!(text.contains("removed"));
     assert!(
         tmp.dir().list().unwrap().segments.is_empty(),

@@ -26,7 +26,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Publish a sample table, attach it from another process and from Python, and clean up.
-    #[command(after_help = "Example:\n  shmarrow demo --rows 1000000")]
+    #[command(
+        after_help = "Example:\n  shmarrow demo --rows 1000000 --array-len 100000000 --workers 8"
+    )]
     Demo(DemoArgs),
     /// Publish an Arrow IPC file or stream as a segment (atomically).
     #[command(after_help = "Example:\n  shmarrow import trades data/trades.arrow --mode 640")]
@@ -148,6 +150,12 @@ pub struct DemoArgs {
     /// Rows in the sample table.
     #[arg(long, default_value_t = 4_000_000)]
     pub rows: usize,
+    /// Length of the float64 array of the lecture's examples (28.1, 28.2).
+    #[arg(long, default_value_t = 16_000_000)]
+    pub array_len: usize,
+    /// Worker processes for the lecture's examples.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub workers: u32,
     /// Python interpreter with the shmarrow package (default: $SHMARROW_PYTHON, else
     /// .venv/bin/python if present); the Python step is skipped when there is none.
     #[arg(long)]

@@ -6,20 +6,36 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+/// What a batch of workers cost.
+pub struct Report {
+    /// Wall time from the first start to the last exit.
+    pub elapsed: std::time::Duration,
+    /// Bytes sent to the workers: their command lines (no data crosses).
+    pub argv_bytes: usize,
+}
+
 /// Run `workers` copies of this binary (`--dir DIR worker ARGS --index i --of workers`) and
 /// wait for all. Fails naming every worker that failed or was killed, with its last stderr
 /// line; never reports a partial result as complete.
-pub fn run(dir: &Path, workers: usize, args: &[String]) -> anyhow::Result<std::time::Duration> {
+pub fn run(dir: &Path, workers: usize, args: &[String]) -> anyhow::Result<Report> {
     let exe = std::env::current_exe().context("locate the shmarrow binary")?;
     let t0 = Instant::now();
+    let mut argv_bytes = 0;
     let children = (0..workers)
         .map(|i| {
+            let index = i.to_string();
+            let of = workers.to_string();
+            argv_bytes += dir.as_os_str().len()
+                + args.iter().map(String::len).sum::<usize>()
+                + index.len()
+                + of.len()
+                + 32;
             Command::new(&exe)
                 .arg("--dir")
                 .arg(dir)
                 .arg("worker")
                 .args(args)
-                .args(["--index", &i.to_string(), "--of", &workers.to_string()])
+                .args(["--index", &index, "--of", &of])
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -57,5 +73,8 @@ pub fn run(dir: &Path, workers: usize, args: &[String]) -> anyhow::Result<std::t
             failures.join("; ")
         );
     }
-    Ok(t0.elapsed())
+    Ok(Report {
+        elapsed: t0.elapsed(),
+        argv_bytes,
+    })
 }
