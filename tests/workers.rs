@@ -199,7 +199,7 @@ fn map_by_processes_and_threads() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut row = 0;
+    let mut row = 0usize;
     for batch in before.batches() {
         let n = batch
             .column(1)
