@@ -213,7 +213,7 @@ fn map_by_processes_and_threads() {
             .unwrap();
         for i in 0..batch.num_rows() {
             assert_eq!(n.value(i), (row % 1000) as i32 - 500 + 7, "row {row}");
-            if row % 5 == 0 {
+            if row.is_multiple_of(5) {
                 assert!(x.is_null(i));
             } else {
                 assert_eq!(x.value(i), ((row as f64).sin() * 1e3).clamp(-10.0, 10.0));
