@@ -136,6 +136,11 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// V5, uncompressed, 64-byte aligned: the layout of every segment we write.
+fn ipc_options() -> IpcWriteOptions {
+    IpcWriteOptions::try_new(ALIGNMENT, false, MetadataVersion::V5).expect("valid options")
+}
+
 /// Write `schema` + `batches` as an Arrow IPC file (V5, uncompressed, 64-byte aligned) into
 /// `out`, returning the bytes written.
 pub(crate) fn write_ipc<W: Write>(
@@ -143,14 +148,13 @@ pub(crate) fn write_ipc<W: Write>(
     schema: &Schema,
     batches: &[RecordBatch],
 ) -> Result<u64, ArrowError> {
-    let options = IpcWriteOptions::try_new(ALIGNMENT, false, MetadataVersion::V5)?;
     let mut writer = FileWriter::try_new_with_options(
         Counting {
             inner: out,
             written: 0,
         },
         schema,
-        options,
+        ipc_options(),
     )?;
     for batch in batches {
         writer.write(batch)?;
@@ -302,7 +306,118 @@ pub(crate) fn commit(
     })
 }
 
+/// A segment being written batch by batch, for inputs whose size is not known in advance
+/// (Parquet, CSV, IPC streams, network uploads): each batch goes straight into the temp file
+/// in the segment directory, so private memory holds one batch at a time, never the table.
+/// [`finish`](Self::finish) writes the footer and publishes atomically; dropping it unfinished
+/// removes the temp file. On a full directory a write fails with [`Error::NoSpace`] (plain
+/// `write(2)`, no mapping: never a SIGBUS).
+pub struct SegmentWriter {
+    dir: SegmentDir,
+    name: String,
+    temp: PathBuf,
+    options: CreateOptions,
+    writer: FileWriter<Counting<BufWriter<File>>>,
+    guard: TempGuard,
+}
+
+impl std::fmt::Debug for SegmentWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SegmentWriter")
+            .field("name", &self.name)
+            .field("temp", &self.temp)
+            .field("written", &self.writer.get_ref().written)
+            .finish()
+    }
+}
+
+impl SegmentWriter {
+    /// Append one batch (its fields must be the schema's).
+    ///
+    /// # Errors
+    /// [`Error::InvalidTable`] for a batch of another schema (or a dictionary that changes
+    /// between batches, which the IPC file format cannot hold); [`Error::NoSpace`];
+    /// [`Error::Io`].
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
+        if batch.schema_ref().fields() != self.writer.schema().fields() {
+            return Err(invalid(
+                &self.name,
+                ArrowError::SchemaError(format!(
+                    "batch fields {:?} differ from the schema's {:?}",
+                    batch.schema_ref().fields(),
+                    self.writer.schema().fields()
+                )),
+            ));
+        }
+        let at_least = self.bytes_written() + batch.get_array_memory_size() as u64;
+        self.writer
+            .write(batch)
+            .map_err(|e| write_error(&self.dir, &self.name, &self.temp, at_least, e))
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.writer.get_ref().written
+    }
+
+    /// Write the footer and publish atomically under the name.
+    ///
+    /// # Errors
+    /// [`Error::Exists`] with `replace(false)`; [`Error::NoSpace`]; [`Error::Io`].
+    pub fn finish(mut self) -> Result<Created> {
+        let at_least = self.bytes_written();
+        let io = |e| write_error(&self.dir, &self.name, &self.temp, at_least, e);
+        self.writer.finish().map_err(io)?;
+        self.writer.get_mut().flush().map_err(|e| io(e.into()))?;
+        let bytes = self.bytes_written();
+        let created = commit(&self.dir, &self.name, &self.temp, &self.options, bytes)?;
+        self.guard.0 = None;
+        Ok(created)
+    }
+}
+
 impl SegmentDir {
+    /// Start writing segment `name` batch by batch (see [`SegmentWriter`]).
+    ///
+    /// # Errors
+    /// [`Error::InvalidName`], [`Error::Exists`] with `replace(false)`,
+    /// [`Error::InvalidTable`] for a schema the IPC format cannot hold,
+    /// [`Error::PermissionDenied`], [`Error::Io`].
+    pub fn writer(
+        &self,
+        name: &str,
+        schema: &Schema,
+        options: &CreateOptions,
+    ) -> Result<SegmentWriter> {
+        let path = self.segment_path(name)?;
+        if !options.replace && path.exists() {
+            return Err(Error::Exists {
+                name: name.to_owned(),
+                dir: self.path().to_owned(),
+            });
+        }
+        let meta = SegmentMeta::now(options.lifetime);
+        let schema = with_meta(schema, &meta);
+        let (temp, file, guard) = reserve_temp(self, name, &meta, options, 0)?;
+        let writer = FileWriter::try_new_with_options(
+            Counting {
+                inner: BufWriter::with_capacity(1 << 20, file),
+                written: 0,
+            },
+            &schema,
+            ipc_options(),
+        )
+        .map_err(|e| write_error(self, name, &temp, 0, e))?;
+        Ok(SegmentWriter {
+            dir: self.clone(),
+            name: name.to_owned(),
+            temp,
+            options: *options,
+            writer,
+            guard,
+        })
+    }
+
     /// Publish `batches` (all of `schema`) as segment `name`, atomically.
     ///
     /// The bytes are an Arrow IPC file that any Arrow reader can map; the `shmarrow.` keys of

@@ -47,7 +47,7 @@ pub mod reduce;
 mod sys;
 
 pub use attach::{AttachOptions, BatchInfo, ColumnInfo, Segment, SegmentInfo, attach_path};
-pub use create::{ALIGNMENT, CreateOptions, Created};
+pub use create::{ALIGNMENT, CreateOptions, Created, SegmentWriter};
 pub use error::{Error, Result};
 pub use inplace::{
     Allocation, MapOp, RawValues, SegmentLock, ValuesMut, WritableSegment, split_rows,
