@@ -32,6 +32,9 @@ test: python-package
 bench: python-package
 	SHMARROW_PYTHON=$(PY) cargo bench --bench core
 	$(PY) bench/attach.py
+	cargo build --release --bin shmarrow
+	cargo bench --bench compute
+	$(PY) bench/compute.py
 
 lint:
 	cargo fmt --check

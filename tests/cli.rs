@@ -253,7 +253,9 @@ fn closed_pipe_exits_quietly() {
 
 #[test]
 fn every_verb_has_help_with_an_example() {
-    for verb in ["demo", "import", "ls", "inspect", "rm", "gc"] {
+    for verb in [
+        "demo", "import", "export", "head", "df", "ls", "inspect", "rm", "gc", "reduce", "map",
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_shmarrow"))
             .args([verb, "--help"])
             .output()

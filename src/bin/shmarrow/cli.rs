@@ -30,9 +30,20 @@ pub enum Command {
         after_help = "Example:\n  shmarrow demo --rows 1000000 --array-len 100000000 --workers 8"
     )]
     Demo(DemoArgs),
-    /// Publish an Arrow IPC file or stream as a segment (atomically).
-    #[command(after_help = "Example:\n  shmarrow import trades data/trades.arrow --mode 640")]
+    /// Publish an Arrow IPC file or stream, Feather, Parquet or CSV file as a segment.
+    #[command(
+        after_help = "Examples:\n  shmarrow import trades data/trades.parquet --mode 640\n  shmarrow import quotes quotes.csv --delimiter ';' --schema quotes.schema.json"
+    )]
     Import(ImportArgs),
+    /// Write a segment to an Arrow IPC file or stream, Parquet or CSV.
+    #[command(after_help = "Example:\n  shmarrow export trades trades.parquet")]
+    Export(ExportArgs),
+    /// Show the first rows of a segment as a table.
+    #[command(after_help = "Example:\n  shmarrow head trades -n 5 --columns price,qty")]
+    Head(HeadArgs),
+    /// Size, used and free space of the segment directory, and what segments hold.
+    #[command(after_help = "Example:\n  shmarrow df --json")]
+    Df,
     /// List the segments in the directory (and unfinished publishes).
     #[command(after_help = "Example:\n  shmarrow ls --json")]
     Ls,
@@ -162,13 +173,17 @@ pub struct DemoArgs {
     pub python: Option<PathBuf>,
 }
 
-/// Input formats `import` reads.
+/// File formats `import` reads and `export` writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum InputFormat {
     /// Arrow IPC file (also Feather v2): `.arrow`, `.feather`, `.ipc`.
     Ipc,
     /// Arrow IPC stream: `.arrows`, `.stream`.
     Stream,
+    /// Parquet: `.parquet`, `.pq`.
+    Parquet,
+    /// CSV: `.csv`, `.tsv`.
+    Csv,
 }
 
 #[derive(Debug, Args)]
@@ -180,6 +195,21 @@ pub struct ImportArgs {
     /// Input format (default: from the extension, else from the file's first bytes).
     #[arg(long, value_enum)]
     pub format: Option<InputFormat>,
+    /// CSV: a schema file instead of inference (`{"fields": [{"name": "x", "type": "Float64"}]}`).
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// CSV: field delimiter.
+    #[arg(long, default_value_t = ',')]
+    pub delimiter: char,
+    /// CSV: whether the first line names the columns.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub header: bool,
+    /// CSV: rows read to infer the schema.
+    #[arg(long, default_value_t = 10_000)]
+    pub infer_rows: usize,
+    /// Rows per record batch when reading Parquet or CSV (bounds private memory).
+    #[arg(long, default_value_t = 65_536, value_parser = parse_rows)]
+    pub batch_rows: usize,
     /// Replace an existing segment of that name (readers of the old one keep it).
     #[arg(long)]
     pub replace: bool,
@@ -189,6 +219,29 @@ pub struct ImportArgs {
     /// `persistent` (until `rm`) or `owner` (reclaimed by `gc` once this process is gone).
     #[arg(long, default_value = "persistent")]
     pub lifetime: Lifetime,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// Segment name.
+    pub name: String,
+    /// Output file (must not exist).
+    pub file: PathBuf,
+    /// Output format (default: from the extension).
+    #[arg(long, value_enum)]
+    pub format: Option<InputFormat>,
+}
+
+#[derive(Debug, Args)]
+pub struct HeadArgs {
+    /// Segment name.
+    pub name: String,
+    /// Rows to show.
+    #[arg(short = 'n', long = "rows", default_value_t = 10)]
+    pub rows: usize,
+    /// Columns to show (comma-separated; default all).
+    #[arg(long, value_delimiter = ',')]
+    pub columns: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -212,6 +265,13 @@ pub struct GcArgs {
     /// Report what would be removed, remove nothing.
     #[arg(long)]
     pub dry_run: bool,
+}
+
+fn parse_rows(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("{s:?} is not a positive number of rows")),
+    }
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {

@@ -22,6 +22,35 @@ pub fn bytes(n: u64) -> String {
     }
 }
 
+/// Milliseconds since the epoch as `2026-11-25 04:30:12Z` (UTC; Hinnant's civil-from-days).
+pub fn utc(ms: u64) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A user id as its name, if it has one.
+pub fn user(uid: u32) -> String {
+    nix::unistd::User::from_uid(uid.into())
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
 /// `creator` as `pid 123 (alive)`, or `-` for a file shmarrow did not write.
 pub fn creator(meta: Option<&SegmentMeta>) -> String {
     meta.map_or_else(
@@ -52,6 +81,7 @@ pub fn info_json(info: &SegmentInfo) -> Value {
         "creator_alive": meta.map(|m| m.creator.is_alive()),
         "mode": format!("{:o}", info.mode),
         "uid": info.uid,
+        "owner": user(info.uid),
     })
 }
 
@@ -88,4 +118,14 @@ pub fn schema_tree(
         schema_tree(out, &children, depth + 1)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_dates() {
+        assert_eq!(super::utc(0), "1970-01-01 00:00:00Z");
+        assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00Z");
+        assert_eq!(super::utc(1_795_580_165_541), "2026-11-25 04:16:05Z");
+    }
 }

@@ -1,13 +1,22 @@
-//! `shmarrow import NAME FILE`: publish an Arrow IPC file or stream as a segment.
+//! `shmarrow import NAME FILE`: publish an Arrow IPC file or stream, Feather v2, Parquet or CSV
+//! file as a segment.
+//!
+//! Memory: an uncompressed IPC/Feather file is mapped and its batches go from the page cache
+//! straight into the segment (no private copy at all). Every other input is streamed batch by
+//! batch into the segment's temp file ([`shmarrow::SegmentWriter`]): private memory holds one
+//! batch (`--batch-rows`), never the table.
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufReader, IsTerminal, Read, Seek, Write};
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use arrow_ipc::reader::StreamReader;
-use shmarrow::{AttachOptions, CreateOptions, SegmentDir};
+use arrow_array::{RecordBatch, RecordBatchReader};
+use arrow_schema::{ArrowError, Schema};
+use indicatif::{ProgressBar, ProgressStyle};
+use shmarrow::{AttachOptions, CreateOptions, Created, SegmentDir};
 
 use crate::cli::{ImportArgs, InputFormat};
 use crate::fmt;
@@ -18,45 +27,108 @@ pub fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
+    // Everything is checked before any work: name, format, schema file, input.
+    dir.segment_path(&args.name)?;
     let format = match args.format {
         Some(f) => f,
         None => detect(&args.file)?,
     };
+    let label = args.file.display().to_string();
+    let input_bytes = std::fs::metadata(&args.file)
+        .with_context(|| format!("open {label}"))?
+        .len();
+    let csv_schema = args.schema.as_deref().map(read_schema).transpose()?;
     let options = CreateOptions::default()
         .replace(args.replace)
         .mode(args.mode)
         .lifetime(args.lifetime);
-    let label = args.file.display().to_string();
+    warn_if_it_will_not_fit(dir, &label, estimate(format, &args.file, input_bytes));
+
     let created = match format {
-        // An IPC file is mapped, not read: its batches go from the page cache straight into
-        // the segment, and private memory holds none of them.
-        InputFormat::Ipc => {
-            let input = shmarrow::attach_path(&label, &args.file, &AttachOptions::default())?;
-            let schema = strip_shmarrow_keys(&input.schema());
-            dir.create(&args.name, &schema, input.batches(), &options)?
-        }
+        InputFormat::Ipc => import_ipc_file(dir, args, &label, &options)?,
         InputFormat::Stream => {
-            let file = File::open(&args.file).with_context(|| format!("open {label}"))?;
-            let reader = StreamReader::try_new(BufReader::new(file), None)
-                .with_context(|| format!("{label} is not an Arrow IPC stream"))?;
+            let reader =
+                arrow_ipc::reader::StreamReader::try_new(BufReader::new(open(&args.file)?), None)
+                    .with_context(|| format!("{label} is not an Arrow IPC stream"))?;
             let schema = reader.schema();
-            let batches = reader
-                .collect::<Result<Vec<_>, _>>()
+            stream_into(
+                dir,
+                args,
+                &label,
+                &schema,
+                &options,
+                progress(input_bytes, "bytes"),
+                reader,
+            )?
+        }
+        InputFormat::Parquet => {
+            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                open(&args.file)?,
+            )
+            .with_context(|| format!("{label} is not a Parquet file"))?;
+            let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+            let reader = builder
+                .with_batch_size(args.batch_rows)
+                .build()
                 .with_context(|| format!("read {label}"))?;
-            dir.create(&args.name, &schema, &batches, &options)?
+            let schema = reader.schema();
+            stream_into(
+                dir,
+                args,
+                &label,
+                &schema,
+                &options,
+                progress(rows, "rows"),
+                reader,
+            )?
+        }
+        InputFormat::Csv => {
+            let mut file = open(&args.file)?;
+            let format = arrow_csv::reader::Format::default()
+                .with_header(args.header)
+                .with_delimiter(args.delimiter as u8);
+            let schema = match csv_schema {
+                Some(schema) => schema,
+                None => {
+                    let (schema, _) = format
+                        .infer_schema(&mut file, Some(args.infer_rows))
+                        .with_context(|| format!("infer the schema of {label}"))?;
+                    file.rewind()?;
+                    schema
+                }
+            };
+            let schema = Arc::new(schema);
+            let reader = arrow_csv::ReaderBuilder::new(schema.clone())
+                .with_header(args.header)
+                .with_delimiter(args.delimiter as u8)
+                .with_batch_size(args.batch_rows)
+                .build(BufReader::new(file))
+                .with_context(|| format!("read {label}"))?;
+            stream_into(
+                dir,
+                args,
+                &label,
+                &schema,
+                &options,
+                progress(input_bytes, "bytes"),
+                reader,
+            )?
         }
     };
     let info = dir.info(created.name())?;
     created.disown(); // an `owner` import is reclaimed by `gc` once this process is gone
     if json {
-        fmt::print_json(out, &fmt::info_json(&info))?;
+        let mut value = fmt::info_json(&info);
+        value["source"] = serde_json::json!(label);
+        value["format"] = serde_json::json!(format!("{format:?}").to_lowercase());
+        fmt::print_json(out, &value)?;
     } else {
         writeln!(
             out,
-            "imported {} -> {} ({} rows, {} batches, {})",
-            label,
+            "imported {label} -> {} ({} rows, {} columns, {} batches, {})",
             info.name,
             info.rows(),
+            info.schema.fields().len(),
             info.batches.len(),
             fmt::bytes(info.bytes)
         )?;
@@ -64,8 +136,158 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
+fn open(path: &Path) -> anyhow::Result<File> {
+    File::open(path).with_context(|| format!("open {}", path.display()))
+}
+
+/// An uncompressed IPC file is mapped and published without a private copy; a compressed one
+/// (Feather v2 with lz4/zstd) is decompressed batch by batch into the segment.
+fn import_ipc_file(
+    dir: &SegmentDir,
+    args: &ImportArgs,
+    label: &str,
+    options: &CreateOptions,
+) -> anyhow::Result<Created> {
+    let input = shmarrow::attach_path(label, &args.file, &AttachOptions::default().strict(true));
+    match input {
+        Ok(input) => {
+            let schema = strip_shmarrow_keys(&input.schema());
+            Ok(dir.create(&args.name, &schema, input.batches(), options)?)
+        }
+        Err(shmarrow::Error::NotZeroCopy { .. }) => {
+            let reader =
+                arrow_ipc::reader::FileReader::try_new(BufReader::new(open(&args.file)?), None)
+                    .with_context(|| format!("read {label}"))?;
+            let schema = reader.schema();
+            let rows = 0; // unknown without reading every batch header; count batches instead
+            stream_into(
+                dir,
+                args,
+                label,
+                &schema,
+                options,
+                progress(rows, "rows"),
+                reader,
+            )
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stream `batches` into a new segment; the temp file is removed on any error.
+fn stream_into(
+    dir: &SegmentDir,
+    args: &ImportArgs,
+    label: &str,
+    schema: &Schema,
+    options: &CreateOptions,
+    bar: ProgressBar,
+    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
+) -> anyhow::Result<Created> {
+    let schema = strip_shmarrow_keys(schema);
+    let mut writer = dir.writer(&args.name, &schema, options)?;
+    let by_bytes = bar.message() == "bytes";
+    for (i, batch) in batches.enumerate() {
+        let batch = batch.with_context(|| format!("read {label} (batch {i})"))?;
+        writer.write(&batch)?;
+        bar.inc(if by_bytes { 0 } else { batch.num_rows() as u64 });
+        if by_bytes {
+            bar.set_position(writer.bytes_written());
+        }
+    }
+    bar.finish_and_clear();
+    Ok(writer.finish()?)
+}
+
+/// A progress bar on stderr when it is a terminal; hidden otherwise. `total` 0: a spinner.
+fn progress(total: u64, unit: &'static str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden().with_message(unit);
+    }
+    let bar = if total == 0 {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::new(total)
+    };
+    let template = if unit == "bytes" {
+        "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})"
+    } else {
+        "{spinner} importing [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})"
+    };
+    bar.set_style(
+        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.with_message(unit)
+}
+
+/// Roughly how large the segment will be: Parquet's uncompressed size, else the input's.
+fn estimate(format: InputFormat, path: &Path, input_bytes: u64) -> u64 {
+    if format == InputFormat::Parquet
+        && let Ok(reader) =
+            parquet::file::reader::SerializedFileReader::new(match File::open(path) {
+                Ok(f) => f,
+                Err(_) => return input_bytes,
+            })
+    {
+        use parquet::file::reader::FileReader;
+        return reader
+            .metadata()
+            .row_groups()
+            .iter()
+            .map(|rg| rg.total_byte_size().max(0) as u64)
+            .sum::<u64>()
+            .max(input_bytes);
+    }
+    input_bytes
+}
+
+fn warn_if_it_will_not_fit(dir: &SegmentDir, label: &str, estimate: u64) {
+    if let Ok(stat) = nix::sys::statvfs::statvfs(dir.path()) {
+        let free = stat.blocks_available() * stat.fragment_size();
+        if estimate > free {
+            eprintln!(
+                "shmarrow: warning: {label} needs about {} but {} has {} free; the import will fail cleanly if it does not fit",
+                fmt::bytes(estimate),
+                dir.path().display(),
+                fmt::bytes(free)
+            );
+        }
+    }
+}
+
+/// A CSV schema file: `{"fields": [{"name": "x", "type": "Float64", "nullable": true}, ...]}`,
+/// types in Arrow's own notation (`Int64`, `Utf8`, `Timestamp(Microsecond, Some("UTC"))`).
+fn read_schema(path: &Path) -> anyhow::Result<Schema> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("read schema {}", path.display()))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let fields = value["fields"]
+        .as_array()
+        .with_context(|| format!("{}: expected {{\"fields\": [...]}}", path.display()))?;
+    let fields = fields
+        .iter()
+        .map(|f| {
+            let name = f["name"].as_str().context("a field without \"name\"")?;
+            let ty = f["type"]
+                .as_str()
+                .with_context(|| format!("field {name:?} without \"type\""))?;
+            let data_type: arrow_schema::DataType = ty
+                .parse()
+                .with_context(|| format!("field {name:?}: unknown type {ty:?}"))?;
+            Ok(arrow_schema::Field::new(
+                name,
+                data_type,
+                f["nullable"].as_bool().unwrap_or(true),
+            ))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .with_context(|| format!("schema {}", path.display()))?;
+    Ok(Schema::new(fields))
+}
+
 /// A segment copied from another keeps the user's metadata but gets fresh `shmarrow.` keys.
-fn strip_shmarrow_keys(schema: &arrow_schema::Schema) -> arrow_schema::Schema {
+fn strip_shmarrow_keys(schema: &Schema) -> Schema {
     let mut metadata = schema.metadata().clone();
     metadata.retain(|k, _| !k.starts_with("shmarrow."));
     schema.clone().with_metadata(metadata)
@@ -79,15 +301,21 @@ fn detect(path: &Path) -> anyhow::Result<InputFormat> {
     Ok(match ext.as_deref() {
         Some("arrow" | "feather" | "ipc") => InputFormat::Ipc,
         Some("arrows" | "stream") => InputFormat::Stream,
+        Some("parquet" | "pq") => InputFormat::Parquet,
+        Some("csv" | "tsv") => InputFormat::Csv,
         _ => {
             let mut magic = [0u8; 6];
-            File::open(path)
-                .and_then(|mut f| f.read_exact(&mut magic))
+            open(path)?
+                .read_exact(&mut magic)
                 .with_context(|| format!("read {}", path.display()))?;
-            if &magic == b"ARROW1" {
-                InputFormat::Ipc
-            } else {
-                InputFormat::Stream
+            match &magic {
+                b"ARROW1" => InputFormat::Ipc,
+                [b'P', b'A', b'R', b'1', ..] => InputFormat::Parquet,
+                [0xff, 0xff, 0xff, 0xff, ..] => InputFormat::Stream,
+                _ => anyhow::bail!(
+                    "cannot tell the format of {} from its name or first bytes; pass --format (ipc, stream, parquet, csv)",
+                    path.display()
+                ),
             }
         }
     })

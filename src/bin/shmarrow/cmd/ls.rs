@@ -46,22 +46,33 @@ pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<
     }
     writeln!(
         out,
-        "{:<24} {:>10} {:>12} {:>4} {:>7} {:<10} {:<16} {:>4} {:>5}",
-        "NAME", "SIZE", "ROWS", "COLS", "BATCHES", "LIFETIME", "CREATOR", "MODE", "UID"
+        "{:<24} {:>10} {:>12} {:>4} {:>7} {:<20} {:<10} {:<16} {:>4} {:<8}",
+        "NAME",
+        "SIZE",
+        "ROWS",
+        "COLS",
+        "BATCHES",
+        "CREATED",
+        "LIFETIME",
+        "CREATOR",
+        "MODE",
+        "OWNER"
     )?;
     for info in &infos {
         writeln!(
             out,
-            "{:<24} {:>10} {:>12} {:>4} {:>7} {:<10} {:<16} {:>4o} {:>5}",
+            "{:<24} {:>10} {:>12} {:>4} {:>7} {:<20} {:<10} {:<16} {:>4o} {:<8}",
             info.name,
             fmt::bytes(info.bytes),
             info.rows(),
             info.schema.fields().len(),
             info.batches.len(),
+            info.meta
+                .map_or("-".into(), |m| fmt::utc(m.created_unix_ms)),
             info.meta.map_or("-".into(), |m| m.lifetime.to_string()),
             fmt::creator(info.meta.as_ref()),
             info.mode,
-            info.uid
+            fmt::user(info.uid)
         )?;
     }
     for t in &listing.temps {

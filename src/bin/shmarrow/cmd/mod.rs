@@ -1,7 +1,10 @@
 //! One module per verb.
 
 pub mod demo;
+pub mod df;
+pub mod export;
 pub mod gc;
+pub mod head;
 pub mod import;
 pub mod inspect;
 pub mod ls;

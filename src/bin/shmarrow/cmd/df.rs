@@ -1,0 +1,63 @@
+//! `shmarrow df`: size, used and free of the segment directory's filesystem, and how much of it
+//! shmarrow segments (and unfinished publishes) hold.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use shmarrow::SegmentDir;
+
+use crate::fmt;
+
+pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    let stat = nix::sys::statvfs::statvfs(dir.path())
+        .with_context(|| format!("statvfs {}", dir.path().display()))?;
+    let block = stat.fragment_size();
+    let size = stat.blocks() * block;
+    let free = stat.blocks_available() * block;
+    let used = size - stat.blocks_free() * block;
+    let listing = dir.list()?;
+    let segments: u64 = listing.segments.iter().map(|s| s.bytes).sum();
+    let temps: u64 = listing.temps.iter().map(|t| t.bytes).sum();
+    if json {
+        fmt::print_json(
+            out,
+            &serde_json::json!({
+                "dir": dir.path(), "size": size, "used": used, "free": free,
+                "segments": listing.segments.len(), "segment_bytes": segments,
+                "temps": listing.temps.len(), "temp_bytes": temps,
+            }),
+        )?;
+    } else {
+        writeln!(
+            out,
+            "{:<24} {:>10} {:>10} {:>10} {:>5}  {:>10}",
+            "DIR", "SIZE", "USED", "FREE", "USE%", "SEGMENTS"
+        )?;
+        let pct = if size == 0 {
+            0.0
+        } else {
+            used as f64 * 100.0 / size as f64
+        };
+        writeln!(
+            out,
+            "{:<24} {:>10} {:>10} {:>10} {:>4.0}%  {:>10} in {} segment(s)",
+            dir.path().display(),
+            fmt::bytes(size),
+            fmt::bytes(used),
+            fmt::bytes(free),
+            pct,
+            fmt::bytes(segments),
+            listing.segments.len()
+        )?;
+        if !listing.temps.is_empty() {
+            writeln!(
+                out,
+                "{} in {} unfinished publish(es) (`shmarrow gc` reclaims those of dead writers)",
+                fmt::bytes(temps),
+                listing.temps.len()
+            )?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
