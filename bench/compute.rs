@@ -199,12 +199,24 @@ fn print_machine(dir: &SegmentDir, quick: bool, exe: &Path) {
             "full"
         }
     );
+    let built = std::fs::metadata(exe)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .map_or_else(|| "?".into(), |d| format!("{} s ago", d.as_secs()));
     println!(
-        "segment dir: {} on {}; CLI: {}",
+        "segment dir: {} on {}; CLI: {} (built {built})",
         dir.path().display(),
         mount_of(dir.path()),
         exe.display()
     );
+    println!("load average at start: {}", loadavg());
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -844,6 +856,8 @@ fn run() -> BenchResult<()> {
         plain / populate,
         if populate < plain { "FASTER" } else { "SLOWER" }
     );
+    println!();
+    println!("load average at end: {}", loadavg());
 
     drop(guard);
     Ok(())

@@ -169,14 +169,14 @@ impl WritableSegment {
             let array = column_at(batch, path).ok_or_else(|| err("no such column".into()))?;
             let values = fixed_width_values(&array)
                 .ok_or_else(|| err(format!("{} has no fixed-width values to write in place (variable-width and nested columns cannot change size)", array.data_type())))?;
+            data_type = Some(values.data_type().clone());
+            if self.view.batches().is_empty() {
+                break; // the stand-in empty batch lies outside the mapping: no values to place
+            }
             let buffer = &values.buffers()[0];
             let width = values.data_type().primitive_width().expect("primitive");
             let offset = buffer.as_ptr() as usize - base + values.offset() * width;
             parts.push((offset, values.len()));
-            data_type = Some(values.data_type().clone());
-        }
-        if self.view.batches().is_empty() {
-            parts.clear();
         }
         Ok(Placement {
             data_type: data_type.expect("at least one batch"),
@@ -415,17 +415,74 @@ fn fixed_width_values(array: &ArrayRef) -> Option<ArrayData> {
     }
 }
 
+/// A constant of a [`MapOp`]: a float, or an exact integer (which integer columns require).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Constant {
+    value: f64,
+    exact: Option<i128>,
+}
+
+impl From<f64> for Constant {
+    /// A float constant: float columns only (`3.0` is not an integer constant, as in NumPy).
+    fn from(value: f64) -> Self {
+        Self { value, exact: None }
+    }
+}
+
+impl From<i64> for Constant {
+    /// An exact integer constant.
+    fn from(value: i64) -> Self {
+        Self {
+            value: value as f64,
+            exact: Some(value.into()),
+        }
+    }
+}
+
+impl std::str::FromStr for Constant {
+    type Err = String;
+    /// `"3"` is an exact integer; `"3.0"`, `"1e3"` and `"0.5"` are floats.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let value: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+        Ok(Self {
+            value,
+            exact: s.parse::<i128>().ok(),
+        })
+    }
+}
+
+impl std::fmt::Display for Constant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.exact {
+            Some(i) => write!(f, "{i}"),
+            None => write!(f, "{:?}", self.value),
+        }
+    }
+}
+
 /// An element-wise operation for [`WritableSegment::map`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum MapOp {
     /// `x = x * x`
     Square,
     /// `x = x * k`
-    Scale(f64),
+    Scale(Constant),
     /// `x = x + k`
-    Add(f64),
+    Add(Constant),
     /// `x = clamp(x, lo, hi)`
-    Clip(f64, f64),
+    Clip(Constant, Constant),
+}
+
+impl std::fmt::Display for MapOp {
+    /// The form [`FromStr`](std::str::FromStr) reads: `square`, `scale:K`, `add:K`, `clip:LO:HI`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MapOp::Square => write!(f, "square"),
+            MapOp::Scale(k) => write!(f, "scale:{k}"),
+            MapOp::Add(k) => write!(f, "add:{k}"),
+            MapOp::Clip(lo, hi) => write!(f, "clip:{lo}:{hi}"),
+        }
+    }
 }
 
 impl std::str::FromStr for MapOp {
@@ -434,17 +491,12 @@ impl std::str::FromStr for MapOp {
     fn from_str(s: &str) -> Result<Self, String> {
         let mut parts = s.split(':');
         let name = parts.next().unwrap_or_default();
-        let args: Vec<f64> = parts
-            .map(|p| {
-                p.parse::<f64>()
-                    .map_err(|_| format!("{p:?} is not a number"))
-            })
-            .collect::<Result<_, _>>()?;
+        let args: Vec<Constant> = parts.map(str::parse).collect::<Result<_, _>>()?;
         let op = match (name, args.as_slice()) {
             ("square", []) => MapOp::Square,
             ("scale", [k]) => MapOp::Scale(*k),
             ("add", [k]) => MapOp::Add(*k),
-            ("clip", [lo, hi]) if lo <= hi => MapOp::Clip(*lo, *hi),
+            ("clip", [lo, hi]) if lo.value <= hi.value => MapOp::Clip(*lo, *hi),
             ("clip", [_, _]) => return Err("clip needs LO <= HI".into()),
             _ => {
                 return Err(format!(
@@ -472,10 +524,10 @@ macro_rules! float_map {
             fn apply(values: &mut [Self], op: &MapOp) {
                 match *op {
                     MapOp::Square => values.iter_mut().for_each(|x| *x *= *x),
-                    MapOp::Scale(k) => { let k = k as $t; values.iter_mut().for_each(|x| *x *= k) }
-                    MapOp::Add(k) => { let k = k as $t; values.iter_mut().for_each(|x| *x += k) }
+                    MapOp::Scale(k) => { let k = k.value as $t; values.iter_mut().for_each(|x| *x *= k) }
+                    MapOp::Add(k) => { let k = k.value as $t; values.iter_mut().for_each(|x| *x += k) }
                     MapOp::Clip(lo, hi) => {
-                        let (lo, hi) = (lo as $t, hi as $t);
+                        let (lo, hi) = (lo.value as $t, hi.value as $t);
                         values.iter_mut().for_each(|x| *x = x.clamp(lo, hi))
                     }
                 }
@@ -499,12 +551,10 @@ macro_rules! int_map {
         impl MapValue for $t {
             type Op = IntOp<$t>;
             fn prepare(op: MapOp) -> Result<IntOp<$t>, String> {
-                let conv = |k: f64| -> Result<$t, String> {
-                    if k.fract() == 0.0 && k >= <$t>::MIN as f64 && k <= <$t>::MAX as f64 {
-                        Ok(k as $t)
-                    } else {
-                        Err(format!("{k} is not an integer in the range of {}", stringify!($t)))
-                    }
+                let conv = |k: Constant| -> Result<$t, String> {
+                    k.exact
+                        .and_then(|i| <$t>::try_from(i).ok())
+                        .ok_or_else(|| format!("{k} is not an integer in the range of {}", stringify!($t)))
                 };
                 Ok(match op {
                     MapOp::Square => IntOp::Square,

@@ -50,7 +50,7 @@ pub use attach::{AttachOptions, BatchInfo, ColumnInfo, Segment, SegmentInfo, att
 pub use create::{ALIGNMENT, CreateOptions, Created, SegmentWriter};
 pub use error::{Error, Result};
 pub use inplace::{
-    Allocation, MapOp, RawValues, SegmentLock, ValuesMut, WritableSegment, split_rows,
+    Allocation, Constant, MapOp, RawValues, SegmentLock, ValuesMut, WritableSegment, split_rows,
 };
 pub use lifecycle::{GcReason, ListedSegment, Listing, Reclaimed, TempFile};
 pub use meta::{FORMAT_VERSION, Lifetime, SegmentMeta};

@@ -451,7 +451,11 @@ fn chunk_partial<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Partial 
         }
     }
     let (s1, s2): (f64, f64) = (d1.iter().sum(), d2.iter().sum());
-    let m2 = s2 - s1 * s1 / count as f64;
+    let m2 = if s2.is_finite() {
+        s2 - s1 * s1 / count as f64
+    } else {
+        s2
+    }; // inf stays inf
     p.m2 = if m2 < 0.0 { 0.0 } else { m2 }; // keeps NaN
     p
 }

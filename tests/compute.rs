@@ -224,8 +224,9 @@ fn in_place_ops_are_seen_by_earlier_readers_and_keep_validity() {
     let reader = name.dir.attach(&name).unwrap();
     let w = name.dir.open_writable(&name).unwrap();
     w.map("x", MapOp::Square, 0..u64::MAX).unwrap();
-    w.map("n", MapOp::Scale(3.0), 0..u64::MAX).unwrap();
-    w.map("n", MapOp::Clip(-10.0, 5.0), 3..6).unwrap(); // batch 1 only
+    w.map("n", MapOp::Scale(3i64.into()), 0..u64::MAX).unwrap();
+    w.map("n", MapOp::Clip((-10i64).into(), 5i64.into()), 3..6)
+        .unwrap(); // batch 1 only
     let xs = |b: usize| {
         reader.batches()[b]
             .column(0)
@@ -253,7 +254,13 @@ fn in_place_ops_are_seen_by_earlier_readers_and_keep_validity() {
 
     for (col, op, why) in [
         ("s", MapOp::Square, "fixed-width"),
-        ("n", MapOp::Add(0.5), "not an integer"),
+        ("n", MapOp::Add(0.5.into()), "not an integer"),
+        ("n", MapOp::Scale(3.0.into()), "not an integer"),
+        (
+            "n",
+            MapOp::Add((1i64 << 40).into()),
+            "not an integer in the range of i32",
+        ),
         ("nope", MapOp::Square, "no such column"),
     ] {
         match w.map(col, op, 0..u64::MAX) {

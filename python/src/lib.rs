@@ -292,12 +292,23 @@ fn map_inplace(
     name: &str,
     column: &str,
     op: &str,
-    args: Vec<f64>,
+    args: Vec<Bound<'_, PyAny>>,
     threads: Option<usize>,
     dir: Option<std::path::PathBuf>,
 ) -> PyResult<()> {
+    // Python ints stay exact (`2**63` is not rounded); floats keep their float-ness (`3.0`).
+    let constants = args
+        .iter()
+        .map(|a| {
+            if a.is_instance_of::<pyo3::types::PyInt>() {
+                Ok(a.extract::<i128>()?.to_string())
+            } else {
+                Ok(format!("{:?}", a.extract::<f64>()?))
+            }
+        })
+        .collect::<PyResult<Vec<String>>>()?;
     let spec = std::iter::once(op.to_owned())
-        .chain(args.iter().map(f64::to_string))
+        .chain(constants)
         .collect::<Vec<_>>()
         .join(":");
     let op: MapOp = spec

@@ -354,10 +354,6 @@ def test_infinities_like_numpy(seg_name, shm_dir):
         assert c["sum"] == -math.inf and c["mean"] == -math.inf and math.isnan(c["var"])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a variance that overflows comes out NaN instead of inf: "
-                   "chunk_partial's m2 = s2 - s1*s1/n, where s2 = inf and the rounding residue s1 "
-                   "(sum of deviations) squared also overflows: inf - inf = NaN; NumPy's nanvar "
-                   "gives inf for this NaN-free input")
 def test_overflowing_variance_is_inf_like_numpy(seg_name, shm_dir):
     xs = [1e200, -1e200, 1e200]
     make(seg_name, shm_dir, x=pa.array(xs))
@@ -561,18 +557,12 @@ def test_map_int_column_rejects_constants_that_are_not_fitting_integers(args, se
     assert shmarrow.attach(seg_name, dir=shm_dir).column("b").to_pylist() == [1, 2, 3]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: map_inplace takes its constants as f64, so a float that "
-                   "happens to be integral (3.0) is accepted on an integer column, unlike NumPy's "
-                   "in-place ufuncs (UFuncTypeError) and the documented 'constants must be integers'")
 def test_map_int_column_rejects_float_typed_integral_constant(seg_name, shm_dir):
     make(seg_name, shm_dir, b=pa.array([1, 2, 3], pa.int32()))
     with pytest.raises((shmarrow.ShmarrowError, TypeError)):
         shmarrow.map_inplace(seg_name, "b", "scale", 3.0, dir=shm_dir)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: constants go through f64: 2**63 rounds to 9.223372036854776e18 "
-                   "which passes the range check `k <= i64::MAX as f64` and saturates to i64::MAX; "
-                   "the op runs instead of raising")
 def test_map_int64_constant_just_out_of_range_is_rejected(seg_name, shm_dir):
     make(seg_name, shm_dir, i=pa.array([0, 1], pa.int64()), u=pa.array([0, 1], pa.uint64()))
     with pytest.raises(shmarrow.ShmarrowError):
@@ -581,8 +571,6 @@ def test_map_int64_constant_just_out_of_range_is_rejected(seg_name, shm_dir):
         shmarrow.map_inplace(seg_name, "u", "add", 2**64, dir=shm_dir)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: constants go through f64, so integer constants above 2**53 "
-                   "lose their low bits: add 2**53+1 on int64 adds 2**53")
 def test_map_int64_large_constant_is_exact(seg_name, shm_dir):
     make(seg_name, shm_dir, i=pa.array([0, 1], pa.int64()))
     shmarrow.map_inplace(seg_name, "i", "add", 2**53 + 1, dir=shm_dir)
@@ -627,13 +615,8 @@ def test_map_on_zero_row_table(seg_name, shm_dir):
     assert shmarrow.attach(seg_name, dir=shm_dir).num_rows == 0
 
 
-def test_map_cli_on_zero_row_table(seg_name, shm_dir, shmarrow_bin, request):
+def test_map_cli_on_zero_row_table(seg_name, shm_dir, shmarrow_bin):
     make(seg_name, shm_dir, x=pa.array([], pa.float64()))
-    if "/debug/" in shmarrow_bin:
-        request.node.add_marker(pytest.mark.xfail(strict=True, reason=(
-            "BUG: WritableSegment::placement computes `buffer.as_ptr() - base` for the "
-            "stand-in empty batch of a 0-batch segment, whose buffer is not in the mapping: "
-            "'attempt to subtract with overflow' panic in debug builds (release wraps, harmlessly)")))
     for extra in ([], ["--processes", "3"]):
         r = run_cli(shmarrow_bin, "--dir", shm_dir, "map", seg_name, "-c", "x", "--op", "square", *extra,
                     check=False)

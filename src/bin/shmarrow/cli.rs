@@ -117,9 +117,9 @@ pub struct MapArgs {
     /// square | scale K | add K | clip LO HI.
     #[arg(long)]
     pub op: String,
-    /// The op's constants.
+    /// The op's constants (integers for integer columns: `3`, not `3.0`).
     #[arg(allow_negative_numbers = true)]
-    pub args: Vec<f64>,
+    pub args: Vec<String>,
     #[command(flatten)]
     pub parallel: Parallel,
 }
@@ -225,11 +225,14 @@ pub struct ImportArgs {
 pub struct ExportArgs {
     /// Segment name.
     pub name: String,
-    /// Output file (must not exist).
+    /// Output file (must not exist, unless --force).
     pub file: PathBuf,
     /// Output format (default: from the extension).
     #[arg(long, value_enum)]
     pub format: Option<InputFormat>,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

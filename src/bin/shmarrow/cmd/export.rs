@@ -24,6 +24,9 @@ pub fn run(
         Some(f) => f,
         None => from_extension(&args.file)?,
     };
+    if !args.force && args.file.exists() {
+        anyhow::bail!("{} exists; pass --force to replace it", args.file.display());
+    }
     let segment = dir.attach(&args.name)?;
     let mut schema = (*segment.schema()).clone();
     let mut metadata = schema.metadata().clone();

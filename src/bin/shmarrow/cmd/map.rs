@@ -19,7 +19,7 @@ pub fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let spec = std::iter::once(args.op.clone())
-        .chain(args.args.iter().map(|a| a.to_string()))
+        .chain(args.args.iter().cloned())
         .collect::<Vec<_>>()
         .join(":");
     let op: MapOp = spec.parse().map_err(|e: String| anyhow::anyhow!(e))?;
