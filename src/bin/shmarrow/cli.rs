@@ -35,6 +35,11 @@ pub enum Command {
         after_help = "Examples:\n  shmarrow import trades data/trades.parquet --mode 640\n  shmarrow import quotes quotes.csv --delimiter ';' --schema quotes.schema.json"
     )]
     Import(ImportArgs),
+    /// Generate data of a dataset schema (schemas/*.json) into a new segment.
+    #[command(
+        after_help = "Example:\n  shmarrow create frames --schema schemas/sensor_frames.json --rows 1000000 --seed 7"
+    )]
+    Create(CreateArgs),
     /// Write a segment to an Arrow IPC file or stream, Parquet or CSV.
     #[command(after_help = "Example:\n  shmarrow export trades trades.parquet")]
     Export(ExportArgs),
@@ -217,6 +222,33 @@ pub struct ImportArgs {
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     pub mode: u32,
     /// `persistent` (until `rm`) or `owner` (reclaimed by `gc` once this process is gone).
+    #[arg(long, default_value = "persistent")]
+    pub lifetime: Lifetime,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Segment name.
+    pub name: String,
+    /// Dataset schema file (format: schemas/README.md).
+    #[arg(long)]
+    pub schema: PathBuf,
+    /// Rows to generate.
+    #[arg(long)]
+    pub rows: u64,
+    /// Seed: the same seed gives the same data, whatever the thread count.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Rows per record batch.
+    #[arg(long, default_value_t = 65_536, value_parser = parse_rows)]
+    pub batch_rows: usize,
+    /// Replace an existing segment of that name.
+    #[arg(long)]
+    pub replace: bool,
+    /// Permission bits, in octal.
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// `persistent` or `owner`.
     #[arg(long, default_value = "persistent")]
     pub lifetime: Lifetime,
 }

@@ -2,6 +2,7 @@
 
 mod cli;
 mod cmd;
+mod dataset;
 mod fmt;
 
 use std::io::{self, Write};
@@ -31,6 +32,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(args) => cmd::demo::run(&dir, &args, out),
         Command::Import(args) => cmd::import::run(&dir, &args, json, out),
         Command::Ls => cmd::ls::run(&dir, json, out),
+        Command::Create(args) => cmd::create::run(&dir, &args, json, out),
         Command::Export(args) => cmd::export::run(&dir, &args, json, out),
         Command::Head(args) => cmd::head::run(&dir, &args, json, out),
         Command::Df => cmd::df::run(&dir, json, out),

@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod create;
 pub mod demo;
 pub mod df;
 pub mod export;
