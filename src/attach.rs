@@ -373,19 +373,7 @@ fn read_layout(name: &str, file: &[u8]) -> Result<Layout> {
             other => return Err(bad(&format!("unexpected message type {other:?}"))),
         }
         .ok_or_else(|| bad("message has no batch"))?;
-        for buf in batch.buffers().iter().flatten() {
-            let (Ok(start), Ok(blen)) =
-                (usize::try_from(buf.offset()), usize::try_from(buf.length()))
-            else {
-                return Err(bad("negative buffer offset or length"));
-            };
-            if start.checked_add(blen).is_none_or(|e| e > body_len) {
-                return Err(bad(&format!(
-                    "buffer [{start}, +{blen}) lies outside the {body_len}-byte body"
-                )));
-            }
-        }
-        let rows = u64::try_from(batch.length()).map_err(|_| bad("negative row count"))?;
+        let rows = check_batch(&batch, body_len).map_err(|why| bad(&why))?;
         Ok((
             *block,
             BatchInfo {
@@ -412,6 +400,26 @@ fn read_layout(name: &str, file: &[u8]) -> Result<Layout> {
         dictionaries,
         batches,
     })
+}
+
+/// Check that every buffer a record (or dictionary) batch message declares lies inside its
+/// `body_len`-byte body (arrow-ipc slices with these numbers unchecked); returns the row count.
+pub(crate) fn check_batch(
+    batch: &arrow_ipc::RecordBatch<'_>,
+    body_len: usize,
+) -> Result<u64, String> {
+    for buf in batch.buffers().iter().flatten() {
+        let (Ok(start), Ok(len)) = (usize::try_from(buf.offset()), usize::try_from(buf.length()))
+        else {
+            return Err("negative buffer offset or length".into());
+        };
+        if start.checked_add(len).is_none_or(|e| e > body_len) {
+            return Err(format!(
+                "buffer [{start}, +{len}) lies outside the {body_len}-byte body"
+            ));
+        }
+    }
+    u64::try_from(batch.length()).map_err(|_| "negative row count".into())
 }
 
 fn decode(name: &str, map: &Buffer, layout: &Layout) -> Result<Vec<RecordBatch>> {
@@ -442,7 +450,7 @@ fn decode(name: &str, map: &Buffer, layout: &Layout) -> Result<Vec<RecordBatch>>
 
 /// Run a decoding step over untrusted bytes; a panic inside arrow (a check it lacks) becomes
 /// [`Error::Corrupt`] instead of unwinding through the caller, and prints nothing.
-fn guarded<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guarded<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
     static HOOK: Once = Once::new();
     HOOK.call_once(|| {

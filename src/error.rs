@@ -99,6 +99,14 @@ pub enum Error {
         /// The error from arrow.
         source: arrow_schema::ArrowError,
     },
+    /// A channel operation failed (see [`ChannelError`](crate::ChannelError)).
+    #[error("channel {name:?}")]
+    Channel {
+        /// The channel segment's name.
+        name: String,
+        /// What went wrong.
+        source: crate::channel::ChannelError,
+    },
     /// Any other I/O error, with the path it happened on.
     #[error("{op} {}", path.display())]
     Io {

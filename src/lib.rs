@@ -36,6 +36,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 mod attach;
+mod channel;
 mod create;
 mod error;
 mod inplace;
@@ -47,6 +48,9 @@ pub mod reduce;
 mod sys;
 
 pub use attach::{AttachOptions, BatchInfo, ColumnInfo, Segment, SegmentInfo, attach_path};
+pub use channel::{
+    CHANNEL_MAGIC, ChannelError, ChannelOptions, Consumer, Producer, Received, WaitMode,
+};
 pub use create::{ALIGNMENT, CreateOptions, Created, SegmentWriter};
 pub use error::{Error, Result};
 pub use inplace::{

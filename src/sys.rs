@@ -142,6 +142,41 @@ pub fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
 }
 
+/// Sleep until `word` may no longer hold `expected` (a `FUTEX_WAIT` on shared memory), at most
+/// `timeout`. Spurious wake-ups are allowed: callers re-check their condition in a loop.
+pub fn futex_wait(
+    word: &std::sync::atomic::AtomicU32,
+    expected: u32,
+    timeout: std::time::Duration,
+) {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs().min(i64::MAX as u64) as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: `word` is a valid, aligned 4-byte atomic for the duration of the call (a
+    // reference); FUTEX_WAIT (without FUTEX_PRIVATE_FLAG, so it works across processes on a
+    // shared mapping) only reads it, and `ts` is a valid relative timeout. The result is
+    // ignored on purpose: EAGAIN (value changed), ETIMEDOUT and EINTR all mean "re-check".
+    unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            &ts as *const libc::timespec,
+        );
+    }
+}
+
+/// Wake every process waiting on `word` (`FUTEX_WAKE` on shared memory).
+pub fn futex_wake_all(word: &std::sync::atomic::AtomicU32) {
+    // SAFETY: `word` is a valid, aligned 4-byte atomic (a reference); FUTEX_WAKE does not
+    // access the memory, it only wakes waiters keyed on its address.
+    unsafe {
+        libc::syscall(libc::SYS_futex, word.as_ptr(), libc::FUTEX_WAKE, i32::MAX);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,1102 @@
+//! Streaming channels: a producer sends record batches to any number of consumers through a
+//! fixed ring of slots in one shared-memory segment. Steady-state data moves at memory speed
+//! (each batch is encoded straight into its slot, and consumers decode it in place); only
+//! sequence numbers cross between processes. The byte layout and every memory ordering are
+//! specified in `schemas/CHANNEL.md`.
+//!
+//! - **Broadcast**: every consumer receives every batch, in order (lossy mode aside).
+//! - **Zero copy**: a received batch's buffers point into its slot. The batch *pins* the slot:
+//!   the producer never overwrites a slot any consumer still holds a batch from, so a batch
+//!   stays valid as long as it is alive (the price is backpressure while it is held).
+//! - **Backpressure**: by default the producer waits while the slowest live consumer is a full
+//!   ring behind. In lossy mode it overwrites slots consumers have not read yet (never pinned
+//!   ones) and each consumer is told how many batches it missed.
+//! - **Liveness**: waits sleep on futexes (no spinning unless asked for), and wake every 50 ms
+//!   to check the other side by pid and start time: a dead producer is an error for consumers,
+//!   a dead consumer stops holding the producer back.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_buffer::Buffer;
+use arrow_ipc::writer::{IpcDataGenerator, IpcWriteOptions, StreamWriter};
+use arrow_ipc::{MessageHeader, MetadataVersion};
+use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
+use memmap2::MmapRaw;
+
+use crate::attach::{check_batch, guarded};
+use crate::create::{CreateOptions, commit, reserve_temp};
+use crate::error::{Error, Result};
+use crate::meta::{Lifetime, SegmentMeta};
+use crate::name::SegmentDir;
+use crate::sys::{self, ProcessId};
+
+/// First bytes of a channel segment.
+pub const CHANNEL_MAGIC: &[u8; 8] = b"SHMARCH1";
+/// Version of the layout in `schemas/CHANNEL.md`.
+pub const CHANNEL_VERSION: u32 = 1;
+/// A slot's `seq` while the producer rewrites it (lossy mode).
+const WRITING: u64 = u64::MAX;
+/// How often a waiting side checks that the other side is alive.
+const LIVENESS: Duration = Duration::from_millis(50);
+const SLOT_HEADER: usize = 64;
+
+/// The control header at offset 0 (`#[repr(C)]`, 192 bytes; see `schemas/CHANNEL.md`).
+#[repr(C)]
+struct Header {
+    magic: [u8; 8],
+    version: u32,
+    flags: u32,
+    slot_count: u32,
+    max_consumers: u32,
+    slot_size: u64,
+    schema_offset: u64,
+    schema_len: u64,
+    consumers_offset: u64,
+    slots_offset: u64,
+    // cache line 1: written by the producer
+    write_seq: AtomicU64,
+    producer_pid: AtomicU32,
+    closed: AtomicU32,
+    producer_start: AtomicU64,
+    data_futex: AtomicU32,
+    data_waiters: AtomicU32,
+    _pad1: [u8; 32],
+    // cache line 2: written by consumers
+    space_futex: AtomicU32,
+    space_waiters: AtomicU32,
+    _pad2: [u8; 56],
+}
+
+/// One consumer's entry in the table (64 bytes).
+#[repr(C)]
+struct ConsumerEntry {
+    /// 0 free, 1 active, 2 being claimed.
+    state: AtomicU32,
+    pid: AtomicU32,
+    start: AtomicU64,
+    /// Next sequence number this consumer will read.
+    cursor: AtomicU64,
+    /// Oldest sequence number it still holds a batch from (`u64::MAX`: none).
+    pinned: AtomicU64,
+    /// Batches it missed (lossy mode).
+    missed: AtomicU64,
+    _pad: [u8; 24],
+}
+
+/// Each slot starts with this (64 bytes), then the encapsulated IPC messages.
+#[repr(C)]
+struct SlotHeader {
+    seq: AtomicU64,
+    len: AtomicU64,
+    _pad: [u8; 48],
+}
+
+const FLAG_LOSSY: u32 = 1;
+const _: () = assert!(std::mem::size_of::<Header>() == 192);
+const _: () = assert!(std::mem::size_of::<ConsumerEntry>() == 64);
+const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
+
+/// Options for [`SegmentDir::create_channel`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelOptions {
+    slots: u32,
+    slot_size: u64,
+    max_consumers: u32,
+    lossy: bool,
+    create: CreateOptions,
+}
+
+impl Default for ChannelOptions {
+    fn default() -> Self {
+        Self {
+            slots: 8,
+            slot_size: 16 << 20,
+            max_consumers: 16,
+            lossy: false,
+            create: CreateOptions::default(),
+        }
+    }
+}
+
+impl ChannelOptions {
+    /// Slots in the ring (default 8).
+    pub fn slots(mut self, slots: u32) -> Self {
+        self.slots = slots.max(1);
+        self
+    }
+
+    /// Bytes per slot, rounded up to 64 (default 16 MiB). A batch whose encoded size (plus 64
+    /// bytes of slot header) exceeds it is refused with a clear error.
+    pub fn slot_size(mut self, bytes: u64) -> Self {
+        self.slot_size = bytes.max(128).div_ceil(64) * 64;
+        self
+    }
+
+    /// Most consumers at once (default 16).
+    pub fn max_consumers(mut self, n: u32) -> Self {
+        self.max_consumers = n.clamp(1, 4096);
+        self
+    }
+
+    /// Lossy mode: the producer never waits for slow readers; they are told what they missed.
+    pub fn lossy(mut self, lossy: bool) -> Self {
+        self.lossy = lossy;
+        self
+    }
+
+    /// Replace, mode and lifetime of the channel segment, as for tables.
+    pub fn create_options(mut self, options: CreateOptions) -> Self {
+        self.create = options;
+        self
+    }
+}
+
+/// How a side waits: sleep on a futex at once, or spin a while first (lower latency, burns a
+/// core while spinning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WaitMode {
+    /// Sleep on the futex right away.
+    #[default]
+    Block,
+    /// Spin for this long before sleeping.
+    SpinThenBlock(Duration),
+}
+
+/// Why a channel operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The file is not a channel segment of a version we read.
+    #[error("not a channel segment: {0}")]
+    NotAChannel(String),
+    /// Another live process is the producer.
+    #[error("another process (pid {0}) is its producer")]
+    ProducerExists(u32),
+    /// The producer closed the stream; no more batches can be sent.
+    #[error("the channel was closed by its producer")]
+    Closed,
+    /// The producer died without closing the stream.
+    #[error("the producer (pid {0}) died without closing the stream")]
+    ProducerDied(u32),
+    /// Every consumer entry is taken.
+    #[error("all {0} consumer entries are taken")]
+    TooManyConsumers(u32),
+    /// A batch does not fit in a slot.
+    #[error(
+        "a batch of {needed} bytes does not fit in a {slot} byte slot (64 of them are the slot header); create the channel with a larger slot size"
+    )]
+    BatchTooLarge {
+        /// Bytes the encoded batch needs, slot header included.
+        needed: u64,
+        /// The slot size.
+        slot: u64,
+    },
+    /// The batch's fields differ from the channel's schema.
+    #[error("batch fields differ from the channel schema: {0}")]
+    SchemaMismatch(String),
+    /// The wait timed out.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+/// The shared mapping of a channel segment, with checked accessors.
+struct Shared {
+    name: String,
+    map: MmapRaw,
+    slot_count: u64,
+    slot_size: usize,
+    slots_offset: usize,
+    max_consumers: usize,
+    consumers_offset: usize,
+    lossy: bool,
+}
+
+impl Shared {
+    fn open(name: &str, path: &Path) -> Result<Arc<Self>> {
+        let (file, meta) = sys::open_regular(path, true).map_err(|e| match e {
+            Ok(kind) => Error::NotAFile {
+                name: name.to_owned(),
+                kind,
+            },
+            Err(e) => Error::from_io(e, "open", name, path),
+        })?;
+        let bad = |why: String| channel_err(name, ChannelError::NotAChannel(why));
+        if meta.len() < std::mem::size_of::<Header>() as u64 {
+            return Err(bad(format!("{} bytes is too short", meta.len())));
+        }
+        let map = MmapRaw::map_raw(&file).map_err(|e| Error::from_io(e, "map", name, path))?;
+        drop(file);
+        let mut shared = Shared {
+            name: name.to_owned(),
+            map,
+            slot_count: 0,
+            slot_size: 0,
+            slots_offset: 0,
+            max_consumers: 0,
+            consumers_offset: 0,
+            lossy: false,
+        };
+        // Copy the plain fields out: they are checked, then cached.
+        let h = shared.header();
+        let (slot_count, slot_size, slots_offset, max_consumers, consumers_offset, flags) = (
+            h.slot_count,
+            h.slot_size,
+            h.slots_offset,
+            h.max_consumers,
+            h.consumers_offset,
+            h.flags,
+        );
+        if &h.magic != CHANNEL_MAGIC || h.version != CHANNEL_VERSION {
+            return Err(bad("bad magic or version".into()));
+        }
+        let len = shared.map.len() as u64;
+        let ok = h.slot_count > 0
+            && h.slot_size >= 128
+            && h.slot_size.is_multiple_of(64)
+            && h.slots_offset.is_multiple_of(64)
+            && h.consumers_offset.is_multiple_of(64)
+            && h.consumers_offset >= 192
+            && h.consumers_offset + 64 * u64::from(h.max_consumers) <= h.schema_offset
+            && h.schema_offset
+                .checked_add(h.schema_len)
+                .is_some_and(|e| e <= h.slots_offset)
+            && u64::from(h.slot_count)
+                .checked_mul(h.slot_size)
+                .and_then(|s| s.checked_add(h.slots_offset))
+                == Some(len);
+        if !ok {
+            return Err(bad("inconsistent header sizes and offsets".into()));
+        }
+        shared.slot_count = u64::from(slot_count);
+        shared.slot_size = slot_size as usize;
+        shared.slots_offset = slots_offset as usize;
+        shared.max_consumers = max_consumers as usize;
+        shared.consumers_offset = consumers_offset as usize;
+        shared.lossy = flags & FLAG_LOSSY != 0;
+        Ok(Arc::new(shared))
+    }
+
+    fn header(&self) -> &Header {
+        // SAFETY: the mapping is at least `size_of::<Header>()` bytes (checked in `open`) and
+        // page-aligned, so offset 0 is aligned for `Header`. Its plain fields are written once
+        // before the channel is published (rename) and never after; every field that changes
+        // is an atomic, so shared references are sound while other processes update them.
+        unsafe { &*self.map.as_ptr().cast::<Header>() }
+    }
+
+    fn consumer(&self, i: usize) -> &ConsumerEntry {
+        assert!(i < self.max_consumers);
+        // SAFETY: entry `i < max_consumers` lies inside the mapping (`open` checked that the
+        // table fits before the schema), at a 64-aligned offset; all its fields are atomics.
+        unsafe {
+            &*self
+                .map
+                .as_ptr()
+                .add(self.consumers_offset + 64 * i)
+                .cast::<ConsumerEntry>()
+        }
+    }
+
+    fn slot_ptr(&self, seq: u64) -> *mut u8 {
+        let index = (seq % self.slot_count) as usize;
+        // In bounds: `open` checked slots_offset + slot_count * slot_size == len.
+        self.map
+            .as_mut_ptr()
+            .wrapping_add(self.slots_offset + index * self.slot_size)
+    }
+
+    fn slot(&self, seq: u64) -> &SlotHeader {
+        // SAFETY: the slot starts inside the mapping at a 64-aligned offset (see `slot_ptr`);
+        // its header fields are atomics.
+        unsafe { &*self.slot_ptr(seq).cast::<SlotHeader>() }
+    }
+
+    fn schema_bytes(&self) -> &[u8] {
+        let h = self.header();
+        // SAFETY: `schema_offset + schema_len <= slots_offset <= len` (checked in `open`), and
+        // the schema message is written before publishing and never changed.
+        unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add(h.schema_offset as usize),
+                h.schema_len as usize,
+            )
+        }
+    }
+
+    /// Bump a futex word and wake its waiters if there are any.
+    fn notify(word: &AtomicU32, waiters: &AtomicU32) {
+        word.fetch_add(1, SeqCst);
+        if waiters.load(SeqCst) > 0 {
+            sys::futex_wake_all(word);
+        }
+    }
+
+    /// Sleep until `word` changes from `seen`, at most `limit`, spinning first if asked.
+    fn wait(word: &AtomicU32, waiters: &AtomicU32, seen: u32, limit: Duration, mode: WaitMode) {
+        if let WaitMode::SpinThenBlock(spin) = mode {
+            let until = Instant::now() + spin.min(limit);
+            while Instant::now() < until {
+                if word.load(SeqCst) != seen {
+                    return;
+                }
+                std::hint::spin_loop();
+            }
+        }
+        waiters.fetch_add(1, SeqCst);
+        if word.load(SeqCst) == seen {
+            sys::futex_wait(word, seen, limit);
+        }
+        waiters.fetch_sub(1, SeqCst);
+    }
+}
+
+fn channel_err(name: &str, e: ChannelError) -> Error {
+    Error::Channel {
+        name: name.to_owned(),
+        source: e,
+    }
+}
+
+/// V5, uncompressed, 64-byte aligned: every buffer in a slot can be used in place.
+fn ipc_options() -> IpcWriteOptions {
+    IpcWriteOptions::try_new(64, false, MetadataVersion::V5).expect("valid options")
+}
+
+impl SegmentDir {
+    /// Create channel segment `name` for batches of `schema` (published atomically like a
+    /// table; its slots are reserved up front, so a full directory fails here).
+    ///
+    /// # Errors
+    /// As [`SegmentDir::create`].
+    pub fn create_channel(
+        &self,
+        name: &str,
+        schema: &Schema,
+        options: &ChannelOptions,
+    ) -> Result<()> {
+        self.segment_path(name)?;
+        let meta = SegmentMeta::now(Lifetime::Persistent);
+        let schema_msg = {
+            let data_gen = IpcDataGenerator::default();
+            let mut tracker = arrow_ipc::writer::DictionaryTracker::new(false);
+            let encoded = data_gen.schema_to_bytes_with_dictionary_tracker(
+                schema,
+                &mut tracker,
+                &ipc_options(),
+            );
+            let mut bytes = Vec::new();
+            arrow_ipc::writer::write_message(&mut bytes, encoded, &ipc_options()).map_err(|e| {
+                Error::InvalidTable {
+                    name: name.to_owned(),
+                    source: e,
+                }
+            })?;
+            bytes
+        };
+        let consumers_offset = 192u64;
+        let schema_offset = consumers_offset + 64 * u64::from(options.max_consumers);
+        let slots_offset = (schema_offset + schema_msg.len() as u64).div_ceil(4096) * 4096;
+        let total = slots_offset + u64::from(options.slots) * options.slot_size;
+        let (temp, file, guard) = reserve_temp(self, name, &meta, &options.create, total)?;
+        let mut head = vec![0u8; schema_offset as usize];
+        let put = |buf: &mut [u8], at: usize, bytes: &[u8]| {
+            buf[at..at + bytes.len()].copy_from_slice(bytes)
+        };
+        put(&mut head, 0, CHANNEL_MAGIC);
+        put(&mut head, 8, &CHANNEL_VERSION.to_le_bytes());
+        put(
+            &mut head,
+            12,
+            &(if options.lossy { FLAG_LOSSY } else { 0 }).to_le_bytes(),
+        );
+        put(&mut head, 16, &options.slots.to_le_bytes());
+        put(&mut head, 20, &options.max_consumers.to_le_bytes());
+        put(&mut head, 24, &options.slot_size.to_le_bytes());
+        put(&mut head, 32, &schema_offset.to_le_bytes());
+        put(&mut head, 40, &(schema_msg.len() as u64).to_le_bytes());
+        put(&mut head, 48, &consumers_offset.to_le_bytes());
+        put(&mut head, 56, &slots_offset.to_le_bytes());
+        let io = |e: std::io::Error| Error::from_io(e, "write", name, &temp);
+        (&file).write_all(&head).map_err(io)?;
+        (&file).write_all(&schema_msg).map_err(io)?;
+        drop::<File>(file);
+        commit(self, name, &temp, &options.create, total)?.disown();
+        guard.disarm();
+        Ok(())
+    }
+
+    /// Become the producer of channel `name` (one at a time: a live producer elsewhere is an
+    /// error; a dead one is taken over).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Channel`] ([`ChannelError::ProducerExists`],
+    /// [`ChannelError::Closed`], [`ChannelError::NotAChannel`]).
+    pub fn producer(&self, name: &str) -> Result<Producer> {
+        let shared = Shared::open(name, &self.segment_path(name)?)?;
+        let h = shared.header();
+        if h.closed.load(SeqCst) != 0 {
+            return Err(channel_err(name, ChannelError::Closed));
+        }
+        let me = ProcessId::current();
+        loop {
+            let pid = h.producer_pid.load(SeqCst);
+            if pid != 0 {
+                let other = ProcessId {
+                    pid,
+                    start_time: h.producer_start.load(SeqCst),
+                };
+                if other.is_alive() {
+                    return Err(channel_err(name, ChannelError::ProducerExists(pid)));
+                }
+            }
+            if h.producer_pid
+                .compare_exchange(pid, me.pid, SeqCst, SeqCst)
+                .is_ok()
+            {
+                h.producer_start.store(me.start_time, SeqCst);
+                break;
+            }
+        }
+        let schema = Arc::new(decode_schema(&shared)?);
+        let has_dictionaries = schema
+            .flattened_fields()
+            .iter()
+            .any(|f| matches!(f.data_type(), DataType::Dictionary(..)));
+        Ok(Producer {
+            shared,
+            schema,
+            writer: None,
+            has_dictionaries,
+            wait: WaitMode::Block,
+            timeout: None,
+        })
+    }
+
+    /// Join channel `name` as a consumer: it receives every batch sent from now on.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Channel`] ([`ChannelError::TooManyConsumers`],
+    /// [`ChannelError::NotAChannel`]).
+    pub fn subscribe(&self, name: &str) -> Result<Consumer> {
+        let shared = Shared::open(name, &self.segment_path(name)?)?;
+        let me = ProcessId::current();
+        let index = (0..shared.max_consumers)
+            .find(|&i| {
+                let entry = shared.consumer(i);
+                entry.state.compare_exchange(0, 2, SeqCst, SeqCst).is_ok()
+            })
+            .ok_or_else(|| {
+                channel_err(
+                    name,
+                    ChannelError::TooManyConsumers(shared.max_consumers as u32),
+                )
+            })?;
+        let entry = shared.consumer(index);
+        entry.pid.store(me.pid, SeqCst);
+        entry.start.store(me.start_time, SeqCst);
+        entry.missed.store(0, SeqCst);
+        entry.pinned.store(u64::MAX, SeqCst);
+        // Hold everything while registering, then start at the write position seen *after*
+        // becoming visible to the producer (schemas/CHANNEL.md, "joining").
+        entry.cursor.store(0, SeqCst);
+        entry.state.store(1, SeqCst);
+        let next = shared.header().write_seq.load(SeqCst);
+        entry.cursor.store(next, SeqCst);
+        let schema = Arc::new(decode_schema(&shared)?);
+        Ok(Consumer {
+            state: Arc::new(ConsumerState {
+                shared,
+                index,
+                pins: Mutex::new(BTreeMap::new()),
+            }),
+            schema,
+            next,
+            wait: WaitMode::Block,
+            timeout: None,
+        })
+    }
+}
+
+fn decode_schema(shared: &Shared) -> Result<Schema> {
+    let bytes = shared.schema_bytes();
+    let bad = |why: String| channel_err(&shared.name, ChannelError::NotAChannel(why));
+    if bytes.len() < 8 {
+        return Err(bad("schema message too short".into()));
+    }
+    let fb = if bytes[..4] == [0xff; 4] {
+        &bytes[8..]
+    } else {
+        &bytes[4..]
+    };
+    let message = arrow_ipc::root_as_message(fb).map_err(|e| bad(format!("schema: {e}")))?;
+    let ipc = message
+        .header_as_schema()
+        .ok_or_else(|| bad("no schema message".into()))?;
+    arrow_ipc::convert::try_fb_to_schema(ipc).map_err(|e| bad(format!("schema: {e}")))
+}
+
+/// Writes into one slot's message area through a raw pointer; `None`: discard (the schema
+/// message the stream writer emits on creation).
+struct SlotSink {
+    target: Option<(*mut u8, usize)>,
+    pos: usize,
+    overflow: bool,
+}
+
+// SAFETY: the pointer targets the shared mapping, which the owning Producer keeps alive; the
+// sink is only used by that Producer (moving it to another thread moves the only user).
+unsafe impl Send for SlotSink {}
+
+impl Write for SlotSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some((ptr, cap)) = self.target {
+            if self.pos + buf.len() > cap {
+                self.overflow = true;
+                return Err(std::io::Error::other("slot full"));
+            }
+            // SAFETY: `pos + len <= cap` (checked above) and `ptr..ptr + cap` is this slot's
+            // message area inside the live mapping, which no consumer reads while the producer
+            // writes it (backpressure, or the pin protocol in lossy mode).
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), ptr.add(self.pos), buf.len()) };
+        }
+        self.pos += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The producing end of a channel (see [`SegmentDir::producer`]). Dropping it closes the
+/// stream: consumers then receive the remaining batches and `None`.
+pub struct Producer {
+    shared: Arc<Shared>,
+    schema: SchemaRef,
+    writer: Option<StreamWriter<SlotSink>>,
+    has_dictionaries: bool,
+    wait: WaitMode,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("channel", &self.shared.name)
+            .finish()
+    }
+}
+
+impl Producer {
+    /// How to wait for space (default: block).
+    pub fn wait_mode(mut self, mode: WaitMode) -> Self {
+        self.wait = mode;
+        self
+    }
+
+    /// Give up waiting for space after `timeout` (default: wait as long as a live consumer
+    /// holds the ring; dead ones are reaped).
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The channel's schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Batches sent so far (the next sequence number).
+    pub fn sent(&self) -> u64 {
+        self.shared.header().write_seq.load(SeqCst)
+    }
+
+    /// Live consumers right now.
+    pub fn consumers(&self) -> usize {
+        (0..self.shared.max_consumers)
+            .filter(|&i| self.shared.consumer(i).state.load(SeqCst) == 1)
+            .count()
+    }
+
+    /// Send one batch: wait for a free slot, encode the batch straight into it, publish it with
+    /// one atomic store and wake the consumers.
+    ///
+    /// # Errors
+    /// [`ChannelError::SchemaMismatch`], [`ChannelError::BatchTooLarge`] (nothing is sent),
+    /// [`ChannelError::Timeout`], [`ChannelError::Closed`].
+    pub fn send(&mut self, batch: &RecordBatch) -> Result<()> {
+        let name = self.shared.name.clone();
+        if batch.schema_ref().fields() != self.schema.fields() {
+            return Err(channel_err(
+                &name,
+                ChannelError::SchemaMismatch(format!("{:?}", batch.schema_ref().fields())),
+            ));
+        }
+        let shared = self.shared.clone();
+        let h = shared.header();
+        if h.closed.load(SeqCst) != 0 {
+            return Err(channel_err(&name, ChannelError::Closed));
+        }
+        let seq = h.write_seq.load(SeqCst);
+        self.wait_for_slot(seq)?;
+        let slot_ptr = self.shared.slot_ptr(seq);
+        let cap = self.shared.slot_size - SLOT_HEADER;
+        let written = self.encode(batch, slot_ptr.wrapping_add(SLOT_HEADER), cap);
+        let slot = self.shared.slot(seq);
+        let len = match written {
+            Ok(len) => len,
+            Err(e) => {
+                // Nothing was published: give the slot back to its old sequence number.
+                slot.seq
+                    .store(seq.wrapping_sub(self.shared.slot_count), SeqCst);
+                return Err(e);
+            }
+        };
+        slot.len.store(len as u64, SeqCst);
+        slot.seq.store(seq, SeqCst);
+        h.write_seq.store(seq + 1, SeqCst);
+        Shared::notify(&h.data_futex, &h.data_waiters);
+        Ok(())
+    }
+
+    /// Encode `batch` into `len` bytes at `ptr`; the exact size on overflow.
+    fn encode(&mut self, batch: &RecordBatch, ptr: *mut u8, cap: usize) -> Result<usize> {
+        let name = self.shared.name.clone();
+        let invalid = |e: ArrowError| Error::InvalidTable {
+            name: name.clone(),
+            source: e,
+        };
+        // Every slot is self-contained: with dictionaries, a fresh writer re-emits them.
+        if self.writer.is_none() || self.has_dictionaries {
+            let sink = SlotSink {
+                target: None,
+                pos: 0,
+                overflow: false,
+            };
+            self.writer = Some(
+                StreamWriter::try_new_with_options(sink, &self.schema, ipc_options())
+                    .map_err(invalid)?,
+            );
+        }
+        let writer = self.writer.as_mut().expect("just set");
+        *writer.get_mut() = SlotSink {
+            target: Some((ptr, cap)),
+            pos: 0,
+            overflow: false,
+        };
+        match writer.write(batch) {
+            Ok(()) => Ok(writer.get_ref().pos),
+            Err(_) if writer.get_ref().overflow => {
+                // Measure the exact size for the error, then drop the half-used writer.
+                let mut counter = StreamWriter::try_new_with_options(
+                    SlotSink {
+                        target: None,
+                        pos: 0,
+                        overflow: false,
+                    },
+                    &self.schema,
+                    ipc_options(),
+                )
+                .map_err(invalid)?;
+                let before = counter.get_ref().pos;
+                counter.write(batch).map_err(invalid)?;
+                let needed = (counter.get_ref().pos - before + SLOT_HEADER) as u64;
+                self.writer = None;
+                Err(channel_err(
+                    &name,
+                    ChannelError::BatchTooLarge {
+                        needed,
+                        slot: self.shared.slot_size as u64,
+                    },
+                ))
+            }
+            Err(e) => {
+                self.writer = None;
+                Err(invalid(e))
+            }
+        }
+    }
+
+    /// Wait until slot `seq % slots` may be written: no live consumer still needs the batch
+    /// in it (it was read and released, or, in lossy mode, at least released).
+    fn wait_for_slot(&self, seq: u64) -> Result<()> {
+        let s = &self.shared;
+        let h = s.header();
+        let started = Instant::now();
+        let slot = s.slot(seq);
+        let old = seq.wrapping_sub(s.slot_count);
+        loop {
+            if seq < s.slot_count || self.oldest_held() > old || self.oldest_held() == u64::MAX {
+                if !s.lossy {
+                    slot.seq.store(WRITING, SeqCst);
+                    return Ok(());
+                }
+                // Lossy: announce the rewrite, then make sure nobody pinned the old batch
+                // meanwhile (the consumer pins, then checks `seq`: one of us sees the other).
+                slot.seq.store(WRITING, SeqCst);
+                if seq < s.slot_count || self.oldest_held() > old {
+                    return Ok(());
+                }
+                slot.seq.store(old, SeqCst);
+            }
+            if let Some(t) = self.timeout
+                && started.elapsed() >= t
+            {
+                return Err(channel_err(&s.name, ChannelError::Timeout(t)));
+            }
+            let seen = h.space_futex.load(SeqCst);
+            if self.oldest_held() > old {
+                continue;
+            }
+            Shared::wait(&h.space_futex, &h.space_waiters, seen, LIVENESS, self.wait);
+            self.reap_dead_consumers();
+        }
+    }
+
+    /// The oldest sequence number any live consumer still needs (`u64::MAX`: none).
+    fn oldest_held(&self) -> u64 {
+        let s = &self.shared;
+        (0..s.max_consumers)
+            .map(|i| s.consumer(i))
+            .filter(|c| c.state.load(SeqCst) == 1)
+            .map(|c| {
+                let pinned = c.pinned.load(SeqCst);
+                if s.lossy {
+                    pinned
+                } else {
+                    pinned.min(c.cursor.load(SeqCst))
+                }
+            })
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    fn reap_dead_consumers(&self) {
+        let s = &self.shared;
+        for i in 0..s.max_consumers {
+            let c = s.consumer(i);
+            if c.state.load(SeqCst) == 1 {
+                let who = ProcessId {
+                    pid: c.pid.load(SeqCst),
+                    start_time: c.start.load(SeqCst),
+                };
+                if !who.is_alive() {
+                    let _ = c.state.compare_exchange(1, 0, SeqCst, SeqCst);
+                }
+            }
+        }
+    }
+
+    /// End the stream: consumers receive what was sent, then `None`.
+    pub fn close(self) {}
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let h = self.shared.header();
+        h.closed.store(1, SeqCst);
+        Shared::notify(&h.data_futex, &h.data_waiters);
+        h.producer_pid.store(0, SeqCst);
+    }
+}
+
+/// A consumer's entry and pins, shared by the [`Consumer`] and every batch it handed out: the
+/// entry is freed only when all of them are gone.
+struct ConsumerState {
+    shared: Arc<Shared>,
+    index: usize,
+    /// Sequence numbers of slots with live batches, with their counts.
+    pins: Mutex<BTreeMap<u64, usize>>,
+}
+
+impl ConsumerState {
+    fn entry(&self) -> &ConsumerEntry {
+        self.shared.consumer(self.index)
+    }
+
+    fn pin(&self, seq: u64) {
+        let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
+        *pins.entry(seq).or_insert(0) += 1;
+        let oldest = *pins.keys().next().expect("just inserted");
+        self.entry().pinned.store(oldest, SeqCst);
+    }
+
+    fn unpin(&self, seq: u64) {
+        let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = pins.get_mut(&seq) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&seq);
+            }
+        }
+        let oldest = pins.keys().next().copied().unwrap_or(u64::MAX);
+        self.entry().pinned.store(oldest, SeqCst);
+        drop(pins);
+        let h = self.shared.header();
+        Shared::notify(&h.space_futex, &h.space_waiters);
+    }
+}
+
+impl Drop for ConsumerState {
+    fn drop(&mut self) {
+        let entry = self.entry();
+        entry.pinned.store(u64::MAX, SeqCst);
+        entry.state.store(0, SeqCst);
+        let h = self.shared.header();
+        Shared::notify(&h.space_futex, &h.space_waiters);
+    }
+}
+
+/// The bytes of one pinned slot: the owner of a received batch's buffers.
+struct PinnedSlot {
+    state: Arc<ConsumerState>,
+    seq: u64,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: `ptr..ptr + len` lies in the mapping kept alive by `state.shared`; the slot is pinned
+// for as long as this value lives, so no process writes those bytes meanwhile (schemas/
+// CHANNEL.md); reading them from any thread is then sound.
+unsafe impl Send for PinnedSlot {}
+// SAFETY: as for `Send`: the bytes are immutable while pinned.
+unsafe impl Sync for PinnedSlot {}
+
+impl AsRef<[u8]> for PinnedSlot {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: see the `Send` impl: in bounds of the live mapping and not written while
+        // this pin exists.
+        unsafe { std::slice::from_raw_parts(self.ptr, self.len) }
+    }
+}
+
+impl Drop for PinnedSlot {
+    fn drop(&mut self) {
+        self.state.unpin(self.seq);
+    }
+}
+
+/// A batch received from a channel.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// The batch; its buffers point into the slot, which stays pinned while any of them lives.
+    pub batch: RecordBatch,
+    /// Its sequence number (batches sent before it by the producer).
+    pub seq: u64,
+    /// Batches this consumer missed just before this one (lossy mode; always 0 otherwise).
+    pub missed: u64,
+}
+
+/// The consuming end of a channel (see [`SegmentDir::subscribe`]).
+pub struct Consumer {
+    state: Arc<ConsumerState>,
+    schema: SchemaRef,
+    next: u64,
+    wait: WaitMode,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("channel", &self.state.shared.name)
+            .field("next", &self.next)
+            .finish()
+    }
+}
+
+impl Consumer {
+    /// How to wait for data (default: block).
+    pub fn wait_mode(mut self, mode: WaitMode) -> Self {
+        self.wait = mode;
+        self
+    }
+
+    /// Give up waiting for a batch after `timeout` (default: wait while the producer lives).
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The channel's schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Total batches missed so far (lossy mode).
+    pub fn missed(&self) -> u64 {
+        self.state.entry().missed.load(SeqCst)
+    }
+
+    /// The next batch, or `None` once the producer closed the stream and everything sent was
+    /// received.
+    ///
+    /// # Errors
+    /// [`ChannelError::ProducerDied`] (detected within about 50 ms), [`ChannelError::Timeout`],
+    /// [`Error::Corrupt`] for a slot that does not decode.
+    pub fn recv(&mut self) -> Result<Option<Received>> {
+        let state = self.state.clone();
+        let s = &state.shared;
+        let h = s.header();
+        let entry = state.entry();
+        let started = Instant::now();
+        let mut missed = 0;
+        loop {
+            let written = h.write_seq.load(SeqCst);
+            if self.next < written {
+                if s.lossy && written - self.next > s.slot_count {
+                    let skip = written - s.slot_count - self.next;
+                    missed += skip;
+                    self.next += skip;
+                }
+                let seq = self.next;
+                state.pin(seq);
+                if s.slot(seq).seq.load(SeqCst) != seq {
+                    // Lossy: already (being) overwritten. Not lossy: cannot happen.
+                    state.unpin(seq);
+                    if !s.lossy {
+                        return Err(Error::corrupt(
+                            &s.name,
+                            format!("slot of batch {seq} was overwritten"),
+                        ));
+                    }
+                    missed += 1;
+                    self.next += 1;
+                    continue;
+                }
+                self.next += 1;
+                entry.cursor.store(self.next, SeqCst);
+                entry.missed.fetch_add(missed, SeqCst);
+                let pinned = PinnedSlot {
+                    state: state.clone(),
+                    seq,
+                    ptr: s.slot_ptr(seq).wrapping_add(SLOT_HEADER),
+                    len: (s.slot(seq).len.load(SeqCst) as usize).min(s.slot_size - SLOT_HEADER),
+                };
+                // The pin taken above now belongs to `pinned`: dropping the last buffer of the
+                // batch (or a decode error) releases it.
+                let bytes = Buffer::from(bytes::Bytes::from_owner(pinned));
+                let batch = guarded(&s.name, || decode_slot(&s.name, &self.schema, &bytes))?;
+                return Ok(Some(Received { batch, seq, missed }));
+            }
+            if h.closed.load(SeqCst) != 0 && self.next >= h.write_seq.load(SeqCst) {
+                return Ok(None);
+            }
+            let producer = h.producer_pid.load(SeqCst);
+            if producer != 0 && h.closed.load(SeqCst) == 0 {
+                let who = ProcessId {
+                    pid: producer,
+                    start_time: h.producer_start.load(SeqCst),
+                };
+                if !who.is_alive() {
+                    return Err(channel_err(&s.name, ChannelError::ProducerDied(producer)));
+                }
+            }
+            let limit = match self.timeout {
+                Some(t) if started.elapsed() >= t => {
+                    return Err(channel_err(&s.name, ChannelError::Timeout(t)));
+                }
+                Some(t) => (t - started.elapsed()).min(LIVENESS),
+                None => LIVENESS,
+            };
+            let seen = h.data_futex.load(SeqCst);
+            if h.write_seq.load(SeqCst) > self.next || h.closed.load(SeqCst) != 0 {
+                continue;
+            }
+            Shared::wait(&h.data_futex, &h.data_waiters, seen, limit, self.wait);
+        }
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        // No more reading: only batches still alive (pins) hold the producer back now.
+        self.state.entry().cursor.store(u64::MAX, SeqCst);
+        let h = self.state.shared.header();
+        Shared::notify(&h.space_futex, &h.space_waiters);
+    }
+}
+
+impl Iterator for Consumer {
+    type Item = Result<RecordBatch>;
+    fn next(&mut self) -> Option<Self::Item> {
+        self.recv().transpose().map(|r| r.map(|r| r.batch))
+    }
+}
+
+/// Decode the messages of one slot (dictionaries, then the record batch) in place.
+fn decode_slot(name: &str, schema: &SchemaRef, bytes: &Buffer) -> Result<RecordBatch> {
+    let corrupt = |why: String| Error::corrupt(name, format!("channel slot: {why}"));
+    let mut dictionaries = std::collections::HashMap::new();
+    let mut pos = 0usize;
+    while pos + 8 <= bytes.len() {
+        let word = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
+        let (meta_start, meta_len) = if word == 0xffff_ffff {
+            let len = i32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
+            (pos + 8, len)
+        } else {
+            (pos + 4, word as i32)
+        };
+        let meta_len =
+            usize::try_from(meta_len).map_err(|_| corrupt("negative metadata length".into()))?;
+        if meta_len == 0 {
+            break;
+        }
+        let meta_end = meta_start
+            .checked_add(meta_len)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| corrupt("metadata past the slot".into()))?;
+        let message = arrow_ipc::root_as_message(&bytes[meta_start..meta_end])
+            .map_err(|e| corrupt(format!("message header: {e}")))?;
+        let body_len = usize::try_from(message.bodyLength())
+            .map_err(|_| corrupt("negative body length".into()))?;
+        let body_end = meta_end
+            .checked_add(body_len)
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| corrupt("body past the slot".into()))?;
+        let body = bytes.slice_with_length(meta_end, body_len);
+        match message.header_type() {
+            MessageHeader::DictionaryBatch => {
+                let dict = message
+                    .header_as_dictionary_batch()
+                    .ok_or_else(|| corrupt("bad dictionary batch".into()))?;
+                let data = dict
+                    .data()
+                    .ok_or_else(|| corrupt("dictionary without data".into()))?;
+                check_batch(&data, body_len).map_err(corrupt)?;
+                arrow_ipc::reader::read_dictionary(
+                    &body,
+                    dict,
+                    schema,
+                    &mut dictionaries,
+                    &message.version(),
+                )
+                .map_err(|e| corrupt(e.to_string()))?;
+            }
+            MessageHeader::RecordBatch => {
+                let batch = message
+                    .header_as_record_batch()
+                    .ok_or_else(|| corrupt("bad record batch".into()))?;
+                check_batch(&batch, body_len).map_err(corrupt)?;
+                return arrow_ipc::reader::read_record_batch(
+                    &body,
+                    batch,
+                    schema.clone(),
+                    &dictionaries,
+                    None,
+                    &message.version(),
+                )
+                .map_err(|e| corrupt(e.to_string()));
+            }
+            other => return Err(corrupt(format!("unexpected message {other:?}"))),
+        }
+        pos = body_end;
+    }
+    Err(corrupt("no record batch in the slot".into()))
+}
