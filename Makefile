@@ -10,10 +10,10 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: demo test venv python-package bench lint clean
 
-$(VENV)/.deps: python/pyproject.toml
+$(VENV)/.deps: python/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.16,<2" "pyarrow>=14" "numpy>=1.24" "pytest>=8"
+	$(PY) -m pip install -q "maturin>=1.16,<2" "pyarrow>=14" "numpy>=1.24" "pytest>=8" "hypothesis>=6"
 	touch $@
 
 venv: $(VENV)/.deps

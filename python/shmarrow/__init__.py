@@ -47,12 +47,14 @@ from ._shmarrow import (
     reduce,
     remove,
 )
+from .structured import field_views, from_numpy, to_numpy_structured
 
 __all__ = [
     "attach", "create", "remove", "list", "path", "gc", "column_view",
     "reduce", "map_inplace", "lock", "allocate", "Allocation",
     "Created", "ShmarrowError", "SegmentNotFound", "SegmentExists", "NoSpace",
     "AccessDenied", "InvalidName", "NotAFile", "CorruptSegment", "NotZeroCopy", "InvalidTable",
+    "from_numpy", "to_numpy_structured", "field_views",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
