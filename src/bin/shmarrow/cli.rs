@@ -71,6 +71,16 @@ pub enum Command {
         after_help = "Examples:\n  shmarrow map data --column x --op square --processes 4\n  shmarrow map data --column x --op clip 0 1"
     )]
     Map(MapArgs),
+    /// Stream record batches into a channel (created here) from a file or a dataset schema.
+    #[command(
+        after_help = "Examples:\n  shmarrow produce ticks --schema schemas/trades.json --batches 1000 --rate 100 --consumers 2\n  shmarrow produce frames --from frames.arrow --slot-size 64M"
+    )]
+    Produce(ProduceArgs),
+    /// Receive the record batches of a channel, in order, zero-copy.
+    #[command(
+        after_help = "Examples:\n  shmarrow consume ticks --count\n  shmarrow consume ticks --reduce price --json"
+    )]
+    Consume(ConsumeArgs),
     /// Internal: one worker process of `reduce --processes` or `map --processes`.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -227,6 +237,75 @@ pub struct ImportArgs {
 }
 
 #[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["from", "schema"])))]
+pub struct ProduceArgs {
+    /// Channel name.
+    pub name: String,
+    /// Send the batches of this Arrow IPC file or stream, or Parquet file.
+    #[arg(long)]
+    pub from: Option<PathBuf>,
+    /// Send generated batches of this dataset schema (schemas/*.json).
+    #[arg(long)]
+    pub schema: Option<PathBuf>,
+    /// Batches to send (with --from: cycle through the file until this many; default: the
+    /// file once, or 100 generated).
+    #[arg(long)]
+    pub batches: Option<u64>,
+    /// Rows per generated batch.
+    #[arg(long, default_value_t = 65_536, value_parser = parse_rows)]
+    pub batch_rows: usize,
+    /// Seed of generated data.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// At most this many batches per second (default: as fast as consumers allow).
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Slots in the ring.
+    #[arg(long, default_value_t = 8)]
+    pub slots: u32,
+    /// Bytes per slot (e.g. 16M, 1.5GiB): the largest batch that fits, plus 64.
+    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    pub slot_size: u64,
+    /// Overwrite batches slow consumers have not read (they are told how many they missed).
+    #[arg(long)]
+    pub lossy: bool,
+    /// Wait until this many consumers have subscribed before sending.
+    #[arg(long, default_value_t = 0)]
+    pub consumers: usize,
+    /// Give up waiting for consumers or for ring space after this many seconds.
+    #[arg(long)]
+    pub timeout: Option<f64>,
+    /// Keep the channel segment after the stream ends (default: remove it; consumers that
+    /// are still reading keep their mapping).
+    #[arg(long)]
+    pub keep: bool,
+    /// Permission bits of the channel, in octal.
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    pub mode: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Channel name.
+    pub name: String,
+    /// Statistics of this numeric column over the whole stream.
+    #[arg(long)]
+    pub reduce: Option<String>,
+    /// Print only the totals (batches, rows, missed).
+    #[arg(long)]
+    pub count: bool,
+    /// Stop after this many batches.
+    #[arg(long)]
+    pub batches: Option<u64>,
+    /// Wait up to this many seconds for the channel to appear and for each batch.
+    #[arg(long, default_value_t = 10.0)]
+    pub timeout: f64,
+    /// Spin this many microseconds before sleeping on each wait (lower latency, burns a core).
+    #[arg(long, default_value_t = 0)]
+    pub spin_us: u64,
+}
+
+#[derive(Debug, Args)]
 pub struct CreateArgs {
     /// Segment name.
     pub name: String,
@@ -309,10 +388,52 @@ fn parse_rows(s: &str) -> Result<usize, String> {
     }
 }
 
+/// `64M`, `1.5GiB`, `4096`: bytes (K/M/G/T are powers of 1024, with or without `iB`/`B`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .trim()
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 64M, 1.5GiB)"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_lowercase()
+        .trim_end_matches('b')
+        .trim_end_matches('i')
+    {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        _ => return Err(format!("{s:?}: unknown unit (K, M, G, T)")),
+    };
+    let bytes = num * (1u64 << shift) as f64;
+    if !(0.0..=u64::MAX as f64).contains(&bytes) {
+        return Err(format!("{s:?} is out of range"));
+    }
+    Ok(bytes as u64)
+}
+
 fn parse_mode(s: &str) -> Result<u32, String> {
     let digits = s.strip_prefix("0o").unwrap_or(s);
     match u32::from_str_radix(digits, 8) {
         Ok(m) if m <= 0o777 => Ok(m),
         _ => Err(format!("{s:?} is not an octal mode between 000 and 777")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("4096"), Ok(4096));
+        assert_eq!(super::parse_size("64M"), Ok(64 << 20));
+        assert_eq!(super::parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(super::parse_size("2kb"), Ok(2048));
+        assert!(super::parse_size("12 parsecs").is_err());
+        assert!(super::parse_size("-1M").is_err());
     }
 }

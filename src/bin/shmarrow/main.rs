@@ -41,6 +41,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc(args) => cmd::gc::run(&dir, &args, json, out),
         Command::Reduce(args) => cmd::reduce::run(&dir, &args, json, out),
         Command::Map(args) => cmd::map::run(&dir, &args, json, out),
+        Command::Produce(args) => cmd::produce::run(&dir, &args, json, out),
+        Command::Consume(args) => cmd::consume::run(&dir, &args, json, out),
         Command::Worker(args) => cmd::worker::run(&dir, &args),
     }
 }

@@ -1,5 +1,6 @@
 //! One module per verb.
 
+pub mod consume;
 pub mod create;
 pub mod demo;
 pub mod df;
@@ -10,6 +11,7 @@ pub mod import;
 pub mod inspect;
 pub mod ls;
 pub mod map;
+pub mod produce;
 pub mod reduce;
 pub mod rm;
 pub mod worker;
