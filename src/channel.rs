@@ -553,6 +553,9 @@ struct SlotSink {
 // SAFETY: the pointer targets the shared mapping, which the owning Producer keeps alive; the
 // sink is only used by that Producer (moving it to another thread moves the only user).
 unsafe impl Send for SlotSink {}
+// SAFETY: a shared `&SlotSink` allows no access at all (writing needs `&mut`), so sharing
+// references between threads cannot race.
+unsafe impl Sync for SlotSink {}
 
 impl Write for SlotSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {

@@ -41,8 +41,11 @@ from ._shmarrow import (
     ShmarrowError,
     gc,
     list,
+    ChannelError,
     lock,
     map_inplace,
+    producer,
+    subscribe,
     path,
     reduce,
     remove,
@@ -51,7 +54,8 @@ from .structured import field_views, from_numpy, to_numpy_structured
 
 __all__ = [
     "attach", "create", "remove", "list", "path", "gc", "column_view",
-    "reduce", "map_inplace", "lock", "allocate", "Allocation",
+    "reduce", "map_inplace", "lock", "allocate", "Allocation", "subscribe", "producer",
+    "ChannelError",
     "Created", "ShmarrowError", "SegmentNotFound", "SegmentExists", "NoSpace",
     "AccessDenied", "InvalidName", "NotAFile", "CorruptSegment", "NotZeroCopy", "InvalidTable",
     "from_numpy", "to_numpy_structured", "field_views",

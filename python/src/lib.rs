@@ -74,6 +74,12 @@ create_exception!(
     ShmarrowError,
     "The data cannot be published as a segment."
 );
+create_exception!(
+    _shmarrow,
+    ChannelError,
+    ShmarrowError,
+    "A channel operation failed (producer died, timeout, batch too large, ...)."
+);
 
 fn to_py(err: Error) -> PyErr {
     // The message with its causes: "permission denied for segment \"x\": Permission denied (os error 13)".
@@ -93,6 +99,7 @@ fn to_py(err: Error) -> PyErr {
         Error::Corrupt { .. } => CorruptSegment::new_err(msg),
         Error::NotZeroCopy { .. } => NotZeroCopy::new_err(msg),
         Error::InvalidTable { .. } => InvalidTable::new_err(msg),
+        Error::Channel { .. } => ChannelError::new_err(msg),
         _ => ShmarrowError::new_err(msg),
     }
 }
@@ -446,6 +453,147 @@ fn allocate(
     })
 }
 
+/// A channel subscription: iterate to receive batches (zero-copy pyarrow RecordBatches; each
+/// pins its slot while alive). Waits release the GIL.
+#[pyclass(module = "shmarrow._shmarrow")]
+struct Subscription {
+    inner: Option<shmarrow::Consumer>,
+    name: String,
+    /// Batches missed so far (lossy channels).
+    #[pyo3(get)]
+    missed: u64,
+}
+
+#[pymethods]
+impl Subscription {
+    fn __iter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<PyArrowType<arrow_array::RecordBatch>>> {
+        let Some(consumer) = self.inner.as_mut() else {
+            return Ok(None);
+        };
+        let received = py.detach(|| consumer.recv()).map_err(to_py)?;
+        match received {
+            Some(r) => {
+                self.missed += r.missed;
+                Ok(Some(PyArrowType(r.batch)))
+            }
+            None => {
+                self.inner = None;
+                Ok(None)
+            }
+        }
+    }
+
+    /// The channel's schema.
+    #[getter]
+    fn schema(&self) -> PyResult<PyArrowType<arrow_schema::Schema>> {
+        let consumer = self.inner.as_ref().ok_or_else(|| {
+            ShmarrowError::new_err(format!("subscription to {:?} is closed", self.name))
+        })?;
+        Ok(PyArrowType(consumer.schema().as_ref().clone()))
+    }
+
+    /// Leave the channel (batches still alive keep their slots pinned until dropped).
+    fn close(&mut self) {
+        self.inner = None;
+    }
+}
+
+/// Subscribe to channel `name`: receive every batch sent from now on.
+#[pyfunction]
+#[pyo3(signature = (name, *, dir=None, timeout=None))]
+fn subscribe(name: &str, dir: Option<std::path::PathBuf>, timeout: Option<f64>) -> PyResult<Subscription> {
+    let consumer = segment_dir(dir)
+        .subscribe(name)
+        .map_err(to_py)?
+        .timeout(timeout.map(std::time::Duration::from_secs_f64));
+    Ok(Subscription {
+        inner: Some(consumer),
+        name: name.to_owned(),
+        missed: 0,
+    })
+}
+
+/// The producing end of a channel (see `shmarrow.producer`).
+#[pyclass(module = "shmarrow._shmarrow")]
+struct Producer {
+    inner: Option<shmarrow::Producer>,
+    name: String,
+}
+
+#[pymethods]
+impl Producer {
+    /// Send one record batch (encoded straight into a slot by the Rust producer).
+    fn send(&mut self, py: Python<'_>, batch: PyArrowType<arrow_array::RecordBatch>) -> PyResult<()> {
+        let producer = self.inner.as_mut().ok_or_else(|| {
+            ShmarrowError::new_err(format!("producer of {:?} is closed", self.name))
+        })?;
+        py.detach(|| producer.send(&batch.0)).map_err(to_py)
+    }
+
+    /// Live consumers.
+    #[getter]
+    fn consumers(&self) -> usize {
+        self.inner.as_ref().map_or(0, shmarrow::Producer::consumers)
+    }
+
+    /// End the stream: consumers get what was sent, then stop.
+    fn close(&mut self) {
+        self.inner = None;
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    fn __exit__(&mut self, _ty: Py<PyAny>, _value: Py<PyAny>, _tb: Py<PyAny>) -> bool {
+        self.close();
+        false
+    }
+}
+
+/// Become the producer of channel `name`, creating it first for `schema` when given.
+#[allow(clippy::too_many_arguments)] // Python keyword arguments
+#[pyfunction]
+#[pyo3(signature = (name, schema=None, *, dir=None, slots=8, slot_size=16 << 20, lossy=false, max_consumers=16, timeout=None, mode=0o600))]
+fn producer(
+    py: Python<'_>,
+    name: &str,
+    schema: Option<PyArrowType<arrow_schema::Schema>>,
+    dir: Option<std::path::PathBuf>,
+    slots: u32,
+    slot_size: u64,
+    lossy: bool,
+    max_consumers: u32,
+    timeout: Option<f64>,
+    mode: i64,
+) -> PyResult<Producer> {
+    let dir = segment_dir(dir);
+    let create = create_options(true, mode, "persistent")?;
+    let producer = py
+        .detach(|| {
+            if let Some(schema) = &schema {
+                let options = shmarrow::ChannelOptions::default()
+                    .slots(slots)
+                    .slot_size(slot_size)
+                    .lossy(lossy)
+                    .max_consumers(max_consumers)
+                    .create_options(create);
+                dir.create_channel(name, &schema.0, &options)?;
+            }
+            dir.producer(name)
+        })
+        .map_err(to_py)?
+        .timeout(timeout.map(std::time::Duration::from_secs_f64));
+    Ok(Producer {
+        inner: Some(producer),
+        name: name.to_owned(),
+    })
+}
+
 /// Remove segment `name`; False if there was none.
 #[pyfunction]
 #[pyo3(signature = (name, *, dir=None))]
@@ -505,6 +653,10 @@ fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(map_inplace, m)?)?;
     m.add_function(wrap_pyfunction!(lock, m)?)?;
     m.add_function(wrap_pyfunction!(allocate, m)?)?;
+    m.add_function(wrap_pyfunction!(subscribe, m)?)?;
+    m.add_function(wrap_pyfunction!(producer, m)?)?;
+    m.add_class::<Subscription>()?;
+    m.add_class::<Producer>()?;
     m.add_class::<Created>()?;
     m.add_class::<Lock>()?;
     m.add_class::<Allocation>()?;
@@ -520,6 +672,7 @@ fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("CorruptSegment", py.get_type::<CorruptSegment>()),
         ("NotZeroCopy", py.get_type::<NotZeroCopy>()),
         ("InvalidTable", py.get_type::<InvalidTable>()),
+        ("ChannelError", py.get_type::<ChannelError>()),
     ] {
         m.add(name, exc)?;
     }
