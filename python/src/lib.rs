@@ -470,7 +470,10 @@ impl Subscription {
         slf
     }
 
-    fn __next__(&mut self, py: Python<'_>) -> PyResult<Option<PyArrowType<arrow_array::RecordBatch>>> {
+    fn __next__(
+        &mut self,
+        py: Python<'_>,
+    ) -> PyResult<Option<PyArrowType<arrow_array::RecordBatch>>> {
         let Some(consumer) = self.inner.as_mut() else {
             return Ok(None);
         };
@@ -505,7 +508,11 @@ impl Subscription {
 /// Subscribe to channel `name`: receive every batch sent from now on.
 #[pyfunction]
 #[pyo3(signature = (name, *, dir=None, timeout=None))]
-fn subscribe(name: &str, dir: Option<std::path::PathBuf>, timeout: Option<f64>) -> PyResult<Subscription> {
+fn subscribe(
+    name: &str,
+    dir: Option<std::path::PathBuf>,
+    timeout: Option<f64>,
+) -> PyResult<Subscription> {
     let consumer = segment_dir(dir)
         .subscribe(name)
         .map_err(to_py)?
@@ -527,7 +534,11 @@ struct Producer {
 #[pymethods]
 impl Producer {
     /// Send one record batch (encoded straight into a slot by the Rust producer).
-    fn send(&mut self, py: Python<'_>, batch: PyArrowType<arrow_array::RecordBatch>) -> PyResult<()> {
+    fn send(
+        &mut self,
+        py: Python<'_>,
+        batch: PyArrowType<arrow_array::RecordBatch>,
+    ) -> PyResult<()> {
         let producer = self.inner.as_mut().ok_or_else(|| {
             ShmarrowError::new_err(format!("producer of {:?} is closed", self.name))
         })?;
