@@ -29,19 +29,27 @@ impl ProcessId {
         }
     }
 
-    /// Whether this very process (same pid *and* same start time) is still running.
+    /// Whether this very process (same pid *and* same start time) is still running. A zombie
+    /// (exited, not yet reaped by its parent) is not.
     pub fn is_alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time)
+        stat(self.pid)
+            .is_some_and(|(state, start)| start == self.start_time && !matches!(state, 'Z' | 'X'))
     }
 }
 
 /// Field 22 (`starttime`) of `/proc/PID/stat`, or `None` if there is no such process.
 fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|(_, start)| start)
+}
+
+/// Fields 3 (`state`) and 22 (`starttime`) of `/proc/PID/stat`.
+fn stat(pid: u32) -> Option<(char, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces or ')': the fields
     // we want come after the *last* ')'. After it, field 3 is first, so 22 is index 19.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_ascii_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_ascii_whitespace();
+    let state = fields.next()?.chars().next()?;
+    Some((state, fields.nth(18)?.parse().ok()?))
 }
 
 /// Create a new file that must not exist: `O_CREAT|O_EXCL|O_NOFOLLOW`, then set `mode`
@@ -180,6 +188,23 @@ pub fn futex_wake_all(word: &std::sync::atomic::AtomicU32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zombie_is_not_alive() {
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let who = ProcessId {
+            pid: child.id(),
+            start_time: start_time(child.id()).unwrap_or(0),
+        };
+        // Exited but not reaped yet: a zombie.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while stat(who.pid).is_some_and(|(s, _)| s != 'Z') && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert!(!who.is_alive());
+        child.wait().unwrap();
+        assert!(!who.is_alive());
+    }
 
     #[test]
     fn current_process_is_alive_and_a_reused_pid_is_not() {

@@ -1,0 +1,201 @@
+//! Channels across processes: one producer, three consumers (one in Python), 100,000 batches;
+//! a consumer killed mid-stream stops holding the producer; a killed producer is reported.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{TempDir, shmarrow_bin};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+fn example(name: &str) -> PathBuf {
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_shmarrow"));
+    bin.parent().unwrap().join("examples").join(name)
+}
+
+fn sigkill(child: &Child) {
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
+}
+
+fn wait_for_channel(dir: &TempDir, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !dir.0.join(name).exists() {
+        assert!(Instant::now() < deadline, "channel never appeared");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+#[test]
+fn one_producer_three_consumers_100k_batches() {
+    let tmp = TempDir::new("chanproc");
+    let python = common::python();
+    let consumer = |lang: &str| -> Child {
+        let mut cmd = if lang == "python" {
+            let mut c = Command::new(python.as_ref().unwrap());
+            c.arg(format!(
+                "{}/examples/consumer.py",
+                env!("CARGO_MANIFEST_DIR")
+            ));
+            c
+        } else {
+            Command::new(example("consumer"))
+        };
+        cmd.arg("ticks")
+            .env(shmarrow::DIR_ENV, &tmp.0)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let kinds = if python.is_some() {
+        ["rust", "rust", "python"]
+    } else {
+        ["rust", "rust", "rust"]
+    };
+    let producer = Command::new(example("producer"))
+        .args(["ticks", "100000", "4", "3"])
+        .env(shmarrow::DIR_ENV, &tmp.0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let consumers: Vec<Child> = kinds.iter().map(|k| consumer(k)).collect();
+    let out = producer.wait_with_output().unwrap();
+    assert!(out.status.success(), "producer failed");
+    for (child, kind) in consumers.into_iter().zip(kinds) {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{kind} consumer failed");
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(summary["consumer"], kind);
+        assert_eq!(summary["batches"], 100_000, "{summary}");
+        assert_eq!(summary["rows"], 400_000);
+        assert_eq!(summary["in_order_and_correct"], true);
+    }
+    assert!(tmp.dir().list().unwrap().segments.is_empty() && !tmp.0.join("ticks").exists());
+}
+
+#[test]
+fn a_killed_consumer_stops_holding_the_producer_back() {
+    let tmp = TempDir::new("chankill-c");
+    let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
+    let producer = shmarrow_bin()
+        .arg("--dir")
+        .arg(&tmp.0)
+        .args([
+            "produce",
+            "ch",
+            "--schema",
+            &schema,
+            "--batches",
+            "20000",
+            "--batch-rows",
+            "4",
+            "--slots",
+            "4",
+            "--slot-size",
+            "64K",
+            "--consumers",
+            "2",
+            "--timeout",
+            "60",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_channel(&tmp, "ch");
+    let consume = |args: &[&str], stdout: Stdio| {
+        shmarrow_bin()
+            .arg("--dir")
+            .arg(&tmp.0)
+            .args(["consume", "ch"])
+            .args(args)
+            .stdout(stdout)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let healthy = consume(&["--count"], Stdio::piped());
+    // Prints a line per batch into a pipe nobody reads: it stalls once the pipe is full,
+    // holding the ring, like a consumer that hangs.
+    let stuck = consume(&[], Stdio::piped());
+    std::thread::sleep(Duration::from_millis(1500));
+    let t0 = Instant::now();
+    sigkill(&stuck);
+    let out = producer.wait_with_output().unwrap();
+    let waited = t0.elapsed();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sent 20000 batches"));
+    assert!(
+        waited < Duration::from_secs(10),
+        "producer took {waited:?} after the kill"
+    );
+    let healthy = healthy.wait_with_output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&healthy.stdout).contains("received 20000 batches"),
+        "{}",
+        String::from_utf8_lossy(&healthy.stdout)
+    );
+    drop(stuck);
+}
+
+#[test]
+fn a_killed_producer_is_an_error_for_consumers_within_a_bounded_time() {
+    let tmp = TempDir::new("chankill-p");
+    let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
+    let producer = shmarrow_bin()
+        .arg("--dir")
+        .arg(&tmp.0)
+        .args([
+            "produce",
+            "ch",
+            "--schema",
+            &schema,
+            "--batches",
+            "100000",
+            "--batch-rows",
+            "4",
+            "--rate",
+            "50",
+            "--consumers",
+            "1",
+            "--timeout",
+            "60",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_channel(&tmp, "ch");
+    let consumer = shmarrow_bin()
+        .arg("--dir")
+        .arg(&tmp.0)
+        .args(["consume", "ch", "--count", "--timeout", "60"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    let t0 = Instant::now();
+    sigkill(&producer);
+    let out = consumer.wait_with_output().unwrap();
+    let waited = t0.elapsed();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("died without closing the stream"),
+        "{stderr}"
+    );
+    assert!(
+        waited < Duration::from_secs(2),
+        "consumer noticed after {waited:?}"
+    );
+    let _ = std::fs::remove_file(tmp.0.join("ch"));
+}
