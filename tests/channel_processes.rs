@@ -143,7 +143,8 @@ fn a_killed_consumer_stops_holding_the_producer_back() {
         "{}",
         String::from_utf8_lossy(&healthy.stdout)
     );
-    drop(stuck);
+    let mut stuck = stuck;
+    stuck.wait().unwrap();
 }
 
 #[test]
@@ -198,4 +199,6 @@ fn a_killed_producer_is_an_error_for_consumers_within_a_bounded_time() {
         "consumer noticed after {waited:?}"
     );
     let _ = std::fs::remove_file(tmp.0.join("ch"));
+    let mut producer = producer;
+    producer.wait().unwrap();
 }
