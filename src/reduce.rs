@@ -16,6 +16,7 @@
 //! - Integers: sums are exact in `i128` (no overflow for any column shmarrow can hold); `min`
 //!   and `max` are exact; `mean`, `var` and `std` are `f64`.
 //! - Nulls are skipped (`count` counts non-null values); a null struct parent nulls its children.
+//! - A fixed-size list column (`vel: [f32; 3]`) reduces over all its values.
 //! - An empty (or all-null) column has `sum = 0`, `mean`/`var`/`std` NaN, and no `min`/`max`.
 //!
 //! arrow's aggregate kernels are not used: they are not fused, their float `min`/`max` order NaN
@@ -24,7 +25,7 @@
 use std::ops::Range;
 
 use arrow_array::types::*;
-use arrow_array::{Array, ArrayRef, PrimitiveArray, RecordBatch, StructArray};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, PrimitiveArray, RecordBatch, StructArray};
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, SchemaRef};
 use rayon::prelude::*;
@@ -650,6 +651,16 @@ pub(crate) fn resolve_path(
             .clone();
         nulls = NullBuffer::union(nulls.as_ref(), child.logical_nulls().as_ref());
         array = child;
+    }
+    // A fixed-size list reduces over all its values (like NumPy over a (rows, k) array); a
+    // null list nulls its k values.
+    while let Some(list) = array.as_any().downcast_ref::<FixedSizeListArray>() {
+        let k = list.value_length() as usize;
+        let values = list.values().slice(list.offset() * k, list.len() * k);
+        let expanded =
+            nulls.map(|n| NullBuffer::from_iter(n.iter().flat_map(|v| std::iter::repeat_n(v, k))));
+        nulls = NullBuffer::union(expanded.as_ref(), values.logical_nulls().as_ref());
+        array = values;
     }
     if !is_numeric(array.data_type()) {
         return Err(err(format!(
