@@ -217,3 +217,105 @@ fn another_user_cannot_read_remove_or_gc_private_segments() {
         "another user's gc removed our temp"
     );
 }
+
+#[test]
+fn a_killed_lock_holder_releases_the_lock() {
+    let Some(python) = common::python() else {
+        return;
+    };
+    let tmp = TempDir::new("lockkill");
+    let batch =
+        RecordBatch::try_from_iter([("x", Arc::new(Float64Array::from(vec![1.0])) as _)]).unwrap();
+    tmp.dir()
+        .create(
+            "locked",
+            &batch.schema(),
+            &[batch],
+            &CreateOptions::default(),
+        )
+        .unwrap();
+    // A Python process takes the exclusive lock, says so, and hangs.
+    let mut holder = Command::new(python)
+        .args([
+            "-c",
+            "import shmarrow, sys, time\nwith shmarrow.lock('locked', shared=False, dir=sys.argv[1]):\n    print('held', flush=True)\n    time.sleep(600)",
+        ])
+        .arg(&tmp.0)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "held");
+    let try_lock = || {
+        let f = std::fs::File::open(tmp.0.join("locked")).unwrap();
+        nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock).is_ok()
+    };
+    assert!(!try_lock(), "the holder has it");
+    kill(Pid::from_raw(holder.id() as i32), Signal::SIGKILL).unwrap();
+    holder.wait().unwrap();
+    assert!(try_lock(), "the kernel released the dead holder's lock");
+    let _guard = tmp.dir().lock("locked", false).unwrap();
+}
+
+#[test]
+fn too_many_open_files_is_a_clean_error() {
+    let Some(python) = common::python() else {
+        return;
+    };
+    let tmp = TempDir::new("emfile");
+    let batch =
+        RecordBatch::try_from_iter([("x", Arc::new(Float64Array::from(vec![1.0])) as _)]).unwrap();
+    tmp.dir()
+        .create("t", &batch.schema(), &[batch], &CreateOptions::default())
+        .unwrap();
+    // Exhaust the process's descriptors (after loading everything), then attach and create.
+    let script = r#"
+import os, resource, sys, pyarrow as pa, shmarrow
+d = sys.argv[1]
+resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+held = []
+try:
+    while True:
+        held.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+for call in (lambda: shmarrow.attach("t", dir=d), lambda: shmarrow.create("u", pa.table({"x": [1]}), dir=d)):
+    try:
+        call()
+        print("no error")
+    except shmarrow.ShmarrowError as e:
+        print(type(e).__name__, e)
+for fd in held:
+    os.close(fd)
+print("after", shmarrow.attach("t", dir=d).num_rows)
+"#;
+    let out = Command::new(python)
+        .args(["-c", script])
+        .arg(&tmp.0)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    for line in &lines[..2] {
+        assert!(line.contains("Too many open files"), "{stdout}");
+    }
+    assert_eq!(lines[2], "after 1");
+    let listing = tmp.dir().list().unwrap();
+    assert_eq!(
+        listing.segments.len(),
+        1,
+        "nothing left behind: {listing:?}"
+    );
+    assert!(listing.temps.is_empty());
+}
