@@ -8,7 +8,7 @@ VENV   := .venv
 PY     := $(abspath $(VENV))/bin/python
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: demo test venv python-package bench lint clean
+.PHONY: demo test venv python-package bench lint clean fuzz soak
 
 $(VENV)/.deps: python/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,16 @@ bench: python-package
 	cargo build --release --bin shmarrow
 	cargo bench --bench compute
 	$(PY) bench/compute.py
+	$(PY) bench/flight.py
+	cargo bench --bench channel
+	$(PY) bench/channel.py
+	$(PY) bench/import.py
+
+# Side by side with multiprocessing, pyarrow and (COMPARE_ARGS=--with-ray) Ray: writes
+# bench/RESULTS.md and bench/results.png. COMPARE_ARGS=--quick for the 3-minute version.
+.PHONY: compare
+compare:
+	bench/compare $(COMPARE_ARGS)
 
 lint:
 	cargo fmt --check
@@ -42,3 +52,18 @@ lint:
 
 clean:
 	rm -rf $(VENV) target
+
+# Fuzzing (cargo-fuzz, libFuzzer): each target for FUZZ_RUNS executions. cargo-fuzz needs
+# nightly flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
+FUZZ_RUNS ?= 200000
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
+	cd fuzz && for t in attach channel import; do \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -runs=$(FUZZ_RUNS) -max_len=65536 -rss_limit_mb=4096 || exit 1; \
+	done
+
+# A bounded soak: SOAK_PROCESSES processes for SOAK_SECONDS seconds (see examples/soak.rs).
+SOAK_SECONDS ?= 60
+SOAK_PROCESSES ?= 8
+soak:
+	cargo run --release --example soak -- --seconds $(SOAK_SECONDS) --processes $(SOAK_PROCESSES)

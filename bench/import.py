@@ -11,10 +11,12 @@ data: ``id`` int64 (row number), ``qty`` int32, ``price`` float64, ``score`` flo
 ``category`` string (50 distinct words), ``text`` string (random, 10 to 20 ASCII characters),
 no nulls, row groups of 2^20 rows, pyarrow's defaults otherwise (snappy, dictionary encoding).
 
-Contenders, each a fresh subprocess (so the peak RSS, from ``os.wait4``, is that run's), timed
-from spawn to exit, alternating (order rotated every repeat), 1 warm-up round and 7 repeats
-(quick: 3); every output is removed (untimed) before the next run, so every run pays for
-fresh tmpfs pages; the input is in the page cache for all of them after the warm-up:
+Contenders, each a fresh subprocess started through a small launcher (see ``LAUNCHER``: it
+fork()s and execs the contender, so the contender's peak RSS from ``wait4`` is its own, not
+inherited from this process), timed from fork to exit, alternating (order rotated every
+repeat), 1 warm-up round and 7 repeats (quick: 3); every output is removed (untimed) before the
+next run, so every run pays for fresh tmpfs pages; the input is in the page cache for all of
+them after the warm-up:
 
 - shmarrow: ``target/release/shmarrow --dir DIR import NAME FILE`` (Parquet streamed batch by
   batch, 65536 rows, into the segment's temp file in DIR with ``write(2)``); then, untimed,
@@ -23,6 +25,11 @@ fresh tmpfs pages; the input is in the page cache for all of them after the warm
   ``write_table``: the whole table in private memory (the issue's baseline);
 - pyarrow streaming: ``pq.ParquetFile(FILE).iter_batches(batch_size=65536)`` into
   ``pa.ipc.new_file`` batch by batch (a fairer baseline: one batch in memory, like ours).
+
+Peak RSS (``ru_maxrss``) counts every resident page the child mapped, shared ones included:
+for shmarrow it includes the segment pages its final ``info`` read maps (the kernel maps up to
+64 KiB around each batch header it touches), so it is an upper bound on private memory. A
+``write(2)`` into tmpfs does not count; pyarrow's ``read_table`` holds the table privately.
 
 Figures are printed, never asserted; a wrong result (row count, column sums, first row group)
 makes the program exit non-zero. Every file created here is named
@@ -65,7 +72,9 @@ CATEGORIES = [
         "silver gold tin lead zinc".split()
     )
 ]
-ALPHABET = np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", np.uint8)
+ALPHABET = np.frombuffer(
+    b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", np.uint8
+)
 SCHEMA = pa.schema(
     [
         ("id", pa.int64()),
@@ -153,7 +162,8 @@ def fs_type(path: str) -> str:
                 parts = line.split()
                 if len(parts) >= 3:
                     mnt = parts[1]
-                    if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) > len(best):
+                    inside = path == mnt or path.startswith(mnt.rstrip("/") + "/")
+                    if inside and len(mnt) > len(best):
                         best, kind = mnt, parts[2]
     except OSError:
         pass
@@ -337,9 +347,10 @@ def main() -> int:
         )
         print(
             f"medians over {repeats} repeats after {warmups} warm-up round(s), contenders "
-            "alternating (order rotated every repeat), each a fresh subprocess timed from spawn "
+            "alternating (order rotated every repeat), each a fresh subprocess timed from fork "
             "to exit; outputs removed (untimed) between runs; GB/s = 10^9 bytes of decoded "
-            "data per second; peak RSS = the child's ru_maxrss (os.wait4)"
+            "data per second; peak RSS = the child's ru_maxrss (wait4), shared pages it mapped "
+            "included (an upper bound on private memory)"
         )
         print()
 
@@ -387,7 +398,9 @@ def main() -> int:
                     got = summary(seg.get_batch(j) for j in range(seg.num_record_batches))
                     pf = pq.ParquetFile(src)
                     want = summary(pf.iter_batches(batch_size=ROW_GROUP))
-                    same_schema = seg.schema.remove_metadata().equals(pf.schema_arrow.remove_metadata())
+                    same_schema = seg.schema.remove_metadata().equals(
+                        pf.schema_arrow.remove_metadata()
+                    )
                     n0 = pf.metadata.row_group(0).num_rows
                     first = pa.Table.from_batches(
                         [seg.get_batch(j) for j in range(seg.num_record_batches)]
@@ -418,7 +431,8 @@ def main() -> int:
                 os.waitpid(running_group, 0)
             except OSError:
                 pass
-        leftovers = [seg_path, *pa_out.values(), *glob.glob(os.path.join(seg_dir, f".{name}.*.tmp"))]
+        temps = glob.glob(os.path.join(seg_dir, f".{name}.*.tmp"))  # an interrupted import's
+        leftovers = [seg_path, *pa_out.values(), *temps]
         for path in leftovers:
             try:
                 os.remove(path)
@@ -492,7 +506,7 @@ def main() -> int:
         work_ratio = med["shmarrow"] / statistics.median(r["work_s"] for r in samples[base])
         extra = " (the issue's baseline)" if base == "pyarrow read_table" else " (second baseline)"
         print(
-            f"- shmarrow / {base} (medians, spawn to exit) = {ratio:.2f} (target <= "
+            f"- shmarrow / {base} (medians, fork to exit) = {ratio:.2f} (target <= "
             f"{TARGET_RATIO:.1f}){extra}: {judge(ratio <= TARGET_RATIO)}; against its in-child "
             f"time (no interpreter start-up) = {work_ratio:.2f}"
         )

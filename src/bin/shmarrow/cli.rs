@@ -81,6 +81,24 @@ pub enum Command {
         after_help = "Examples:\n  shmarrow consume ticks --count\n  shmarrow consume ticks --reduce price --json"
     )]
     Consume(ConsumeArgs),
+    /// Serve the segment directory over Arrow Flight (list, get, put, remove, reduce).
+    #[cfg(feature = "flight")]
+    #[command(
+        after_help = "Examples:\n  shmarrow serve\n  shmarrow serve --listen 0.0.0.0:8815 --allow-remote --token-file token --tls-cert cert.pem --tls-key key.pem\n\nAny Flight client works, e.g. Python:\n  pyarrow.flight.connect(\"grpc://127.0.0.1:8815\").do_get(pyarrow.flight.Ticket(b\"NAME\")).read_all()"
+    )]
+    Serve(ServeArgs),
+    /// Copy a segment from a Flight server into a local segment (atomic, streaming).
+    #[cfg(feature = "flight")]
+    #[command(
+        after_help = "Example:\n  shmarrow pull 10.0.0.7:8815 trades --as trades-copy --token-file token"
+    )]
+    Pull(PullArgs),
+    /// Copy a local segment to a Flight server, which publishes it atomically.
+    #[cfg(feature = "flight")]
+    #[command(
+        after_help = "Example:\n  shmarrow push trades 10.0.0.7:8815 --as trades-from-a --token-file token"
+    )]
+    Push(PushArgs),
     /// Internal: one worker process of `reduce --processes` or `map --processes`.
     #[command(hide = true)]
     Worker(WorkerArgs),
@@ -137,6 +155,73 @@ pub struct MapArgs {
     pub args: Vec<String>,
     #[command(flatten)]
     pub parallel: Parallel,
+}
+
+/// Where Flight clients reach a server, and how they prove who they are.
+#[cfg(feature = "flight")]
+#[derive(Debug, Args)]
+pub struct FlightClientArgs {
+    /// Send `authorization: Bearer <token>` with the token in this file.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// For grpc+tls:// addresses: the server's certificate or its CA (PEM).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+}
+
+#[cfg(feature = "flight")]
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0: any free port, printed at start).
+    #[arg(long, default_value = "127.0.0.1:8815")]
+    pub listen: String,
+    /// Allow a non-loopback listen address (other machines can connect).
+    #[arg(long)]
+    pub allow_remote: bool,
+    /// Require `authorization: Bearer <token>` on every call, the token being this file's
+    /// content.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Serve TLS with this certificate (PEM; needs --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+#[cfg(feature = "flight")]
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// Server address: HOST:PORT, grpc://HOST:PORT or grpc+tls://HOST:PORT.
+    pub addr: String,
+    /// Segment name on the server.
+    pub name: String,
+    /// Local segment name (default: the same name).
+    #[arg(long = "as", value_name = "LOCAL")]
+    pub as_name: Option<String>,
+    /// Replace an existing local segment of that name.
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
+    pub client: FlightClientArgs,
+}
+
+#[cfg(feature = "flight")]
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// Local segment name.
+    pub name: String,
+    /// Server address: HOST:PORT, grpc://HOST:PORT or grpc+tls://HOST:PORT.
+    pub addr: String,
+    /// Segment name on the server (default: the same name).
+    #[arg(long = "as", value_name = "REMOTE")]
+    pub as_name: Option<String>,
+    /// Replace an existing segment of that name on the server.
+    #[arg(long)]
+    pub replace: bool,
+    #[command(flatten)]
+    pub client: FlightClientArgs,
 }
 
 #[derive(Debug, Args)]

@@ -44,6 +44,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Produce(args) => cmd::produce::run(&dir, &args, json, out),
         Command::Consume(args) => cmd::consume::run(&dir, &args, json, out),
         Command::Worker(args) => cmd::worker::run(&dir, &args),
+        #[cfg(feature = "flight")]
+        Command::Serve(args) => cmd::serve::run(&dir, &args, json, out),
+        #[cfg(feature = "flight")]
+        Command::Pull(args) => cmd::pull::run(&dir, &args, json, out),
+        #[cfg(feature = "flight")]
+        Command::Push(args) => cmd::push::run(&dir, &args, json, out),
     }
 }
 
