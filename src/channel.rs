@@ -371,7 +371,8 @@ fn ipc_options() -> IpcWriteOptions {
 
 impl SegmentDir {
     /// Create channel segment `name` for batches of `schema` (published atomically like a
-    /// table; its slots are reserved up front, so a full directory fails here).
+    /// table; its slots are reserved up front, so a full directory fails here). Replacing a
+    /// channel whose producer is alive is refused with [`ChannelError::ProducerExists`].
     ///
     /// # Errors
     /// As [`SegmentDir::create`].
@@ -381,7 +382,22 @@ impl SegmentDir {
         schema: &Schema,
         options: &ChannelOptions,
     ) -> Result<()> {
-        self.segment_path(name)?;
+        let path = self.segment_path(name)?;
+        // Never pull a channel out from under its live producer (its consumers would be left
+        // on the old file while new ones join the new one).
+        if let Ok(existing) = Shared::open(name, &path) {
+            let h = existing.header();
+            let producer = ProcessId {
+                pid: h.producer_pid.load(SeqCst),
+                start_time: h.producer_start.load(SeqCst),
+            };
+            if producer.pid != 0 && producer.is_alive() {
+                return Err(channel_err(
+                    name,
+                    ChannelError::ProducerExists(producer.pid),
+                ));
+            }
+        }
         let meta = SegmentMeta::now(Lifetime::Persistent);
         let schema_msg = {
             let data_gen = IpcDataGenerator::default();
@@ -734,6 +750,7 @@ impl Producer {
         let started = Instant::now();
         let slot = s.slot(seq);
         let old = seq.wrapping_sub(s.slot_count);
+        let mut last_reap = Instant::now();
         loop {
             if seq < s.slot_count || self.oldest_held() > old || self.oldest_held() == u64::MAX {
                 if !s.lossy {
@@ -758,7 +775,10 @@ impl Producer {
                 continue;
             }
             Shared::wait(&h.space_futex, &h.space_waiters, seen, LIVENESS, self.wait);
-            self.reap_dead_consumers();
+            if last_reap.elapsed() >= LIVENESS {
+                self.reap_dead_consumers();
+                last_reap = Instant::now();
+            }
         }
     }
 
@@ -949,6 +969,7 @@ impl Consumer {
         let h = s.header();
         let entry = state.entry();
         let started = Instant::now();
+        let mut last_check: Option<Instant> = None;
         let mut missed = 0;
         loop {
             let written = h.write_seq.load(SeqCst);
@@ -991,8 +1012,14 @@ impl Consumer {
             if h.closed.load(SeqCst) != 0 && self.next >= h.write_seq.load(SeqCst) {
                 return Ok(None);
             }
+            // Check the producer at most every LIVENESS (reading /proc costs microseconds, and
+            // a wait that found no data is the common case on a fast stream).
             let producer = h.producer_pid.load(SeqCst);
-            if producer != 0 && h.closed.load(SeqCst) == 0 {
+            if producer != 0
+                && h.closed.load(SeqCst) == 0
+                && last_check.is_none_or(|t: Instant| t.elapsed() >= LIVENESS)
+            {
+                last_check = Some(Instant::now());
                 let who = ProcessId {
                     pid: producer,
                     start_time: h.producer_start.load(SeqCst),

@@ -516,12 +516,6 @@ def test_second_producer_in_same_process_refused(new_name):
     first.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: shmarrow.producer(name, schema) while a live producer holds the channel does "
-    "not raise; it silently replaces the channel file (create_channel with replace=True), so two "
-    "live producers own one name and existing subscribers never see the new producer's batches",
-)
 def test_second_producer_with_schema_refused(new_name):
     name = new_name("hijack")
     first = shmarrow.producer(name, SIMPLE, slots=2, slot_size=4096)
