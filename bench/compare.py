@@ -1588,6 +1588,8 @@ def main() -> int:
     ap.add_argument("--with-ray", action="store_true", help="add Ray's object store")
     ap.add_argument("--out-dir", default=os.path.join(ROOT, "bench"))
     ap.add_argument("--rust-exe", default=None, help="the compare_rust bench binary")
+    ap.add_argument("--replot", default=None, metavar="RESULTS_JSON",
+                    help="only redraw results.png from a results.json of an earlier run")
     ap.add_argument("--only", default="", help="comma-separated subset of the cases, for "
                     "development: limits,held,inplace,281,282,attach,stream")
     args = ap.parse_args()
@@ -1599,6 +1601,15 @@ def main() -> int:
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, _raise)
 
+    if args.replot:
+        with open(args.replot) as f:
+            saved = json.load(f)
+        res = saved["res"]
+        for case in ("inplace", "281", "282", "attach"):
+            res[case] = {int(k): v for k, v in res[case].items()}
+        plot(res, saved["P"], os.path.join(args.out_dir, "results.png"), saved["quick"],
+             saved["with_ray"])
+        return 0
     CTX = mp.get_context(START_METHOD)
     CTX.set_forkserver_preload(["numpy", "pyarrow", "shmarrow"])
     RUST_EXE = args.rust_exe or find_rust_exe()
@@ -1624,7 +1635,7 @@ def main() -> int:
                  w28=1, r28=5, attach=[MIB, 100 * MIB], aw=3, ar=11,
                  stream=3.0, stream_warm=0.5, lim_read=256 * MIB, lim_rep=5)
     else:
-        P = dict(warm=2, reps=7, inplace_sizes=[MIB, HANDOFF_BYTES], inplace_big=[GIB],
+        P = dict(warm=2, reps=11, inplace_sizes=[MIB, HANDOFF_BYTES], inplace_big=[GIB],
                  sizes_281=[MIB, 128 * MIB], sizes_282=[2 * MIB, 128 * MIB],
                  w28=1, r28=5, attach=[MIB, 100 * MIB, GIB], aw=3, ar=21,
                  stream=10.0, stream_warm=1.0, lim_read=GIB, lim_rep=7)
@@ -1692,6 +1703,9 @@ def main() -> int:
                 pass
         cleanup_files()
     elapsed = time.time() - t_start
+    os.makedirs(args.out_dir, exist_ok=True)
+    with open(os.path.join(args.out_dir, "results.json"), "w") as f:
+        json.dump({"res": res, "P": P, "quick": quick, "with_ray": with_ray}, f)
     rep = write_report(res, P, quick, with_ray, ray_note, rust, have_cli, load0, elapsed,
                        big_n)
     os.makedirs(args.out_dir, exist_ok=True)
@@ -2103,6 +2117,7 @@ def plot(res, P, path, quick, with_ray):
         ax.set_xticks(np.arange(len(gl)))
         ax.set_xticklabels([f"{group_label} {g}" for g in gl])
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
         ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_ylabel(unit)
@@ -2155,7 +2170,11 @@ def plot(res, P, path, quick, with_ray):
     ax.set_yticks(y)
     ax.set_yticklabels(labels, fontsize=9)
     ax.invert_yaxis()
-    ax.set_xlabel("peak RSS, MB (VmHWM; shared pages included)")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("peak RSS, MB (log; VmHWM, shared pages included)")
     ax.set_title("Peak memory of producer and consumers (100 MB arrays)", fontsize=11)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.08), ncol=2,
               frameon=False)
