@@ -263,7 +263,9 @@ impl Shared {
             && h.slots_offset.is_multiple_of(64)
             && h.consumers_offset.is_multiple_of(64)
             && h.consumers_offset >= 192
-            && h.consumers_offset + 64 * u64::from(h.max_consumers) <= h.schema_offset
+            && (64 * u64::from(h.max_consumers))
+                .checked_add(h.consumers_offset)
+                .is_some_and(|e| e <= h.schema_offset)
             && h.schema_offset
                 .checked_add(h.schema_len)
                 .is_some_and(|e| e <= h.slots_offset)
