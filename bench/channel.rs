@@ -36,14 +36,18 @@ use std::io::{BufWriter, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use shmarrow::{ChannelOptions, Producer, SegmentDir, WaitMode};
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+#[path = "common.rs"]
+mod common;
+use common::{
+    BenchResult, SegmentGuard, check_interrupted, first_line_with, install_signal_handlers,
+    kernel_release, loadavg, nproc, verdict,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -78,54 +82,7 @@ const TARGET_BATCHES_PER_S: f64 = 100_000.0;
 const TARGET_MEMCPY_RATIO: f64 = 0.7;
 
 // ---------------------------------------------------------------------------------------------
-// Interruption: a signal only sets a flag; the loops check it and unwind through the guards.
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: nix::libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    // SA_RESTART: a system call in progress (waiting for the child) is resumed, not failed.
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        if let Err(e) = unsafe { sigaction(sig, &action) } {
-            eprintln!("warning: cannot install a handler for {sig}: {e}");
-        }
-    }
-}
-
-fn check_interrupted() -> BenchResult<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        Err("interrupted by a signal; cleaning up".into())
-    } else {
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Cleanup guards.
-
-/// Removes a segment when dropped (also while unwinding from a panic), if it exists.
-struct SegmentGuard<'a> {
-    dir: &'a SegmentDir,
-    name: String,
-}
-
-impl Drop for SegmentGuard<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.dir.remove(&self.name) {
-            eprintln!("warning: could not remove segment {}: {e}", self.name);
-        }
-    }
-}
 
 /// Kills (by its pid) and reaps the consumer child when dropped, unless it was collected.
 struct ChildGuard(Option<Child>);
@@ -184,34 +141,10 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
-
-fn first_line_with(path: &str, prefix: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with(prefix))
-            .map(|l| l.split_once(':').map_or(l, |(_, v)| v).trim().to_owned())
-    })
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
-fn nproc() -> usize {
-    std::thread::available_parallelism().map_or(0, |n| n.get())
-}
-
 fn print_machine(dir: &SegmentDir, quick: bool) {
     let mem = first_line_with("/proc/meminfo", "MemTotal:").unwrap_or_else(|| "?".into());
     let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "?".into());
+    let kernel = kernel_release();
     println!(
         "machine: {cpu}, nproc {}, MemTotal {mem}, kernel {kernel}; dir {}; pid {}; mode {}",
         nproc(),

@@ -29,7 +29,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch};
@@ -37,7 +36,12 @@ use arrow_schema::{DataType, Field, Schema};
 use shmarrow::reduce::{CHUNK_ROWS, Number, ReduceOptions, Stats as ColumnStats};
 use shmarrow::{AttachOptions, CreateOptions, Segment, SegmentDir};
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+#[path = "common.rs"]
+mod common;
+use common::{
+    BenchResult, SegmentGuard, check_interrupted, first_line_with, human, install_signal_handlers,
+    kernel_release, loadavg, nproc_text, verdict,
+};
 
 const MIB: usize = 1 << 20;
 const GIB: usize = 1 << 30;
@@ -48,56 +52,6 @@ const COLUMN: &str = "x";
 /// Targets from the issue; printed beside the measurements, never asserted.
 const TARGET_STATS_RATIO: f64 = 0.85; // stats throughput / reference throughput
 const TARGET_PROCESSES_RATIO: f64 = 0.8; // threads time / processes time
-
-// ---------------------------------------------------------------------------------------------
-// Interruption: a signal only sets a flag; the loops check it and unwind through the guards.
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: nix::libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    // SA_RESTART: a system call in progress (waiting for a child) is resumed, not failed.
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        if let Err(e) = unsafe { sigaction(sig, &action) } {
-            eprintln!("warning: cannot install a handler for {sig}: {e}");
-        }
-    }
-}
-
-fn check_interrupted() -> BenchResult<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        Err("interrupted by a signal; cleaning up".into())
-    } else {
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Cleanup guards.
-
-/// Removes a segment when dropped (also while unwinding from a panic), if it exists.
-struct SegmentGuard<'a> {
-    dir: &'a SegmentDir,
-    name: String,
-}
-
-impl Drop for SegmentGuard<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.dir.remove(&self.name) {
-            eprintln!("warning: could not remove segment {}: {e}", self.name);
-        }
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Statistics of timings.
@@ -131,20 +85,6 @@ fn gbps(bytes: usize, ms: f64) -> f64 {
     bytes as f64 / (ms * 1e6)
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
-
-fn human(bytes: usize) -> String {
-    if bytes >= GIB && bytes.is_multiple_of(GIB) {
-        format!("{} GiB", bytes / GIB)
-    } else if bytes >= MIB && bytes.is_multiple_of(MIB) {
-        format!("{} MiB", bytes / MIB)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 fn rel_diff(a: f64, b: f64) -> f64 {
     if a == b {
         0.0
@@ -155,14 +95,6 @@ fn rel_diff(a: f64, b: f64) -> f64 {
 
 // ---------------------------------------------------------------------------------------------
 // Machine description.
-
-fn first_line_with(path: &str, prefix: &str) -> Option<String> {
-    std::fs::read_to_string(path).ok().and_then(|s| {
-        s.lines()
-            .find(|l| l.starts_with(prefix))
-            .map(|l| l.split_once(':').map_or(l, |(_, v)| v).trim().to_owned())
-    })
-}
 
 /// The mount line (type and options) of the file system holding `dir`.
 fn mount_of(dir: &Path) -> String {
@@ -182,14 +114,10 @@ fn mount_of(dir: &Path) -> String {
 }
 
 fn print_machine(dir: &SegmentDir, quick: bool, exe: &Path) {
-    let nproc = std::thread::available_parallelism()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into());
+    let nproc = nproc_text();
     let mem = first_line_with("/proc/meminfo", "MemTotal:").unwrap_or_else(|| "?".into());
     let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "?".into());
+    let kernel = kernel_release();
     println!(
         "machine: {cpu}, nproc {nproc}, MemTotal {mem}, kernel {kernel}; pid {}; mode {}",
         std::process::id(),
@@ -211,12 +139,6 @@ fn print_machine(dir: &SegmentDir, quick: bool, exe: &Path) {
         exe.display()
     );
     println!("load average at start: {}", loadavg());
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -21,16 +21,19 @@ use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arrow_array::{ArrayRef, Float64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use shmarrow::{CreateOptions, SegmentDir};
 
-type BenchResult<T> = Result<T, Box<dyn std::error::Error>>;
+#[path = "common.rs"]
+mod common;
+use common::{
+    BenchResult, SegmentGuard, check_interrupted, first_line_with, human, install_signal_handlers,
+    kernel_release, nproc_text, verdict,
+};
 
-const KIB: usize = 1 << 10;
 const MIB: usize = 1 << 20;
 const GIB: usize = 1 << 30;
 const COLUMNS: usize = 8;
@@ -41,54 +44,7 @@ const TARGET_ATTACH_RATIO: f64 = 2.0;
 const TARGET_PUBLISH_RATIO: f64 = 1.2;
 
 // ---------------------------------------------------------------------------------------------
-// Interruption: a signal only sets a flag; the loops check it and unwind through the guards.
-
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: nix::libc::c_int) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-fn install_signal_handlers() {
-    use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
-    // SA_RESTART: a system call in progress is resumed, not failed with EINTR.
-    let action = SigAction::new(
-        SigHandler::Handler(on_signal),
-        SaFlags::SA_RESTART,
-        SigSet::empty(),
-    );
-    for sig in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        if let Err(e) = unsafe { sigaction(sig, &action) } {
-            eprintln!("warning: cannot install a handler for {sig}: {e}");
-        }
-    }
-}
-
-fn check_interrupted() -> BenchResult<()> {
-    if INTERRUPTED.load(Ordering::SeqCst) {
-        Err("interrupted by a signal; cleaning up".into())
-    } else {
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Cleanup guards.
-
-/// Removes a segment when dropped (also while unwinding from a panic).
-struct SegmentGuard<'a> {
-    dir: &'a SegmentDir,
-    name: String,
-}
-
-impl Drop for SegmentGuard<'_> {
-    fn drop(&mut self) {
-        if let Err(e) = self.dir.remove(&self.name) {
-            eprintln!("warning: could not remove segment {}: {e}", self.name);
-        }
-    }
-}
 
 /// Removes a plain file when dropped, if it exists.
 struct FileGuard(PathBuf);
@@ -130,40 +86,13 @@ fn stats(samples: &[Duration]) -> Stats {
     }
 }
 
-fn verdict(ok: bool) -> &'static str {
-    if ok { "PASS" } else { "MISS" }
-}
-
-fn human(bytes: usize) -> String {
-    if bytes >= GIB && bytes.is_multiple_of(GIB) {
-        format!("{} GiB", bytes / GIB)
-    } else if bytes >= MIB && bytes.is_multiple_of(MIB) {
-        format!("{} MiB", bytes / MIB)
-    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
-        format!("{} KiB", bytes / KIB)
-    } else {
-        format!("{bytes} B")
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Machine description.
 
 fn machine() -> (String, String, String) {
-    let nproc = std::thread::available_parallelism()
-        .map(|n| n.to_string())
-        .unwrap_or_else(|_| "?".into());
-    let mem = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .map(|l| l.trim_start_matches("MemTotal:").trim().to_owned())
-        })
-        .unwrap_or_else(|| "?".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "?".into());
+    let nproc = nproc_text();
+    let mem = first_line_with("/proc/meminfo", "MemTotal:").unwrap_or_else(|| "?".into());
+    let kernel = kernel_release();
     (nproc, mem, kernel)
 }
 
