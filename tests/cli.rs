@@ -2,29 +2,10 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{TempDir, shmarrow_bin, type_matrix, write_ipc_file};
+use common::{TempDir, ok, run, shmarrow_bin, type_matrix, write_ipc_file};
 use serde_json::Value;
-
-fn run(dir: &TempDir, args: &[&str]) -> Output {
-    shmarrow_bin()
-        .arg("--dir")
-        .arg(&dir.0)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &TempDir, args: &[&str]) -> String {
-    let out = run(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 fn json(dir: &TempDir, args: &[&str]) -> Value {
     let mut all = vec!["--json"];

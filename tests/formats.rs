@@ -4,31 +4,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 
 use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
-use common::{TempDir, assert_same_batches, shmarrow_bin};
+use common::{TempDir, assert_same_batches, ok, run};
 use serde_json::Value;
-
-fn run(dir: &TempDir, args: &[&str]) -> Output {
-    shmarrow_bin()
-        .arg("--dir")
-        .arg(&dir.0)
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(dir: &TempDir, args: &[&str]) -> String {
-    let out = run(dir, args);
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
 
 /// Exit 1 with one clean line containing `needle`, and no segment or temp left in the dir.
 fn fails_clean(dir: &TempDir, args: &[&str], needle: &str) {

@@ -3,23 +3,14 @@
 
 mod common;
 
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, Float64Array, Int32Array, RecordBatch, StringArray};
-use common::{TempDir, shmarrow_bin};
+use common::{TempDir, run, shmarrow_bin};
 use serde_json::Value;
 use shmarrow::CreateOptions;
-
-fn run(dir: &TempDir, args: &[&str]) -> Output {
-    shmarrow_bin()
-        .arg("--dir")
-        .arg(&dir.0)
-        .args(args)
-        .output()
-        .unwrap()
-}
 
 fn ok_json(dir: &TempDir, args: &[&str]) -> Value {
     let mut all = vec!["--json"];

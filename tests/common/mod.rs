@@ -525,6 +525,27 @@ pub fn shmarrow_bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_shmarrow"))
 }
 
+/// Run `shmarrow --dir DIR ARGS...` to completion.
+pub fn run(dir: &TempDir, args: &[&str]) -> std::process::Output {
+    shmarrow_bin()
+        .arg("--dir")
+        .arg(&dir.0)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Like [`run`], asserting success; returns stdout.
+pub fn ok(dir: &TempDir, args: &[&str]) -> String {
+    let out = run(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 /// Write `schema` + `batches` as an IPC file into a temporary file outside any segment dir.
 pub fn write_ipc_file(path: &Path, schema: &Schema, batches: &[RecordBatch]) {
     let file = std::fs::File::create(path).unwrap();
