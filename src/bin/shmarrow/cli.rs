@@ -310,15 +310,8 @@ pub struct ImportArgs {
     /// Rows per record batch when reading Parquet or CSV (bounds private memory).
     #[arg(long, default_value_t = 65_536, value_parser = parse_rows)]
     pub batch_rows: usize,
-    /// Replace an existing segment of that name (readers of the old one keep it).
-    #[arg(long)]
-    pub replace: bool,
-    /// Permission bits, in octal.
-    #[arg(long, default_value = "600", value_parser = parse_mode)]
-    pub mode: u32,
-    /// `persistent` (until `rm`) or `owner` (reclaimed by `gc` once this process is gone).
-    #[arg(long, default_value = "persistent")]
-    pub lifetime: Lifetime,
+    #[command(flatten)]
+    pub publish: PublishArgs,
 }
 
 #[derive(Debug, Args)]
@@ -406,15 +399,8 @@ pub struct CreateArgs {
     /// Rows per record batch.
     #[arg(long, default_value_t = 65_536, value_parser = parse_rows)]
     pub batch_rows: usize,
-    /// Replace an existing segment of that name.
-    #[arg(long)]
-    pub replace: bool,
-    /// Permission bits, in octal.
-    #[arg(long, default_value = "600", value_parser = parse_mode)]
-    pub mode: u32,
-    /// `persistent` or `owner`.
-    #[arg(long, default_value = "persistent")]
-    pub lifetime: Lifetime,
+    #[command(flatten)]
+    pub publish: PublishArgs,
 }
 
 #[derive(Debug, Args)]
@@ -441,6 +427,30 @@ pub struct HeadArgs {
     /// Columns to show (comma-separated; default all).
     #[arg(long, value_delimiter = ',')]
     pub columns: Vec<String>,
+}
+
+/// How a verb publishes the segment it makes (`import`, `create`).
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Replace an existing segment of that name (readers of the old one keep it).
+    #[arg(long)]
+    pub replace: bool,
+    /// Permission bits, in octal.
+    #[arg(long, default_value = "600", value_parser = parse_mode)]
+    pub mode: u32,
+    /// `persistent` (until `rm`) or `owner` (reclaimed by `gc` once this process is gone).
+    #[arg(long, default_value = "persistent")]
+    pub lifetime: Lifetime,
+}
+
+impl PublishArgs {
+    /// The library's options for these flags.
+    pub fn options(&self) -> shmarrow::CreateOptions {
+        shmarrow::CreateOptions::default()
+            .replace(self.replace)
+            .mode(self.mode)
+            .lifetime(self.lifetime)
+    }
 }
 
 #[derive(Debug, Args)]

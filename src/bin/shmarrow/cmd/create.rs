@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
-use shmarrow::{CreateOptions, SegmentDir};
+use shmarrow::SegmentDir;
 
 use crate::cli::CreateArgs;
 use crate::dataset::Dataset;
@@ -22,10 +22,7 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     dir.segment_path(&args.name)?;
     let dataset = Dataset::load(&args.schema)?;
-    let options = CreateOptions::default()
-        .replace(args.replace)
-        .mode(args.mode)
-        .lifetime(args.lifetime);
+    let options = args.publish.options();
     let mut writer = dir.writer(&args.name, &dataset.schema, &options)?;
     let bar = if std::io::stderr().is_terminal() {
         let bar = ProgressBar::new(args.rows);

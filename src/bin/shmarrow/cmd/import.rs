@@ -38,10 +38,7 @@ pub fn run(
         .with_context(|| format!("open {label}"))?
         .len();
     let csv_schema = args.schema.as_deref().map(read_schema).transpose()?;
-    let options = CreateOptions::default()
-        .replace(args.replace)
-        .mode(args.mode)
-        .lifetime(args.lifetime);
+    let options = args.publish.options();
     warn_if_it_will_not_fit(dir, &label, estimate(format, &args.file, input_bytes));
 
     let created = match format {
