@@ -29,19 +29,12 @@ import numpy as np
 import pyarrow as pa
 
 import shmarrow
+from benchlib import human
 
 MIB = 1 << 20
 GIB = 1 << 30
 COLUMNS = 8
 TARGET_SPEEDUP = 4.0  # shmarrow attach at least 4x faster than stock pyarrow (medians)
-
-
-def human(nbytes: int) -> str:
-    if nbytes >= GIB and nbytes % GIB == 0:
-        return f"{nbytes // GIB} GiB"
-    if nbytes >= MIB and nbytes % MIB == 0:
-        return f"{nbytes // MIB} MiB"
-    return f"{nbytes} B"
 
 
 def machine() -> str:

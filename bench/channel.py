@@ -33,7 +33,6 @@ from __future__ import annotations
 import gc
 import multiprocessing as mp
 import os
-import platform
 import signal
 import statistics
 import sys
@@ -43,6 +42,7 @@ import numpy as np
 import pyarrow as pa
 
 import shmarrow
+from benchlib import loadavg, machine
 
 MIB = 1 << 20
 SMALL_ROWS = 8
@@ -63,32 +63,6 @@ CONTENDERS = (
     ("shmarrow", "shmarrow producer / subscribe (pyarrow RecordBatch)"),
 )
 LARGE_SUM = float(LARGE_ROWS * (LARGE_ROWS - 1) // 2)  # exact: integers below 2^53
-
-
-def machine() -> str:
-    mem = cpu = "?"
-    try:
-        with open("/proc/meminfo") as f:
-            mem = next((l.split(":", 1)[1].strip() for l in f if l.startswith("MemTotal:")), "?")
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
-        with open("/proc/sys/kernel/osrelease") as f:
-            kernel = f.read().strip()
-    except OSError:
-        kernel = "?"
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{cpu}, nproc {nproc}, MemTotal {mem}, kernel {kernel}; Python "
-        f"{platform.python_version()}, pyarrow {pa.__version__}, numpy {np.__version__}"
-    )
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
 
 
 def small_batches(n: int) -> list[pa.RecordBatch]:

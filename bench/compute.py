@@ -25,7 +25,6 @@ from __future__ import annotations
 import gc
 import math
 import os
-import platform
 import signal
 import statistics
 import sys
@@ -35,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 import shmarrow
+from benchlib import human, loadavg, machine
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -42,40 +42,6 @@ MODULUS = 1_000_003
 OPS = ["count", "sum", "mean", "std", "min", "max"]
 TARGET_SPEEDUP = 5.0  # shmarrow.reduce at least 5x faster than NumPy (medians)
 TOLERANCE = 1e-9  # relative agreement of the results
-
-
-def human(nbytes: int) -> str:
-    if nbytes >= GIB and nbytes % GIB == 0:
-        return f"{nbytes // GIB} GiB"
-    if nbytes >= MIB and nbytes % MIB == 0:
-        return f"{nbytes // MIB} MiB"
-    return f"{nbytes} B"
-
-
-def machine() -> str:
-    mem = cpu = "?"
-    try:
-        with open("/proc/meminfo") as f:
-            mem = next((l.split(":", 1)[1].strip() for l in f if l.startswith("MemTotal:")), "?")
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
-        with open("/proc/sys/kernel/osrelease") as f:
-            kernel = f.read().strip()
-    except OSError:
-        kernel = "?"
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{cpu}, nproc {nproc}, MemTotal {mem}, kernel {kernel}; Python "
-        f"{platform.python_version()}, pyarrow {pa.__version__}, numpy {np.__version__}"
-    )
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
 
 
 def make_column(rows: int) -> np.ndarray:

@@ -48,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
+from benchlib import human, loadavg
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -55,14 +56,6 @@ COLUMNS = 8
 BATCH_ROWS = 64 * 1024
 TARGET_RATIO = 0.8  # shmarrow serve throughput / pyarrow server throughput (medians)
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def human(nbytes: int) -> str:
-    if nbytes >= GIB and nbytes % GIB == 0:
-        return f"{nbytes // GIB} GiB"
-    if nbytes >= MIB and nbytes % MIB == 0:
-        return f"{nbytes // MIB} MiB"
-    return f"{nbytes} B"
 
 
 def machine() -> str:
@@ -81,14 +74,6 @@ def machine() -> str:
         f"{cpu}, nproc {nproc}, MemTotal {mem}, kernel {kernel}; Python "
         f"{platform.python_version()}, pyarrow {pa.__version__}"
     )
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
 
 
 class PyarrowServer(flight.FlightServerBase):

@@ -56,6 +56,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from benchlib import loadavg
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -142,14 +143,6 @@ def machine() -> str:
         f"{read_first('/proc/meminfo', 'MemTotal:')}, kernel {kernel}; Python "
         f"{platform.python_version()}, pyarrow {pa.__version__}, numpy {np.__version__}"
     )
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
 
 
 def fs_type(path: str) -> str:
