@@ -1,9 +1,9 @@
 //! Attaching a segment: map it read-only and decode every record batch in place.
 //!
 //! The bytes come from another process and are untrusted: the footer, every block and every
-//! message header is checked against the mapping before arrow-ipc sees it, arrow's own
-//! validation stays on, and any panic left in a decoder is caught and reported as
-//! [`Error::Corrupt`].
+//! message header is checked against the mapping here, then every message is decoded by
+//! [`crate::ipc::Decoder`] (buffer bounds, decompressed sizes, byte order, arrow's own
+//! validation, panics caught and reported as [`Error::Corrupt`]).
 //!
 //! Cost: O(batches × columns) for fixed-width columns without nulls, independent of the data
 //! size (`bench/core.rs` measures it). Arrow's validation, which stays on because the bytes are
@@ -11,22 +11,21 @@
 //! bytes), offsets of variable-width columns and dictionary keys are bounds-checked, and UTF-8
 //! is verified.
 
-use std::cell::Cell;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use arrow_array::{Array, RecordBatch};
 use arrow_buffer::Buffer;
 use arrow_data::ArrayData;
-use arrow_ipc::reader::{FileDecoder, read_footer_length};
-use arrow_ipc::{Block, MessageHeader, MetadataVersion};
+use arrow_ipc::reader::read_footer_length;
+use arrow_ipc::{Block, MessageHeader};
 use arrow_schema::{DataType, SchemaRef};
 
 use crate::error::{Error, Result};
+use crate::ipc::{Decoded, Decoder, check_batch, guarded, read_schema};
 use crate::meta::SegmentMeta;
 use crate::name::SegmentDir;
 use crate::sys;
@@ -225,14 +224,14 @@ impl SegmentDir {
     }
 }
 
-/// Attach any Arrow IPC file at `path` as if it were a segment named `label` (used to import
-/// files without reading them into private memory).
+/// Attach any Arrow IPC file at `path` as if it were a segment named `label`.
 ///
 /// # Errors
 /// As [`SegmentDir::attach_with`].
 pub fn attach_path(label: &str, path: &Path, options: &AttachOptions) -> Result<Segment> {
-    let (map, layout, info) = map_and_read(label, path, options.populate)?;
-    let batches = guarded(label, || decode(label, &map, &layout))?;
+    let file = IpcFile::open_with(label, path, options.populate)?;
+    let (info, map) = (file.info.clone(), file.map.clone());
+    let batches = file.collect::<Result<Vec<_>>>()?;
     let mut segment = Segment {
         info,
         map,
@@ -247,6 +246,94 @@ pub fn attach_path(label: &str, path: &Path, options: &AttachOptions) -> Result<
         });
     }
     Ok(segment)
+}
+
+/// An Arrow IPC file (or a segment) mapped read-only and decoded one record batch at a time,
+/// checked exactly as [`SegmentDir::attach`] checks a segment. Batches are zero-copy views of
+/// the mapping except where a copy is needed (compressed, misaligned or big-endian buffers),
+/// so reading a file batch by batch never holds more than one converted batch in private
+/// memory: what `shmarrow import` streams from.
+#[derive(Debug)]
+pub struct IpcFile {
+    info: SegmentInfo,
+    map: Buffer,
+    layout: Layout,
+    decoder: Decoder,
+    next: usize,
+}
+
+impl IpcFile {
+    /// Map the file at `path` (never following a symlink), check its footer, blocks and
+    /// message headers, and decode its dictionaries. `label` names it in errors.
+    ///
+    /// # Errors
+    /// As [`SegmentDir::attach_with`], except [`Error::NotZeroCopy`].
+    pub fn open(label: &str, path: &Path) -> Result<Self> {
+        Self::open_with(label, path, false)
+    }
+
+    fn open_with(label: &str, path: &Path, populate: bool) -> Result<Self> {
+        let (map, layout, info) = map_and_read(label, path, populate)?;
+        let mut decoder = Decoder::with_schema(label, layout.schema.clone(), layout.swap);
+        guarded(label, || {
+            for block in &layout.dictionaries {
+                decode_block(label, &mut decoder, &map, block)?;
+            }
+            Ok::<_, Error>(())
+        })?;
+        Ok(Self {
+            info,
+            map,
+            layout,
+            decoder,
+            next: 0,
+        })
+    }
+
+    /// Name, size, schema, batch sizes and metadata, from the footer.
+    pub fn info(&self) -> &SegmentInfo {
+        &self.info
+    }
+}
+
+impl Iterator for IpcFile {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (block, _) = *self.layout.batches.get(self.next)?;
+        self.next += 1;
+        let label = self.info.name.clone();
+        Some(guarded(&label, || {
+            match decode_block(&label, &mut self.decoder, &self.map, &block)? {
+                Decoded::Batch(batch) => Ok(batch),
+                _ => Err(Error::corrupt(&label, "empty record batch message")),
+            }
+        }))
+    }
+}
+
+/// Decode the message of `block` (whose ranges `read_layout` checked).
+fn decode_block(
+    label: &str,
+    decoder: &mut Decoder,
+    map: &Buffer,
+    block: &Block,
+) -> Result<Decoded> {
+    let (offset, meta_len) = (block.offset() as usize, block.metaDataLength() as usize);
+    let message =
+        block_message(&map[offset..offset + meta_len]).map_err(|e| Error::corrupt(label, e))?;
+    let body = map.slice_with_length(offset + meta_len, block.bodyLength() as usize);
+    decoder.decode_message(&message, &body)
+}
+
+/// The message of a block's metadata (after the continuation marker and length).
+fn block_message(meta: &[u8]) -> std::result::Result<arrow_ipc::Message<'_>, String> {
+    let fb = if meta[..4] == [0xff; 4] {
+        &meta[8..]
+    } else {
+        &meta[4..]
+    };
+    arrow_ipc::root_as_message(fb).map_err(|e| format!("message header: {e}"))
 }
 
 /// Open, map and read the layout of the file at `path`.
@@ -300,9 +387,11 @@ fn open(name: &str, path: &Path) -> Result<(File, std::fs::Metadata)> {
 }
 
 /// The checked structure of an IPC file: every block and buffer range lies inside the file.
+#[derive(Debug)]
 struct Layout {
     schema: SchemaRef,
-    version: MetadataVersion,
+    /// The file's byte order is not this machine's: buffers are swapped into copies.
+    swap: bool,
     dictionaries: Vec<Block>,
     batches: Vec<(Block, BatchInfo)>,
 }
@@ -328,9 +417,7 @@ fn read_layout(name: &str, file: &[u8]) -> Result<Layout> {
     let schema = footer
         .schema()
         .ok_or_else(|| corrupt("footer has no schema".into()))?;
-    let schema = arrow_ipc::convert::try_fb_to_schema(schema)
-        .map_err(|e| corrupt(format!("footer schema: {e}")))?;
-    let version = footer.version();
+    let (schema, swap) = read_schema(schema).map_err(|e| corrupt(format!("footer {e}")))?;
 
     // Every block lies between the leading magic and the footer, and every buffer a message
     // declares lies inside its block's body: arrow-ipc slices with these numbers unchecked.
@@ -355,14 +442,7 @@ fn read_layout(name: &str, file: &[u8]) -> Result<Layout> {
         if offset < 8 || meta_len < 8 || end.is_none_or(|e| e > footer_start) {
             return Err(bad("outside the file"));
         }
-        let meta = &file[offset..offset + meta_len];
-        let fb = if meta[..4] == [0xff; 4] {
-            &meta[8..]
-        } else {
-            &meta[4..]
-        };
-        let message =
-            arrow_ipc::root_as_message(fb).map_err(|e| bad(&format!("message header: {e}")))?;
+        let message = block_message(&file[offset..offset + meta_len]).map_err(|e| bad(&e))?;
         let batch = match message.header_type() {
             MessageHeader::RecordBatch if kind == "record batch" => {
                 message.header_as_record_batch()
@@ -396,81 +476,9 @@ fn read_layout(name: &str, file: &[u8]) -> Result<Layout> {
         .collect::<Result<_>>()?;
     Ok(Layout {
         schema: Arc::new(schema),
-        version,
+        swap,
         dictionaries,
         batches,
-    })
-}
-
-/// Check that every buffer a record (or dictionary) batch message declares lies inside its
-/// `body_len`-byte body (arrow-ipc slices with these numbers unchecked); returns the row count.
-pub(crate) fn check_batch(
-    batch: &arrow_ipc::RecordBatch<'_>,
-    body_len: usize,
-) -> Result<u64, String> {
-    for buf in batch.buffers().iter().flatten() {
-        let (Ok(start), Ok(len)) = (usize::try_from(buf.offset()), usize::try_from(buf.length()))
-        else {
-            return Err("negative buffer offset or length".into());
-        };
-        if start.checked_add(len).is_none_or(|e| e > body_len) {
-            return Err(format!(
-                "buffer [{start}, +{len}) lies outside the {body_len}-byte body"
-            ));
-        }
-    }
-    u64::try_from(batch.length()).map_err(|_| "negative row count".into())
-}
-
-fn decode(name: &str, map: &Buffer, layout: &Layout) -> Result<Vec<RecordBatch>> {
-    let corrupt = |e: arrow_schema::ArrowError| Error::corrupt(name, e.to_string());
-    let block_bytes = |b: &Block| {
-        map.slice_with_length(
-            b.offset() as usize,
-            b.metaDataLength() as usize + b.bodyLength() as usize,
-        )
-    };
-    let mut decoder = FileDecoder::new(layout.schema.clone(), layout.version);
-    for block in &layout.dictionaries {
-        decoder
-            .read_dictionary(block, &block_bytes(block))
-            .map_err(corrupt)?;
-    }
-    layout
-        .batches
-        .iter()
-        .map(|(block, _)| {
-            decoder
-                .read_record_batch(block, &block_bytes(block))
-                .map_err(corrupt)?
-                .ok_or_else(|| Error::corrupt(name, "empty record batch message"))
-        })
-        .collect()
-}
-
-/// Run a decoding step over untrusted bytes; a panic inside arrow (a check it lacks) becomes
-/// [`Error::Corrupt`] instead of unwinding through the caller, and prints nothing.
-pub(crate) fn guarded<T>(name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let previous = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
-                previous(info)
-            }
-        }));
-    });
-    let was = QUIET.with(|q| q.replace(true));
-    let result = catch_unwind(AssertUnwindSafe(f));
-    QUIET.with(|q| q.set(was));
-    result.unwrap_or_else(|panic| {
-        let what = panic
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("decoder failed");
-        Err(Error::corrupt(name, format!("invalid IPC data ({what})")))
     })
 }
 
@@ -534,15 +542,6 @@ fn copied_paths(segment: &Segment) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn panics_inside_guarded_become_corrupt_errors() {
-        let r: Result<()> = guarded("x", || panic!("boom"));
-        match r {
-            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("boom")),
-            other => panic!("unexpected {other:?}"),
-        }
-    }
 
     #[test]
     fn schema_of_an_empty_file_is_checked() {

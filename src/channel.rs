@@ -30,9 +30,9 @@ use arrow_ipc::{MessageHeader, MetadataVersion};
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use memmap2::MmapRaw;
 
-use crate::attach::{check_batch, guarded};
 use crate::create::{CreateOptions, commit, reserve_temp};
 use crate::error::{Error, Result};
+use crate::ipc::{check_batch, guarded};
 use crate::meta::{Lifetime, SegmentMeta};
 use crate::name::SegmentDir;
 use crate::sys::{self, ProcessId};

@@ -73,6 +73,16 @@ pub enum Error {
         /// What check failed.
         reason: String,
     },
+    /// Valid Arrow data this crate cannot read as it is (a compressed big-endian batch, a
+    /// batch that decompresses beyond [`MAX_DECOMPRESSED_BATCH`](crate::ipc::MAX_DECOMPRESSED_BATCH),
+    /// a message type other than schema, dictionary and record batch). Never decoded wrongly.
+    #[error("segment {name:?}: unsupported: {what}")]
+    Unsupported {
+        /// The segment (or input) name.
+        name: String,
+        /// What cannot be read, and why.
+        what: String,
+    },
     /// Strict attach: these columns could not be used in place and would need a copy.
     #[error("segment {name:?} is not zero-copy readable: column(s) {} would need a copy", columns.join(", "))]
     NotZeroCopy {

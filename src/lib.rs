@@ -40,6 +40,7 @@ mod channel;
 mod create;
 mod error;
 mod inplace;
+pub mod ipc;
 mod lifecycle;
 mod meta;
 mod name;
@@ -47,7 +48,9 @@ pub mod partition;
 pub mod reduce;
 mod sys;
 
-pub use attach::{AttachOptions, BatchInfo, ColumnInfo, Segment, SegmentInfo, attach_path};
+pub use attach::{
+    AttachOptions, BatchInfo, ColumnInfo, IpcFile, Segment, SegmentInfo, attach_path,
+};
 pub use channel::{
     CHANNEL_MAGIC, ChannelError, ChannelOptions, Consumer, Producer, Received, WaitMode,
 };
@@ -56,6 +59,7 @@ pub use error::{Error, Result};
 pub use inplace::{
     Allocation, Constant, MapOp, RawValues, SegmentLock, ValuesMut, WritableSegment, split_rows,
 };
+pub use ipc::guarded;
 pub use lifecycle::{GcReason, ListedSegment, Listing, Reclaimed, TempFile};
 pub use meta::{FORMAT_VERSION, Lifetime, SegmentMeta};
 pub use name::{DEFAULT_DIR, DIR_ENV, MAX_NAME_LEN, SegmentDir, check_name};

@@ -1,10 +1,12 @@
 //! `shmarrow import NAME FILE`: publish an Arrow IPC file or stream, Feather v2, Parquet or CSV
 //! file as a segment.
 //!
-//! Memory: an uncompressed IPC/Feather file is mapped and its batches go from the page cache
-//! straight into the segment (no private copy at all). Every other input is streamed batch by
-//! batch into the segment's temp file ([`shmarrow::SegmentWriter`]): private memory holds one
-//! batch (`--batch-rows`), never the table.
+//! Every input is read under [`shmarrow::guarded`] and streamed batch by batch into the
+//! segment's temp file ([`shmarrow::SegmentWriter`]): private memory holds one batch
+//! (`--batch-rows`), never the table. IPC/Feather files and streams are decoded by
+//! [`shmarrow::ipc`] (checked, decompression bounded, big-endian converted); an uncompressed
+//! little-endian IPC file is mapped, and its batches go from the page cache straight into the
+//! segment (no private copy at all).
 
 use std::fs::File;
 use std::io::{BufReader, IsTerminal, Read, Seek, Write};
@@ -14,9 +16,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arrow_array::{RecordBatch, RecordBatchReader};
-use arrow_schema::{ArrowError, Schema};
+use arrow_schema::Schema;
 use indicatif::{ProgressBar, ProgressStyle};
-use shmarrow::{AttachOptions, CreateOptions, Created, SegmentDir};
+use shmarrow::{CreateOptions, Created, IpcFile, SegmentDir, guarded};
 
 use crate::cli::{ImportArgs, InputFormat};
 use crate::fmt;
@@ -42,10 +44,22 @@ pub fn run(
     warn_if_it_will_not_fit(dir, &label, estimate(format, &args.file, input_bytes));
 
     let created = match format {
-        InputFormat::Ipc => import_ipc_file(dir, args, &label, &options)?,
+        InputFormat::Ipc => {
+            let reader = IpcFile::open(&label, &args.file)?;
+            let (schema, rows) = (reader.info().schema.clone(), reader.info().rows());
+            stream_into(
+                dir,
+                args,
+                &label,
+                &schema,
+                &options,
+                progress(rows, "rows"),
+                reader,
+            )?
+        }
         InputFormat::Stream => {
             let reader =
-                arrow_ipc::reader::StreamReader::try_new(BufReader::new(open(&args.file)?), None)
+                shmarrow::ipc::StreamReader::try_new(&label, BufReader::new(open(&args.file)?))
                     .with_context(|| format!("{label} is not an Arrow IPC stream"))?;
             let schema = reader.schema();
             stream_into(
@@ -59,10 +73,11 @@ pub fn run(
             )?
         }
         InputFormat::Parquet => {
-            let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
-                open(&args.file)?,
-            )
-            .with_context(|| format!("{label} is not a Parquet file"))?;
+            let file = open(&args.file)?;
+            let builder = guarded(&label, || {
+                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                    .with_context(|| format!("{label} is not a Parquet file"))
+            })?;
             let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
             let reader = builder
                 .with_batch_size(args.batch_rows)
@@ -87,9 +102,11 @@ pub fn run(
             let schema = match csv_schema {
                 Some(schema) => schema,
                 None => {
-                    let (schema, _) = format
-                        .infer_schema(&mut file, Some(args.infer_rows))
-                        .with_context(|| format!("infer the schema of {label}"))?;
+                    let (schema, _) = guarded(&label, || {
+                        format
+                            .infer_schema(&mut file, Some(args.infer_rows))
+                            .with_context(|| format!("infer the schema of {label}"))
+                    })?;
                     file.rewind()?;
                     schema
                 }
@@ -137,54 +154,27 @@ fn open(path: &Path) -> anyhow::Result<File> {
     File::open(path).with_context(|| format!("open {}", path.display()))
 }
 
-/// An uncompressed IPC file is mapped and published without a private copy; a compressed one
-/// (Feather v2 with lz4/zstd) is decompressed batch by batch into the segment.
-fn import_ipc_file(
-    dir: &SegmentDir,
-    args: &ImportArgs,
-    label: &str,
-    options: &CreateOptions,
-) -> anyhow::Result<Created> {
-    let input = shmarrow::attach_path(label, &args.file, &AttachOptions::default().strict(true));
-    match input {
-        Ok(input) => {
-            let schema = strip_shmarrow_keys(&input.schema());
-            Ok(dir.create(&args.name, &schema, input.batches(), options)?)
-        }
-        Err(shmarrow::Error::NotZeroCopy { .. }) => {
-            let reader =
-                arrow_ipc::reader::FileReader::try_new(BufReader::new(open(&args.file)?), None)
-                    .with_context(|| format!("read {label}"))?;
-            let schema = reader.schema();
-            let rows = 0; // unknown without reading every batch header; count batches instead
-            stream_into(
-                dir,
-                args,
-                label,
-                &schema,
-                options,
-                progress(rows, "rows"),
-                reader,
-            )
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Stream `batches` into a new segment; the temp file is removed on any error.
-fn stream_into(
+/// Stream `batches` into a new segment; the temp file is removed on any error. Every batch
+/// is read under [`guarded`]: a reader that panics on its input is an error like any other.
+fn stream_into<E>(
     dir: &SegmentDir,
     args: &ImportArgs,
     label: &str,
     schema: &Schema,
     options: &CreateOptions,
     bar: ProgressBar,
-    batches: impl Iterator<Item = Result<RecordBatch, ArrowError>>,
-) -> anyhow::Result<Created> {
+    mut batches: impl Iterator<Item = Result<RecordBatch, E>>,
+) -> anyhow::Result<Created>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
     let schema = strip_shmarrow_keys(schema);
     let mut writer = dir.writer(&args.name, &schema, options)?;
     let by_bytes = bar.message() == "bytes";
-    for (i, batch) in batches.enumerate() {
+    for i in 0.. {
+        let Some(batch) = guarded(label, || Ok::<_, shmarrow::Error>(batches.next()))? else {
+            break;
+        };
         let batch = batch.with_context(|| format!("read {label} (batch {i})"))?;
         writer.write(&batch)?;
         bar.inc(if by_bytes { 0 } else { batch.num_rows() as u64 });

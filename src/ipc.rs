@@ -1,0 +1,721 @@
+//! Decoding Arrow IPC bytes that came from outside the process: attached segments, imported
+//! files and streams, Flight uploads and downloads, channel slots.
+//!
+//! Every message goes through a [`Decoder`], which checks it before arrow-ipc sees it:
+//!
+//! - every buffer the message declares lies inside its body (arrow-ipc slices with these
+//!   numbers unchecked, and panics when they lie);
+//! - in a compressed body (lz4/zstd), each buffer's declared decompressed length is checked
+//!   against what the batch's row count and types allow, and the batch's total against
+//!   [`MAX_DECOMPRESSED_BATCH`], before anything is decompressed: arrow allocates the declared
+//!   length first, so a small file could otherwise make a reader allocate any amount;
+//! - a big-endian schema is converted: every buffer is byte-swapped by its element width into
+//!   a private copy, then decoded as usual (the columns are then copies, named by
+//!   [`Segment::copied_columns`](crate::Segment::copied_columns) and refused in strict mode).
+//!   A compressed big-endian body cannot be converted this way and is refused with
+//!   [`Error::Unsupported`]; nothing is ever decoded as if it were native;
+//!
+//! then decodes with arrow's validation on (offsets, UTF-8, dictionary keys, null counts),
+//! inside [`guarded`]: a panic left in arrow becomes [`Error::Corrupt`].
+//!
+//! Byte order conversion follows the Arrow columnar format, buffer by buffer in the order
+//! arrow-ipc's reader consumes them: validity bitmaps, booleans, UTF-8/binary data,
+//! fixed-size binary and union type ids are bytes (not swapped); integers, floats, dates,
+//! times, timestamps, durations, offsets, list-view sizes, dictionary keys, run ends and
+//! dense-union offsets are swapped per element; a decimal is one integer of its full width;
+//! `interval[day_time]` is two 32-bit integers and `interval[month_day_nano]` two 32-bit and
+//! one 64-bit integer; a string/binary view swaps its length and, for a non-inlined value, its
+//! buffer index and offset (its 4-byte prefix and inlined bytes are data).
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::io::Read;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::PathBuf;
+use std::sync::{Arc, Once};
+
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_buffer::{Buffer, MutableBuffer};
+use arrow_ipc::{Endianness, MessageHeader, MetadataVersion};
+use arrow_schema::{DataType, Field, FieldRef, IntervalUnit, Schema, SchemaRef, UnionMode};
+
+use crate::error::{Error, Result};
+
+/// The most bytes one compressed record (or dictionary) batch may declare it decompresses to:
+/// 1 GiB. A larger batch is refused with [`Error::Unsupported`] before anything is allocated;
+/// write such data with smaller batches (or uncompressed).
+pub const MAX_DECOMPRESSED_BATCH: u64 = 1 << 30;
+
+/// Run a decoding step over untrusted bytes; a panic inside it (a check arrow lacks) becomes
+/// [`Error::Corrupt`] naming `name`, prints nothing, and the caller carries on. Every path
+/// that decodes bytes from outside the process (attach, import, Flight, channels) runs here.
+///
+/// # Errors
+/// Whatever `f` returns, or [`Error::Corrupt`] if it panicked.
+pub fn guarded<T, E: From<Error>>(
+    name: &str,
+    f: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET.with(|q| q.replace(true));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    QUIET.with(|q| q.set(was));
+    result.unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| panic.downcast_ref::<&str>().copied())
+            .unwrap_or("decoder failed");
+        Err(Error::corrupt(name, format!("invalid data ({what})")).into())
+    })
+}
+
+/// Check that every buffer a record (or dictionary) batch message declares lies inside its
+/// `body_len`-byte body (arrow-ipc slices with these numbers unchecked); returns the row count.
+pub(crate) fn check_batch(
+    batch: &arrow_ipc::RecordBatch<'_>,
+    body_len: usize,
+) -> Result<u64, String> {
+    for buf in batch.buffers().iter().flatten() {
+        let (Ok(start), Ok(len)) = (usize::try_from(buf.offset()), usize::try_from(buf.length()))
+        else {
+            return Err("negative buffer offset or length".into());
+        };
+        if start.checked_add(len).is_none_or(|e| e > body_len) {
+            return Err(format!(
+                "buffer [{start}, +{len}) lies outside the {body_len}-byte body"
+            ));
+        }
+    }
+    u64::try_from(batch.length()).map_err(|_| "negative row count".into())
+}
+
+/// A schema message's schema, and whether its byte order differs from this machine's.
+pub(crate) fn read_schema(fb: arrow_ipc::Schema<'_>) -> Result<(Schema, bool), String> {
+    let schema = arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| format!("schema: {e}"))?;
+    let big = match fb.endianness() {
+        Endianness::Little => false,
+        Endianness::Big => true,
+        other => return Err(format!("schema: unknown byte order {}", other.0)),
+    };
+    Ok((schema, big != cfg!(target_endian = "big")))
+}
+
+/// What one message was.
+#[derive(Debug)]
+pub enum Decoded {
+    /// The schema (the first message of a stream).
+    Schema(SchemaRef),
+    /// A dictionary batch, kept by the decoder for the batches that follow.
+    Dictionary,
+    /// A record batch.
+    Batch(RecordBatch),
+    /// A message without a header (metadata only), ignored.
+    Nothing,
+}
+
+/// Decodes the messages of one IPC stream, file, Flight transfer or channel slot, checking
+/// each as the [module docs](self) say.
+#[derive(Debug)]
+pub struct Decoder {
+    name: String,
+    /// The schema and whether its byte order must be swapped; `None` until a schema message.
+    schema: Option<(SchemaRef, bool)>,
+    dictionaries: HashMap<i64, ArrayRef>,
+}
+
+impl Decoder {
+    /// A decoder whose first message must be the schema (an IPC stream, a Flight transfer).
+    /// `name` labels its errors.
+    pub fn new(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            schema: None,
+            dictionaries: HashMap::new(),
+        }
+    }
+
+    /// A decoder for a schema known already (a file's footer, a channel's header); `swap`:
+    /// the schema's byte order is not this machine's.
+    pub(crate) fn with_schema(name: &str, schema: SchemaRef, swap: bool) -> Self {
+        Self {
+            schema: Some((schema, swap)),
+            ..Self::new(name)
+        }
+    }
+
+    /// The schema, once known.
+    pub fn schema(&self) -> Option<&SchemaRef> {
+        self.schema.as_ref().map(|(s, _)| s)
+    }
+
+    /// Decode one message: `header` is its flatbuffer (without the continuation marker and
+    /// length), `body` its body. Runs under [`guarded`].
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for bytes that are not a valid message of this stream,
+    /// [`Error::Unsupported`] for valid messages this crate cannot read (see the module docs).
+    pub fn decode(&mut self, header: &[u8], body: &Buffer) -> Result<Decoded> {
+        let name = self.name.clone();
+        guarded(&name, || {
+            if header.is_empty() {
+                return Ok(Decoded::Nothing);
+            }
+            let message = arrow_ipc::root_as_message(header)
+                .map_err(|e| self.corrupt(format!("message header: {e}")))?;
+            self.decode_message(&message, body)
+        })
+    }
+
+    /// [`decode`](Self::decode) for a message already parsed (not guarded: the caller is).
+    pub(crate) fn decode_message(
+        &mut self,
+        message: &arrow_ipc::Message<'_>,
+        body: &Buffer,
+    ) -> Result<Decoded> {
+        let version = message.version();
+        match message.header_type() {
+            MessageHeader::NONE => Ok(Decoded::Nothing),
+            MessageHeader::Schema => {
+                if self.schema.is_some() {
+                    return Err(self.corrupt("a second schema message".into()));
+                }
+                let fb = message
+                    .header_as_schema()
+                    .ok_or_else(|| self.corrupt("bad schema message".into()))?;
+                let (schema, swap) = read_schema(fb).map_err(|e| self.corrupt(e))?;
+                let schema = Arc::new(schema);
+                self.schema = Some((schema.clone(), swap));
+                Ok(Decoded::Schema(schema))
+            }
+            MessageHeader::DictionaryBatch => {
+                let (schema, swap) = self.schema_or_err("a dictionary batch")?;
+                let dict = message
+                    .header_as_dictionary_batch()
+                    .ok_or_else(|| self.corrupt("bad dictionary batch".into()))?;
+                let data = dict
+                    .data()
+                    .ok_or_else(|| self.corrupt("dictionary batch without data".into()))?;
+                let value_type = dictionary_value_type(&schema, dict.id()).ok_or_else(|| {
+                    self.corrupt(format!("dictionary id {} is not in the schema", dict.id()))
+                })?;
+                let fields = [Arc::new(Field::new("", value_type, true))];
+                let body = self.prepare(&data, body, &fields, version, swap)?;
+                arrow_ipc::reader::read_dictionary(
+                    &body,
+                    dict,
+                    &schema,
+                    &mut self.dictionaries,
+                    &version,
+                )
+                .map_err(|e| self.corrupt(e.to_string()))?;
+                Ok(Decoded::Dictionary)
+            }
+            MessageHeader::RecordBatch => {
+                let (schema, swap) = self.schema_or_err("a record batch")?;
+                let batch = message
+                    .header_as_record_batch()
+                    .ok_or_else(|| self.corrupt("bad record batch".into()))?;
+                let body = self.prepare(&batch, body, schema.fields(), version, swap)?;
+                arrow_ipc::reader::read_record_batch(
+                    &body,
+                    batch,
+                    schema,
+                    &self.dictionaries,
+                    None,
+                    &version,
+                )
+                .map(Decoded::Batch)
+                .map_err(|e| self.corrupt(e.to_string()))
+            }
+            other => Err(self.unsupported(format!(
+                "{} messages",
+                other.variant_name().unwrap_or("unknown")
+            ))),
+        }
+    }
+
+    fn schema_or_err(&self, what: &str) -> Result<(SchemaRef, bool)> {
+        self.schema
+            .clone()
+            .ok_or_else(|| self.corrupt(format!("{what} before the schema")))
+    }
+
+    /// Check a batch against its body and return the body to decode: the same bytes, or a
+    /// private byte-swapped copy.
+    fn prepare(
+        &self,
+        batch: &arrow_ipc::RecordBatch<'_>,
+        body: &Buffer,
+        fields: &[FieldRef],
+        version: MetadataVersion,
+        swap: bool,
+    ) -> Result<Buffer> {
+        check_batch(batch, body.len()).map_err(|e| self.corrupt(e))?;
+        let compressed = batch.compression().is_some();
+        if !compressed && !swap {
+            return Ok(body.clone());
+        }
+        let slots = plan(fields, batch, version).map_err(|e| self.corrupt(e))?;
+        if compressed && swap {
+            return Err(self.unsupported(
+                "a big-endian batch with compressed buffers cannot be byte-swapped (write it uncompressed or little-endian)"
+                    .into(),
+            ));
+        }
+        if compressed {
+            self.check_compressed(&slots, batch, body)?;
+            return Ok(body.clone());
+        }
+        Ok(swap_body(&slots, batch, body))
+    }
+
+    /// Every compressed buffer's declared length within what its rows and type allow, and the
+    /// batch's total within [`MAX_DECOMPRESSED_BATCH`].
+    fn check_compressed(
+        &self,
+        slots: &[Slot],
+        batch: &arrow_ipc::RecordBatch<'_>,
+        body: &[u8],
+    ) -> Result<()> {
+        let mut total = 0u64;
+        for (i, (slot, buf)) in slots
+            .iter()
+            .zip(batch.buffers().iter().flatten())
+            .enumerate()
+        {
+            // In the body: `check_batch` passed.
+            let (start, len) = (buf.offset() as usize, buf.length() as usize);
+            if len == 0 {
+                continue;
+            }
+            let Some(prefix) = body.get(start..start + 8).filter(|_| len >= 8) else {
+                return Err(self.corrupt(format!(
+                    "compressed buffer {i} is {len} bytes, shorter than its length prefix"
+                )));
+            };
+            let declared = i64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+            let Ok(declared) = u64::try_from(declared) else {
+                if declared == -1 {
+                    continue; // stored uncompressed
+                }
+                return Err(self.corrupt(format!(
+                    "compressed buffer {i} declares a negative length {declared}"
+                )));
+            };
+            if let Some(max) = slot.max_len
+                && declared > max.saturating_add(63) / 64 * 64
+            {
+                return Err(self.corrupt(format!(
+                    "compressed buffer {i} declares {declared} bytes decompressed; its rows and type allow {max}"
+                )));
+            }
+            total = total.saturating_add(declared);
+        }
+        if total > MAX_DECOMPRESSED_BATCH {
+            return Err(self.unsupported(format!(
+                "a batch that decompresses to {total} bytes (the limit is {MAX_DECOMPRESSED_BATCH} per batch; write smaller batches)"
+            )));
+        }
+        Ok(())
+    }
+
+    fn corrupt(&self, reason: String) -> Error {
+        Error::corrupt(&self.name, reason)
+    }
+
+    fn unsupported(&self, what: String) -> Error {
+        Error::Unsupported {
+            name: self.name.clone(),
+            what,
+        }
+    }
+}
+
+/// The value type of dictionary `id` in `schema`.
+fn dictionary_value_type(schema: &Schema, id: i64) -> Option<DataType> {
+    #[allow(deprecated)] // dictionary ids live on fields in arrow 60, as its own reader uses
+    let field = schema.fields_with_dict_id(id).into_iter().next()?;
+    match field.data_type() {
+        DataType::Dictionary(_, value) => Some(value.as_ref().clone()),
+        _ => None,
+    }
+}
+
+/// How the values of one buffer are stored, for byte-swapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Swap {
+    /// Bits or bytes: nothing to swap.
+    Bytes,
+    /// Elements of this many bytes, each one integer (or float).
+    Width(usize),
+    /// `interval[month_day_nano]`: 4 + 4 + 8 bytes per value.
+    MonthDayNano,
+    /// 16-byte string/binary views.
+    View,
+}
+
+/// One buffer of a batch, in message order.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    swap: Swap,
+    /// The most bytes this buffer can need for its rows; `None` for variable-size data.
+    max_len: Option<u64>,
+}
+
+/// The buffers a batch of `fields` consumes, in the order arrow-ipc's reader takes them.
+fn plan(
+    fields: &[FieldRef],
+    batch: &arrow_ipc::RecordBatch<'_>,
+    version: MetadataVersion,
+) -> Result<Vec<Slot>, String> {
+    let mut walk = Walk {
+        nodes: batch
+            .nodes()
+            .ok_or("record batch without field nodes")?
+            .iter()
+            .map(|n| n.length())
+            .collect(),
+        next_node: 0,
+        buffers: batch.buffers().map_or(0, |b| b.len()),
+        variadic: batch.variadicBufferCounts().into_iter().flatten().collect(),
+        version,
+        slots: Vec::new(),
+    };
+    for field in fields {
+        walk.field(field.data_type())?;
+    }
+    Ok(walk.slots)
+}
+
+struct Walk {
+    /// The length of every field node.
+    nodes: Vec<i64>,
+    next_node: usize,
+    /// Buffers the message declares.
+    buffers: usize,
+    variadic: VecDeque<i64>,
+    version: MetadataVersion,
+    slots: Vec<Slot>,
+}
+
+impl Walk {
+    fn push(&mut self, swap: Swap, max_len: Option<u64>) -> Result<(), String> {
+        if self.slots.len() >= self.buffers {
+            return Err(format!(
+                "the message has {} buffers, fewer than its schema needs",
+                self.buffers
+            ));
+        }
+        self.slots.push(Slot { swap, max_len });
+        Ok(())
+    }
+
+    fn validity(&mut self, rows: u64) -> Result<(), String> {
+        self.push(Swap::Bytes, Some(rows.div_ceil(8)))
+    }
+
+    /// A buffer of `count` elements of `width` bytes.
+    fn fixed(&mut self, width: usize, count: u64) -> Result<(), String> {
+        let swap = if width > 1 {
+            Swap::Width(width)
+        } else {
+            Swap::Bytes
+        };
+        self.push(swap, Some(count.saturating_mul(width as u64)))
+    }
+
+    fn field(&mut self, data_type: &DataType) -> Result<(), String> {
+        use DataType::*;
+        let Some(&length) = self.nodes.get(self.next_node) else {
+            return Err("fewer field nodes than the schema has fields".into());
+        };
+        self.next_node += 1;
+        let rows = u64::try_from(length).map_err(|_| "negative field length")?;
+        match data_type {
+            Null => {}
+            Boolean => {
+                self.validity(rows)?;
+                self.validity(rows)?;
+            }
+            Utf8 | Binary | LargeUtf8 | LargeBinary => {
+                let width = if matches!(data_type, Utf8 | Binary) {
+                    4
+                } else {
+                    8
+                };
+                self.validity(rows)?;
+                self.fixed(width, rows.saturating_add(1))?;
+                self.push(Swap::Bytes, None)?;
+            }
+            Utf8View | BinaryView => {
+                let count = self
+                    .variadic
+                    .pop_front()
+                    .and_then(|c| usize::try_from(c).ok())
+                    .ok_or("missing or negative variadic buffer count")?;
+                self.validity(rows)?;
+                self.push(Swap::View, Some(rows.saturating_mul(16)))?;
+                for _ in 0..count {
+                    self.push(Swap::Bytes, None)?;
+                }
+            }
+            FixedSizeBinary(width) => {
+                self.validity(rows)?;
+                let width = u64::try_from(*width).map_err(|_| "negative binary width")?;
+                self.push(Swap::Bytes, Some(rows.saturating_mul(width)))?;
+            }
+            List(child) | LargeList(child) | Map(child, _) => {
+                self.validity(rows)?;
+                let width = if matches!(data_type, LargeList(_)) {
+                    8
+                } else {
+                    4
+                };
+                self.fixed(width, rows.saturating_add(1))?;
+                self.field(child.data_type())?;
+            }
+            ListView(child) | LargeListView(child) => {
+                self.validity(rows)?;
+                let width = if matches!(data_type, ListView(_)) {
+                    4
+                } else {
+                    8
+                };
+                self.fixed(width, rows)?;
+                self.fixed(width, rows)?;
+                self.field(child.data_type())?;
+            }
+            FixedSizeList(child, _) => {
+                self.validity(rows)?;
+                self.field(child.data_type())?;
+            }
+            Struct(children) => {
+                self.validity(rows)?;
+                for child in children {
+                    self.field(child.data_type())?;
+                }
+            }
+            RunEndEncoded(run_ends, values) => {
+                self.field(run_ends.data_type())?;
+                self.field(values.data_type())?;
+            }
+            Dictionary(key, _) => {
+                self.validity(rows)?;
+                let width = key.primitive_width().ok_or("non-integer dictionary key")?;
+                self.fixed(width, rows)?;
+            }
+            Union(children, mode) => {
+                if self.version < MetadataVersion::V5 {
+                    self.validity(rows)?;
+                }
+                self.push(Swap::Bytes, Some(rows))?;
+                if *mode == UnionMode::Dense {
+                    self.fixed(4, rows)?;
+                }
+                for (_, child) in children.iter() {
+                    self.field(child.data_type())?;
+                }
+            }
+            Interval(IntervalUnit::MonthDayNano) => {
+                self.validity(rows)?;
+                self.push(Swap::MonthDayNano, Some(rows.saturating_mul(16)))?;
+            }
+            Interval(IntervalUnit::DayTime) => {
+                self.validity(rows)?;
+                self.fixed(4, rows.saturating_mul(2))?;
+            }
+            other => {
+                let width = other
+                    .primitive_width()
+                    .ok_or_else(|| format!("type {other} cannot be read"))?;
+                self.validity(rows)?;
+                self.fixed(width, rows)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A private copy of `body` with every buffer of `slots` byte-swapped.
+fn swap_body(slots: &[Slot], batch: &arrow_ipc::RecordBatch<'_>, body: &Buffer) -> Buffer {
+    let mut out = MutableBuffer::with_capacity(body.len());
+    out.extend_from_slice(body.as_slice());
+    for (slot, buf) in slots.iter().zip(batch.buffers().iter().flatten()) {
+        // In the body: `check_batch` passed.
+        let start = buf.offset() as usize;
+        swap_values(&mut out[start..start + buf.length() as usize], slot.swap);
+    }
+    out.into()
+}
+
+/// Reverse the byte order of every value in `bytes` (a trailing partial value is padding).
+fn swap_values(bytes: &mut [u8], swap: Swap) {
+    match swap {
+        Swap::Bytes => {}
+        Swap::Width(width) => bytes.chunks_exact_mut(width).for_each(<[u8]>::reverse),
+        Swap::MonthDayNano => {
+            for value in bytes.chunks_exact_mut(16) {
+                value[..4].reverse();
+                value[4..8].reverse();
+                value[8..].reverse();
+            }
+        }
+        Swap::View => {
+            for view in bytes.chunks_exact_mut(16) {
+                view[..4].reverse();
+                let len = i32::from_le_bytes(view[..4].try_into().expect("4 bytes"));
+                if len > 12 {
+                    view[8..12].reverse();
+                    view[12..].reverse();
+                }
+            }
+        }
+    }
+}
+
+/// An Arrow IPC stream read message by message from `R`, each checked and decoded by a
+/// [`Decoder`]. Reading allocates no more than the bytes that actually arrive (a declared
+/// length is never allocated up front).
+#[derive(Debug)]
+pub struct StreamReader<R> {
+    reader: R,
+    label: String,
+    decoder: Decoder,
+    schema: SchemaRef,
+    done: bool,
+}
+
+impl<R: Read> StreamReader<R> {
+    /// Read the stream's schema message. `label` names the input in errors.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] if it does not start with a schema message; [`Error::Io`].
+    pub fn try_new(label: &str, mut reader: R) -> Result<Self> {
+        let mut decoder = Decoder::new(label);
+        let schema = match next_message(&mut reader, label)? {
+            Some((header, body)) => match decoder.decode(&header, &body)? {
+                Decoded::Schema(schema) => Some(schema),
+                _ => None,
+            },
+            None => None,
+        }
+        .ok_or_else(|| Error::corrupt(label, "not an Arrow IPC stream (no schema message)"))?;
+        Ok(Self {
+            reader,
+            label: label.to_owned(),
+            decoder,
+            schema,
+            done: false,
+        })
+    }
+
+    /// The stream's schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn next_batch(&mut self) -> Result<Option<RecordBatch>> {
+        while let Some((header, body)) = next_message(&mut self.reader, &self.label)? {
+            if let Decoded::Batch(batch) = self.decoder.decode(&header, &body)? {
+                return Ok(Some(batch));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl<R: Read> Iterator for StreamReader<R> {
+    type Item = Result<RecordBatch>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let next = self.next_batch().transpose();
+        self.done = !matches!(next, Some(Ok(_)));
+        next
+    }
+}
+
+/// The next encapsulated message (flatbuffer header, body) of a stream; `None` at its end (the
+/// end-of-stream marker, or the end of the input between messages).
+fn next_message(reader: &mut impl Read, label: &str) -> Result<Option<(Vec<u8>, Buffer)>> {
+    let mut word = read_up_to(reader, 4, label)?;
+    if word.is_empty() {
+        return Ok(None);
+    }
+    if word == [0xff; 4] {
+        word = read_up_to(reader, 4, label)?;
+    }
+    let Ok(word) = <[u8; 4]>::try_from(word.as_slice()) else {
+        return Err(Error::corrupt(
+            label,
+            "stream truncated in a message length",
+        ));
+    };
+    let meta_len = i32::from_le_bytes(word);
+    let meta_len = u64::try_from(meta_len)
+        .map_err(|_| Error::corrupt(label, format!("negative message length {meta_len}")))?;
+    if meta_len == 0 {
+        return Ok(None);
+    }
+    let header = read_exactly(reader, meta_len, label, "message header")?;
+    let message = arrow_ipc::root_as_message(&header)
+        .map_err(|e| Error::corrupt(label, format!("message header: {e}")))?;
+    let body_len = u64::try_from(message.bodyLength())
+        .map_err(|_| Error::corrupt(label, "negative body length"))?;
+    let body = read_exactly(reader, body_len, label, "message body")?;
+    Ok(Some((header, Buffer::from_vec(body))))
+}
+
+/// `len` bytes, growing the buffer only as bytes arrive; an early end is [`Error::Corrupt`].
+fn read_exactly(reader: &mut impl Read, len: u64, label: &str, what: &str) -> Result<Vec<u8>> {
+    let bytes = read_up_to(reader, len, label)?;
+    if (bytes.len() as u64) < len {
+        return Err(Error::corrupt(
+            label,
+            format!(
+                "stream truncated: {what} of {len} bytes has only {}",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+fn read_up_to(reader: &mut impl Read, len: u64, label: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(len)
+        .read_to_end(&mut bytes)
+        .map_err(|source| Error::Io {
+            op: "read",
+            path: PathBuf::from(label),
+            source,
+        })?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn panics_inside_guarded_become_corrupt_errors() {
+        let r: Result<()> = guarded("x", || panic!("boom"));
+        match r {
+            Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("boom")),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
