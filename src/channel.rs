@@ -25,14 +25,14 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
+use arrow_ipc::MetadataVersion;
 use arrow_ipc::writer::{IpcDataGenerator, IpcWriteOptions, StreamWriter};
-use arrow_ipc::{MessageHeader, MetadataVersion};
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use memmap2::MmapRaw;
 
 use crate::create::{CreateOptions, commit, reserve_temp};
 use crate::error::{Error, Result};
-use crate::ipc::{check_batch, guarded};
+use crate::ipc::{Decoded, Decoder, guarded, read_schema};
 use crate::meta::{Lifetime, SegmentMeta};
 use crate::name::SegmentDir;
 use crate::sys::{self, ProcessId};
@@ -557,7 +557,13 @@ fn decode_schema(shared: &Shared) -> Result<Schema> {
     let ipc = message
         .header_as_schema()
         .ok_or_else(|| bad("no schema message".into()))?;
-    arrow_ipc::convert::try_fb_to_schema(ipc).map_err(|e| bad(format!("schema: {e}")))
+    let (schema, swap) = read_schema(ipc).map_err(bad)?;
+    if swap {
+        return Err(bad(
+            "a schema in the other byte order (a channel carries its machine's own)".into(),
+        ));
+    }
+    Ok(schema)
 }
 
 /// Writes into one slot's message area through a raw pointer; `None`: discard (the schema
@@ -1065,7 +1071,7 @@ impl Iterator for Consumer {
 /// Decode the messages of one slot (dictionaries, then the record batch) in place.
 fn decode_slot(name: &str, schema: &SchemaRef, bytes: &Buffer) -> Result<RecordBatch> {
     let corrupt = |why: String| Error::corrupt(name, format!("channel slot: {why}"));
-    let mut dictionaries = std::collections::HashMap::new();
+    let mut decoder = Decoder::with_schema(name, schema.clone(), false);
     let mut pos = 0usize;
     while pos + 8 <= bytes.len() {
         let word = u32::from_le_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes"));
@@ -1093,40 +1099,8 @@ fn decode_slot(name: &str, schema: &SchemaRef, bytes: &Buffer) -> Result<RecordB
             .filter(|&e| e <= bytes.len())
             .ok_or_else(|| corrupt("body past the slot".into()))?;
         let body = bytes.slice_with_length(meta_end, body_len);
-        match message.header_type() {
-            MessageHeader::DictionaryBatch => {
-                let dict = message
-                    .header_as_dictionary_batch()
-                    .ok_or_else(|| corrupt("bad dictionary batch".into()))?;
-                let data = dict
-                    .data()
-                    .ok_or_else(|| corrupt("dictionary without data".into()))?;
-                check_batch(&data, body_len).map_err(corrupt)?;
-                arrow_ipc::reader::read_dictionary(
-                    &body,
-                    dict,
-                    schema,
-                    &mut dictionaries,
-                    &message.version(),
-                )
-                .map_err(|e| corrupt(e.to_string()))?;
-            }
-            MessageHeader::RecordBatch => {
-                let batch = message
-                    .header_as_record_batch()
-                    .ok_or_else(|| corrupt("bad record batch".into()))?;
-                check_batch(&batch, body_len).map_err(corrupt)?;
-                return arrow_ipc::reader::read_record_batch(
-                    &body,
-                    batch,
-                    schema.clone(),
-                    &dictionaries,
-                    None,
-                    &message.version(),
-                )
-                .map_err(|e| corrupt(e.to_string()));
-            }
-            other => return Err(corrupt(format!("unexpected message {other:?}"))),
+        if let Decoded::Batch(batch) = decoder.decode_message(&message, &body)? {
+            return Ok(batch);
         }
         pos = body_end;
     }

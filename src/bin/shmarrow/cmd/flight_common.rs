@@ -7,11 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use arrow_array::{RecordBatch, RecordBatchOptions};
-use arrow_flight::FlightClient;
+use arrow_buffer::Buffer;
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_service_client::FlightServiceClient;
+use arrow_flight::{FlightClient, FlightData};
 use arrow_schema::{ArrowError, Schema, SchemaRef};
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt, TryStreamExt};
 use indicatif::{ProgressBar, ProgressStyle};
+use shmarrow::ipc::{Decoded, Decoder};
 use tonic::Code;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -237,6 +241,46 @@ pub fn flight_batches(
         }
     }
     Ok(out)
+}
+
+/// A Flight stream (an upload to `serve`, a download by `pull`) decoded batch by batch by
+/// [`shmarrow::ipc::Decoder`]: bytes from another host are checked like any foreign IPC
+/// (arrow-flight's own decoder panics on a lying buffer offset and allocates whatever a
+/// compressed buffer declares).
+pub struct FlightBatches {
+    input: BoxStream<'static, Result<FlightData, FlightError>>,
+    decoder: Decoder,
+}
+
+impl FlightBatches {
+    /// `label` names the transfer in errors.
+    pub fn new(
+        label: &str,
+        input: impl Stream<Item = Result<FlightData, FlightError>> + Send + 'static,
+    ) -> Self {
+        Self {
+            input: input.boxed(),
+            decoder: Decoder::new(label),
+        }
+    }
+
+    /// The schema, once its message arrived.
+    pub fn schema(&self) -> Option<&SchemaRef> {
+        self.decoder.schema()
+    }
+
+    /// The next record batch; `None` when the stream ends.
+    pub async fn next(&mut self) -> Result<Option<RecordBatch>, FlightError> {
+        while let Some(data) = self.input.try_next().await? {
+            let body = Buffer::from(data.data_body);
+            match self.decoder.decode(&data.data_header, &body) {
+                Ok(Decoded::Batch(batch)) => return Ok(Some(batch)),
+                Ok(Decoded::Schema(_) | Decoded::Dictionary | Decoded::Nothing) => {}
+                Err(e) => return Err(FlightError::DecodeError(e.to_string())),
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// A progress bar of rows on stderr when it is a terminal; hidden otherwise.

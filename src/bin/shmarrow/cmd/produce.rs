@@ -139,18 +139,21 @@ fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<RecordBatch>> {
     )
     .with_context(|| format!("read {label}"))?;
     let file = || std::fs::File::open(path).with_context(|| format!("open {label}"));
-    let batches: Result<Vec<_>, _> = match &magic {
-        b"ARROW1" => {
-            arrow_ipc::reader::FileReader::try_new(BufReader::new(file()?), None)?.collect()
-        }
-        [b'P', b'A', b'R', b'1', ..] => {
+    // Foreign bytes: IPC through shmarrow's checked decoder, everything under its guard.
+    let batches: anyhow::Result<Vec<_>> = shmarrow::guarded(&label, || match &magic {
+        b"ARROW1" => Ok(shmarrow::IpcFile::open(&label, path)?.collect::<Result<_, _>>()?),
+        [b'P', b'A', b'R', b'1', ..] => Ok(
             parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file()?)?
                 .build()?
-                .collect()
-        }
-        _ => arrow_ipc::reader::StreamReader::try_new(BufReader::new(file()?), None)
-            .with_context(|| format!("{label} is not an Arrow IPC file or stream, nor Parquet"))?
-            .collect(),
-    };
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => Ok(
+            shmarrow::ipc::StreamReader::try_new(&label, BufReader::new(file()?))
+                .with_context(|| {
+                    format!("{label} is not an Arrow IPC file or stream, nor Parquet")
+                })?
+                .collect::<Result<_, _>>()?,
+        ),
+    });
     batches.with_context(|| format!("read {label}"))
 }

@@ -8,12 +8,15 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
+use arrow_flight::error::FlightError;
 use arrow_flight::{FlightDescriptor, Ticket};
 use futures::TryStreamExt;
 use serde_json::json;
 use shmarrow::{CreateOptions, SegmentDir, SegmentWriter};
 
-use super::flight_common::{connect, flight_error, progress, runtime, strip_shmarrow_keys};
+use super::flight_common::{
+    FlightBatches, connect, flight_error, progress, runtime, strip_shmarrow_keys,
+};
 use crate::cli::PullArgs;
 use crate::fmt;
 
@@ -91,16 +94,23 @@ async fn pull(
         _ => bail!("{addr}: {name} is split over several endpoints, which pull does not join"),
     }
     .unwrap_or_else(|| Ticket::new(name.to_owned()));
-    let mut stream = client
-        .do_get(ticket)
+    // The raw messages (with the client's headers), decoded by shmarrow's checked decoder.
+    let mut request = tonic::Request::new(ticket);
+    *request.metadata_mut() = client.metadata().clone();
+    let input = client
+        .inner_mut()
+        .do_get(request)
         .await
-        .map_err(|e| flight_error(e, addr))
-        .with_context(|| format!("pull {name}"))?;
+        .map_err(|e| flight_error(e.into(), addr))
+        .with_context(|| format!("pull {name}"))?
+        .into_inner()
+        .map_err(FlightError::from);
+    let mut stream = FlightBatches::new(name, input);
     let bar = progress(total, "pulling");
     let mut writer: Option<SegmentWriter> = None;
     let mut rows = 0u64;
     loop {
-        let batch = match stream.try_next().await {
+        let batch = match stream.next().await {
             Ok(Some(batch)) => batch,
             Ok(None) => break,
             Err(e) => {

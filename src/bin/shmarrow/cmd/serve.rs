@@ -22,7 +22,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context as TaskContext, Poll};
 
 use anyhow::{Context, bail};
-use arrow_flight::decode::FlightRecordBatchStream;
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use arrow_flight::error::FlightError;
 use arrow_flight::flight_descriptor::DescriptorType;
@@ -46,7 +45,7 @@ use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::flight_common::{
-    CONNECTION_WINDOW, STREAM_WINDOW, flight_batches, read_pem, read_token, runtime,
+    CONNECTION_WINDOW, FlightBatches, STREAM_WINDOW, flight_batches, read_pem, read_token, runtime,
     strip_shmarrow_keys,
 };
 use crate::cli::ServeArgs;
@@ -401,10 +400,10 @@ impl Flight {
         let input = stream::once(async { Ok(first) })
             .chain(rest)
             .map_err(FlightError::from);
-        let mut batches = FlightRecordBatchStream::new_from_flight_data(input);
+        let mut batches = FlightBatches::new(name, input);
         let mut writer = None;
         let mut rows = 0u64;
-        while let Some(batch) = batches.try_next().await.map_err(upload_error)? {
+        while let Some(batch) = batches.next().await.map_err(upload_error)? {
             let w = match &mut writer {
                 Some(w) => w,
                 None => writer.insert(
