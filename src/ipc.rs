@@ -719,3 +719,407 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod byte_order_tests {
+    //! Every type converted: a little-endian batch is turned big-endian by the test's own
+    //! converter (driven by the decoded arrays and arrow's layout table, not by [`plan`]), then
+    //! decoded as big-endian and compared with the original.
+
+    use std::sync::Arc;
+
+    use arrow_array::builder::*;
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::*;
+    use arrow_array::*;
+    use arrow_buffer::{IntervalDayTime, IntervalMonthDayNano, ScalarBuffer, i256};
+    use arrow_data::{ArrayData, BufferSpec, layout};
+    use arrow_ipc::writer::{DictionaryTracker, IpcDataGenerator, IpcWriteOptions};
+    use arrow_schema::{DataType, Field, IntervalUnit, UnionFields};
+
+    use super::*;
+
+    /// How each buffer of `data` (and its children) becomes big-endian, in IPC order.
+    fn big_endian_plan(data: &ArrayData, out: &mut Vec<Option<Swap>>) {
+        let data_type = data.data_type();
+        let spec = layout(data_type);
+        if spec.can_contain_null_mask {
+            out.push(None);
+        }
+        match data_type {
+            DataType::Interval(IntervalUnit::MonthDayNano) => out.push(Some(Swap::MonthDayNano)),
+            DataType::Interval(IntervalUnit::DayTime) => out.push(Some(Swap::Width(4))),
+            // Fixed-width in arrow's table, but bytes: nothing to swap.
+            DataType::FixedSizeBinary(_) => out.push(None),
+            DataType::Utf8View | DataType::BinaryView => {
+                out.push(Some(Swap::View));
+                out.extend(data.buffers()[1..].iter().map(|_| None));
+            }
+            _ => out.extend(spec.buffers.iter().map(|b| match b {
+                BufferSpec::FixedWidth { byte_width, .. } if *byte_width > 1 => {
+                    Some(Swap::Width(*byte_width))
+                }
+                _ => None,
+            })),
+        }
+        if !matches!(data_type, DataType::Dictionary(..)) {
+            for child in data.child_data() {
+                big_endian_plan(child, out);
+            }
+        }
+    }
+
+    /// Little-endian `bytes` of one buffer made big-endian (views: the length is read first).
+    fn to_big_endian(bytes: &mut [u8], swap: Swap) {
+        if swap != Swap::View {
+            return swap_values(bytes, swap);
+        }
+        for view in bytes.chunks_exact_mut(16) {
+            let len = i32::from_le_bytes(view[..4].try_into().unwrap());
+            view[..4].reverse();
+            if len > 12 {
+                view[8..12].reverse();
+                view[12..].reverse();
+            }
+        }
+    }
+
+    /// The message's body converted to big-endian with `plan`.
+    fn convert(message: &[u8], body: &[u8], plan: &[Option<Swap>]) -> Buffer {
+        let message = arrow_ipc::root_as_message(message).unwrap();
+        let batch = message
+            .header_as_record_batch()
+            .or_else(|| message.header_as_dictionary_batch().and_then(|d| d.data()))
+            .unwrap();
+        let buffers: Vec<_> = batch.buffers().unwrap().iter().collect();
+        assert_eq!(
+            buffers.len(),
+            plan.len(),
+            "the test's plan and the message disagree"
+        );
+        let mut out = body.to_vec();
+        for (buf, swap) in buffers.iter().zip(plan) {
+            let range = buf.offset() as usize..(buf.offset() + buf.length()) as usize;
+            if let Some(swap) = swap {
+                to_big_endian(&mut out[range], *swap);
+            }
+        }
+        Buffer::from_vec(out)
+    }
+
+    /// Encode `batch`, convert every message to big-endian, decode as big-endian (and, for
+    /// contrast, as if native).
+    fn round_trip(batch: &RecordBatch) -> (RecordBatch, Option<RecordBatch>) {
+        let (generator, options) = (IpcDataGenerator::default(), IpcWriteOptions::default());
+        let mut tracker = DictionaryTracker::new(false);
+        // The schema as a reader gets it (with dictionary ids), from its own message.
+        let schema = generator.schema_to_bytes_with_dictionary_tracker(
+            &batch.schema(),
+            &mut tracker,
+            &options,
+        );
+        let schema = arrow_ipc::root_as_message(&schema.ipc_message).unwrap();
+        let schema = Arc::new(read_schema(schema.header_as_schema().unwrap()).unwrap().0);
+        let (dictionaries, encoded) = generator
+            .encode(batch, &mut tracker, &options, &mut Default::default())
+            .unwrap();
+        let decode = |swap: bool| {
+            let mut decoder = Decoder::with_schema("t", schema.clone(), swap);
+            for dict in &dictionaries {
+                // The only dictionary of these batches is in column `dict`.
+                let column = batch.column_by_name("dict").unwrap();
+                let values = column.as_any_dictionary().values().to_data();
+                let mut plan = Vec::new();
+                big_endian_plan(&values, &mut plan);
+                let body = convert(&dict.ipc_message, &dict.arrow_data, &plan);
+                decoder.decode(&dict.ipc_message, &body)?;
+            }
+            let mut plan = Vec::new();
+            for column in batch.columns() {
+                big_endian_plan(&column.to_data(), &mut plan);
+            }
+            let body = convert(&encoded.ipc_message, &encoded.arrow_data, &plan);
+            match decoder.decode(&encoded.ipc_message, &body)? {
+                Decoded::Batch(b) => Ok::<_, Error>(b),
+                other => panic!("{other:?}"),
+            }
+        };
+        (decode(true).unwrap(), decode(false).ok())
+    }
+
+    fn check(columns: Vec<(&str, ArrayRef)>) {
+        let batch = RecordBatch::try_from_iter(columns).unwrap();
+        let (got, as_native) = round_trip(&batch);
+        for (i, field) in batch.schema().fields().iter().enumerate() {
+            assert_eq!(got.column(i), batch.column(i), "column {}", field.name());
+        }
+        let as_native = as_native.map(|b| b.columns().to_vec());
+        assert_ne!(
+            as_native.as_deref(),
+            Some(batch.columns()),
+            "the swap changed nothing"
+        );
+    }
+
+    #[test]
+    fn primitives_and_temporal_types_convert() {
+        check(vec![
+            (
+                "i8",
+                Arc::new(Int8Array::from(vec![Some(-1), None, Some(127)])),
+            ),
+            (
+                "i16",
+                Arc::new(Int16Array::from(vec![Some(-2), None, Some(300)])),
+            ),
+            (
+                "i32",
+                Arc::new(Int32Array::from(vec![None, Some(i32::MAX), None])),
+            ),
+            (
+                "i64",
+                Arc::new(Int64Array::from(vec![Some(1), Some(-1 << 40), None])),
+            ),
+            ("u16", Arc::new(UInt16Array::from(vec![1, 2, 65535]))),
+            ("u64", Arc::new(UInt64Array::from(vec![1, 2, u64::MAX]))),
+            (
+                "f16",
+                Arc::new(Float16Array::from(vec![
+                    half::f16::from_f32(1.5),
+                    half::f16::from_f32(-2.0),
+                    half::f16::MAX,
+                ])),
+            ),
+            (
+                "f32",
+                Arc::new(Float32Array::from(vec![1.5, f32::NAN, -0.0])),
+            ),
+            (
+                "f64",
+                Arc::new(Float64Array::from(vec![Some(1e300), None, Some(-2.5)])),
+            ),
+            (
+                "bool",
+                Arc::new(BooleanArray::from(vec![Some(true), None, Some(false)])),
+            ),
+            ("date32", Arc::new(Date32Array::from(vec![1, -1, 20000]))),
+            ("date64", Arc::new(Date64Array::from(vec![1, -1, 1 << 42]))),
+            (
+                "time32",
+                Arc::new(Time32MillisecondArray::from(vec![1, 2, 86_399_999])),
+            ),
+            (
+                "time64",
+                Arc::new(Time64NanosecondArray::from(vec![1, 2, 3 << 40])),
+            ),
+            (
+                "ts",
+                Arc::new(
+                    TimestampMicrosecondArray::from(vec![Some(1), None, Some(1 << 50)])
+                        .with_timezone("Europe/Paris"),
+                ),
+            ),
+            (
+                "dur",
+                Arc::new(DurationSecondArray::from(vec![-5, 0, 1 << 33])),
+            ),
+            (
+                "ym",
+                Arc::new(IntervalYearMonthArray::from(vec![1, -13, 1 << 20])),
+            ),
+            (
+                "dt",
+                Arc::new(IntervalDayTimeArray::from(vec![
+                    IntervalDayTime::new(1, -2),
+                    IntervalDayTime::new(1 << 20, 3),
+                    IntervalDayTime::new(-7, 1 << 25),
+                ])),
+            ),
+            (
+                "mdn",
+                Arc::new(IntervalMonthDayNanoArray::from(vec![
+                    IntervalMonthDayNano::new(1, 2, 3),
+                    IntervalMonthDayNano::new(-1, 1 << 20, 1 << 50),
+                    IntervalMonthDayNano::new(12, -30, -1),
+                ])),
+            ),
+            (
+                "dec32",
+                Arc::new(
+                    Decimal32Array::from(vec![1, -123_456, 99_999])
+                        .with_precision_and_scale(9, 2)
+                        .unwrap(),
+                ),
+            ),
+            (
+                "dec64",
+                Arc::new(
+                    Decimal64Array::from(vec![1, -1 << 40, 7])
+                        .with_precision_and_scale(18, 3)
+                        .unwrap(),
+                ),
+            ),
+            (
+                "dec128",
+                Arc::new(
+                    Decimal128Array::from(vec![Some(1), None, Some(-(1i128 << 100))])
+                        .with_precision_and_scale(38, 4)
+                        .unwrap(),
+                ),
+            ),
+            (
+                "dec256",
+                Arc::new(
+                    Decimal256Array::from(vec![
+                        i256::from_i128(1),
+                        i256::from_i128(-(1i128 << 120)),
+                        i256::from_parts(5, 1 << 60),
+                    ])
+                    .with_precision_and_scale(76, 0)
+                    .unwrap(),
+                ),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn variable_width_and_views_convert() {
+        let long = "a string longer than twelve bytes";
+        check(vec![
+            (
+                "s",
+                Arc::new(StringArray::from(vec![Some("ab"), None, Some(long)])),
+            ),
+            (
+                "ls",
+                Arc::new(LargeStringArray::from(vec![Some(""), Some("é"), None])),
+            ),
+            (
+                "b",
+                Arc::new(BinaryArray::from(vec![&b"\x00\x01"[..], b"", b"xyz"])),
+            ),
+            (
+                "lb",
+                Arc::new(LargeBinaryArray::from(vec![&b"q"[..], b"rs", b""])),
+            ),
+            (
+                "fsb",
+                Arc::new(
+                    FixedSizeBinaryArray::try_from_iter([b"abc", b"def", b"ghi"].iter()).unwrap(),
+                ),
+            ),
+            (
+                "sv",
+                Arc::new(StringViewArray::from(vec![Some("short"), None, Some(long)])),
+            ),
+            (
+                "bv",
+                Arc::new(BinaryViewArray::from(vec![
+                    &b"tiny"[..],
+                    long.as_bytes(),
+                    b"",
+                ])),
+            ),
+        ]);
+    }
+
+    #[test]
+    fn nested_types_convert() {
+        let mut list = ListBuilder::new(Int32Builder::new());
+        list.append_value([Some(1), None, Some(1 << 20)]);
+        list.append_null();
+        list.append_value([Some(-3)]);
+        let mut large = LargeListBuilder::new(Int64Builder::new());
+        large.append_value([Some(1 << 40)]);
+        large.append_value([]);
+        large.append_value([Some(-1), Some(2)]);
+        let mut fixed = FixedSizeListBuilder::new(Int16Builder::new(), 2);
+        for (a, b) in [(1, 2), (300, -300), (7, 8)] {
+            fixed.values().append_value(a);
+            fixed.values().append_value(b);
+            fixed.append(true);
+        }
+        let structs = StructArray::from(vec![
+            (
+                Arc::new(Field::new("a", DataType::Int32, true)),
+                Arc::new(Int32Array::from(vec![Some(1), None, Some(1 << 30)])) as ArrayRef,
+            ),
+            (
+                Arc::new(Field::new("b", DataType::Utf8, true)),
+                Arc::new(StringArray::from(vec!["x", "yy", "zzz"])) as ArrayRef,
+            ),
+        ]);
+        let mut map = MapBuilder::new(None, StringBuilder::new(), Int32Builder::new());
+        map.keys().append_value("k");
+        map.values().append_value(1 << 24);
+        map.append(true).unwrap();
+        map.append(false).unwrap();
+        map.keys().append_value("j");
+        map.values().append_null();
+        map.append(true).unwrap();
+        let list_view = ListViewArray::new(
+            Arc::new(Field::new("item", DataType::Int32, true)),
+            ScalarBuffer::from(vec![2, 0, 1]),
+            ScalarBuffer::from(vec![1, 2, 0]),
+            Arc::new(Int32Array::from(vec![10, 1 << 20, 30])),
+            None,
+        );
+        let run_ends = Int32Array::from(vec![2, 3]);
+        let ree =
+            RunArray::<Int32Type>::try_new(&run_ends, &StringArray::from(vec!["r", "s"])).unwrap();
+        check(vec![
+            ("list", Arc::new(list.finish())),
+            ("large", Arc::new(large.finish())),
+            ("fixed", Arc::new(fixed.finish())),
+            ("struct", Arc::new(structs)),
+            ("map", Arc::new(map.finish())),
+            ("list_view", Arc::new(list_view)),
+            ("ree", Arc::new(ree)),
+        ]);
+    }
+
+    #[test]
+    fn dictionaries_and_unions_convert() {
+        let dict: DictionaryArray<Int16Type> = vec![Some("a"), None, Some("bb"), Some("a")]
+            .into_iter()
+            .collect();
+        let dict = dict.slice(0, 3);
+        let fields = UnionFields::try_new(
+            [0, 1],
+            [
+                Field::new("i", DataType::Int64, true),
+                Field::new("f", DataType::Float64, true),
+            ],
+        )
+        .unwrap();
+        let dense = UnionArray::try_new(
+            fields.clone(),
+            ScalarBuffer::from(vec![0i8, 1, 0]),
+            Some(ScalarBuffer::from(vec![0i32, 0, 1])),
+            vec![
+                Arc::new(Int64Array::from(vec![1 << 40, -1])),
+                Arc::new(Float64Array::from(vec![2.5])),
+            ],
+        )
+        .unwrap();
+        let sparse = UnionArray::try_new(
+            fields,
+            ScalarBuffer::from(vec![1i8, 0, 1]),
+            None,
+            vec![
+                Arc::new(Int64Array::from(vec![0, 7 << 33, 0])),
+                Arc::new(Float64Array::from(vec![1.25, 0.0, -3.5])),
+            ],
+        )
+        .unwrap();
+        check(vec![
+            ("dict", Arc::new(dict)),
+            ("dense", Arc::new(dense)),
+            ("sparse", Arc::new(sparse)),
+            (
+                "ts",
+                Arc::new(TimestampNanosecondArray::from(vec![1, 2, 1 << 60])),
+            ),
+        ]);
+    }
+}
