@@ -53,13 +53,24 @@ lint:
 clean:
 	rm -rf $(VENV) target
 
-# Fuzzing (cargo-fuzz, libFuzzer): each target for FUZZ_RUNS executions. cargo-fuzz needs
+# Fuzzing (cargo-fuzz, libFuzzer): fuzz/seeds.py writes valid seeds of every type into
+# fuzz/corpus/<target>/, then each target runs for FUZZ_RUNS executions or FUZZ_SECONDS,
+# whichever comes first, and its executions are printed (logs in fuzz/logs/). cargo-fuzz needs
 # nightly flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them.
-FUZZ_RUNS ?= 200000
-fuzz:
+FUZZ_RUNS ?= 10000000
+FUZZ_SECONDS ?= 1800
+FUZZ_TARGETS ?= attach channel import_file import_feather import_stream import_parquet import_csv flight_put
+fuzz: venv
 	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
-	cd fuzz && for t in attach channel import; do \
-		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t -- -runs=$(FUZZ_RUNS) -max_len=65536 -rss_limit_mb=4096 || exit 1; \
+	$(PY) fuzz/seeds.py fuzz/corpus
+	mkdir -p fuzz/logs
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t; \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -runs=$(FUZZ_RUNS) \
+			-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 \
+			> logs/$$t.log 2>&1; status=$$?; \
+		echo "$$t: $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' logs/$$t.log || echo 'no summary') (exit $$status)"; \
+		[ $$status -eq 0 ] || exit 1; \
 	done
 
 # A bounded soak: SOAK_PROCESSES processes for SOAK_SECONDS seconds (see examples/soak.rs).

@@ -641,3 +641,61 @@ fn non_loopback_needs_allow_remote() {
         &["unknown scheme"],
     );
 }
+
+#[test]
+fn a_lying_upload_is_refused_and_the_server_carries_on() {
+    let tmp = TempDir::new("flight-lying");
+    let server = Server::start(&tmp.0, &[]);
+    let batch = RecordBatch::try_from_iter([(
+        "x",
+        Arc::new(Int64Array::from_iter_values(0..6)) as ArrayRef,
+    )])
+    .unwrap();
+    let upload = |name: &str| {
+        FlightDataEncoderBuilder::new()
+            .with_flight_descriptor(Some(FlightDescriptor::new_path(vec![name.into()])))
+            .build(futures::stream::iter([Ok(batch.clone())]))
+    };
+    rt().block_on(async {
+        let mut c = client(&server.addr).await;
+        // The batch message's values buffer moved 4 GiB past its body (arrow-flight's own
+        // decoder panics on this: the fuzzer's `slice offset=4294967344`).
+        let mut messages: Vec<_> = upload("lying").try_collect().await.unwrap();
+        let data = messages.last_mut().unwrap();
+        let mut header = data.data_header.to_vec();
+        let message = arrow_ipc::root_as_message(&header).unwrap();
+        let buffer = message
+            .header_as_record_batch()
+            .unwrap()
+            .buffers()
+            .unwrap()
+            .iter()
+            .find(|b| b.length() > 0)
+            .unwrap();
+        let mut entry = buffer.offset().to_le_bytes().to_vec();
+        entry.extend_from_slice(&buffer.length().to_le_bytes());
+        let at = header.windows(16).position(|w| w == entry).unwrap();
+        header[at + 4] |= 1;
+        data.data_header = header.into();
+        let result = match c
+            .do_put(futures::stream::iter(messages.into_iter().map(Ok)))
+            .await
+        {
+            Ok(s) => s.try_collect::<Vec<_>>().await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let err = result.unwrap_err().to_string();
+        assert!(err.contains("outside the"), "{err}");
+        assert_nothing_left(&tmp, "lying");
+        // The same server takes the next, honest upload.
+        let results: Vec<_> = c
+            .do_put(upload("honest"))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(results.len(), 1);
+        assert_eq!(tmp.dir().attach("honest").unwrap().num_rows(), 6);
+    });
+}

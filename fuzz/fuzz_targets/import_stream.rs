@@ -1,0 +1,11 @@
+//! Arbitrary bytes as an Arrow IPC stream given to `shmarrow import` (or piped on stdin).
+//! Errors are fine; panics outside the guard, crashes, hangs, unbounded allocations and
+//! leftover temp files are not.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+#[path = "common.rs"]
+mod common;
+
+fuzz_target!(|data: &[u8]| common::import_stream(data));
