@@ -199,7 +199,7 @@ fn zstd_file(rows: i64, declared: i64, zeros: u64) -> Vec<u8> {
     }
     encoder.finish().unwrap();
     let buffer_len = values.len() as i64;
-    while values.len() % 8 != 0 {
+    while !values.len().is_multiple_of(8) {
         values.push(0);
     }
 
@@ -227,7 +227,7 @@ fn zstd_file(rows: i64, declared: i64, zeros: u64) -> Vec<u8> {
     let message = message.finish();
     fbb.finish(message, None);
     let mut meta = fbb.finished_data().to_vec();
-    while (meta.len() + 8) % 8 != 0 {
+    while !meta.len().is_multiple_of(8) {
         meta.push(0);
     }
 
