@@ -8,21 +8,8 @@ use std::process::Command;
 use std::sync::Arc;
 
 use arrow_array::{Array, Float64Array, Int64Array, RecordBatch, StringArray};
-use common::{TempDir, assert_same_batches, ok, run};
+use common::{TempDir, assert_same_batches, fails_clean, ok, run};
 use serde_json::Value;
-
-/// Exit 1 with one clean line containing `needle`, and no segment or temp left in the dir.
-fn fails_clean(dir: &TempDir, args: &[&str], needle: &str) {
-    let before = dir.dir().list().unwrap();
-    let out = run(dir, args);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
-    assert!(stderr.contains(needle), "{args:?}: {stderr}");
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
-    let after = dir.dir().list().unwrap();
-    assert_eq!(before, after, "{args:?} left something behind");
-}
 
 fn table(rows: usize) -> RecordBatch {
     RecordBatch::try_from_iter([

@@ -555,3 +555,35 @@ pub fn write_ipc_file(path: &Path, schema: &Schema, batches: &[RecordBatch]) {
     }
     w.finish().unwrap();
 }
+
+/// Exit 1 with one clean line containing `needle`, and no segment or temp left in the dir.
+pub fn fails_clean(dir: &TempDir, args: &[&str], needle: &str) {
+    let before = dir.dir().list().unwrap();
+    let out = run(dir, args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+    assert!(stderr.contains(needle), "{args:?}: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    let after = dir.dir().list().unwrap();
+    assert_eq!(before, after, "{args:?} left something behind");
+}
+
+/// In `message` (the flatbuffer of a record batch message), move the first non-empty buffer
+/// 4 GiB past the body (bit 32 of its offset), as in the fuzzer's `slice offset=4294967344
+/// length=8` panic of arrow-ipc.
+pub fn lie_about_a_buffer_offset(message: &mut [u8]) {
+    let parsed = arrow_ipc::root_as_message(message).unwrap();
+    let buffer = parsed
+        .header_as_record_batch()
+        .unwrap()
+        .buffers()
+        .unwrap()
+        .iter()
+        .find(|b| b.length() > 0)
+        .unwrap();
+    let mut entry = buffer.offset().to_le_bytes().to_vec();
+    entry.extend_from_slice(&buffer.length().to_le_bytes());
+    let at = message.windows(16).position(|w| w == entry).unwrap();
+    message[at + 4] |= 1;
+}

@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use arrow_array::{RecordBatch, RecordBatchReader};
-use arrow_schema::Schema;
+use arrow_schema::{Schema, SchemaRef};
 use indicatif::{ProgressBar, ProgressStyle};
 use shmarrow::{CreateOptions, Created, IpcFile, SegmentDir, guarded};
 
@@ -43,34 +43,25 @@ pub fn run(
     let options = args.publish.options();
     warn_if_it_will_not_fit(dir, &label, estimate(format, &args.file, input_bytes));
 
-    let created = match format {
+    let (schema, bar, batches): (SchemaRef, ProgressBar, Batches) = match format {
         InputFormat::Ipc => {
             let reader = IpcFile::open(&label, &args.file)?;
-            let (schema, rows) = (reader.info().schema.clone(), reader.info().rows());
-            stream_into(
-                dir,
-                args,
-                &label,
-                &schema,
-                &options,
+            let rows = reader.info().rows();
+            (
+                reader.info().schema.clone(),
                 progress(rows, "rows"),
-                reader,
-            )?
+                boxed(reader),
+            )
         }
         InputFormat::Stream => {
             let reader =
                 shmarrow::ipc::StreamReader::try_new(&label, BufReader::new(open(&args.file)?))
                     .with_context(|| format!("{label} is not an Arrow IPC stream"))?;
-            let schema = reader.schema();
-            stream_into(
-                dir,
-                args,
-                &label,
-                &schema,
-                &options,
+            (
+                reader.schema(),
                 progress(input_bytes, "bytes"),
-                reader,
-            )?
+                boxed(reader),
+            )
         }
         InputFormat::Parquet => {
             let file = open(&args.file)?;
@@ -83,16 +74,7 @@ pub fn run(
                 .with_batch_size(args.batch_rows)
                 .build()
                 .with_context(|| format!("read {label}"))?;
-            let schema = reader.schema();
-            stream_into(
-                dir,
-                args,
-                &label,
-                &schema,
-                &options,
-                progress(rows, "rows"),
-                reader,
-            )?
+            (reader.schema(), progress(rows, "rows"), boxed(reader))
         }
         InputFormat::Csv => {
             let mut file = open(&args.file)?;
@@ -118,17 +100,10 @@ pub fn run(
                 .with_batch_size(args.batch_rows)
                 .build(BufReader::new(file))
                 .with_context(|| format!("read {label}"))?;
-            stream_into(
-                dir,
-                args,
-                &label,
-                &schema,
-                &options,
-                progress(input_bytes, "bytes"),
-                reader,
-            )?
+            (schema, progress(input_bytes, "bytes"), boxed(reader))
         }
     };
+    let created = stream_into(dir, args, &label, &schema, &options, bar, batches)?;
     let info = dir.info(created.name())?;
     created.disown(); // an `owner` import is reclaimed by `gc` once this process is gone
     if json {
@@ -154,20 +129,27 @@ fn open(path: &Path) -> anyhow::Result<File> {
     File::open(path).with_context(|| format!("open {}", path.display()))
 }
 
+/// The batches of any input format.
+type Batches = Box<dyn Iterator<Item = anyhow::Result<RecordBatch>>>;
+
+fn boxed<E>(batches: impl Iterator<Item = Result<RecordBatch, E>> + 'static) -> Batches
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    Box::new(batches.map(|batch| batch.map_err(anyhow::Error::from)))
+}
+
 /// Stream `batches` into a new segment; the temp file is removed on any error. Every batch
 /// is read under [`guarded`]: a reader that panics on its input is an error like any other.
-fn stream_into<E>(
+fn stream_into(
     dir: &SegmentDir,
     args: &ImportArgs,
     label: &str,
     schema: &Schema,
     options: &CreateOptions,
     bar: ProgressBar,
-    mut batches: impl Iterator<Item = Result<RecordBatch, E>>,
-) -> anyhow::Result<Created>
-where
-    E: std::error::Error + Send + Sync + 'static,
-{
+    mut batches: Batches,
+) -> anyhow::Result<Created> {
     let schema = strip_shmarrow_keys(schema);
     let mut writer = dir.writer(&args.name, &schema, options)?;
     let by_bytes = bar.message() == "bytes";
