@@ -542,28 +542,31 @@ impl SegmentDir {
     }
 }
 
+/// The schema in the header (untrusted bytes: decoded under the guard).
 fn decode_schema(shared: &Shared) -> Result<Schema> {
-    let bytes = shared.schema_bytes();
-    let bad = |why: String| channel_err(&shared.name, ChannelError::NotAChannel(why));
-    if bytes.len() < 8 {
-        return Err(bad("schema message too short".into()));
-    }
-    let fb = if bytes[..4] == [0xff; 4] {
-        &bytes[8..]
-    } else {
-        &bytes[4..]
-    };
-    let message = arrow_ipc::root_as_message(fb).map_err(|e| bad(format!("schema: {e}")))?;
-    let ipc = message
-        .header_as_schema()
-        .ok_or_else(|| bad("no schema message".into()))?;
-    let (schema, swap) = read_schema(ipc).map_err(bad)?;
-    if swap {
-        return Err(bad(
-            "a schema in the other byte order (a channel carries its machine's own)".into(),
-        ));
-    }
-    Ok(schema)
+    guarded(&shared.name, || {
+        let bytes = shared.schema_bytes();
+        let bad = |why: String| channel_err(&shared.name, ChannelError::NotAChannel(why));
+        if bytes.len() < 8 {
+            return Err(bad("schema message too short".into()));
+        }
+        let fb = if bytes[..4] == [0xff; 4] {
+            &bytes[8..]
+        } else {
+            &bytes[4..]
+        };
+        let message = arrow_ipc::root_as_message(fb).map_err(|e| bad(format!("schema: {e}")))?;
+        let ipc = message
+            .header_as_schema()
+            .ok_or_else(|| bad("no schema message".into()))?;
+        let (schema, swap) = read_schema(ipc).map_err(bad)?;
+        if swap {
+            return Err(bad(
+                "a schema in the other byte order (a channel carries its machine's own)".into(),
+            ));
+        }
+        Ok(schema)
+    })
 }
 
 /// Writes into one slot's message area through a raw pointer; `None`: discard (the schema

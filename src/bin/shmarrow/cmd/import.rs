@@ -41,7 +41,11 @@ pub fn run(
         .len();
     let csv_schema = args.schema.as_deref().map(read_schema).transpose()?;
     let options = args.publish.options();
-    warn_if_it_will_not_fit(dir, &label, estimate(format, &args.file, input_bytes));
+    let estimate = guarded(&label, || {
+        Ok::<_, shmarrow::Error>(estimate(format, &args.file, input_bytes))
+    })
+    .unwrap_or(input_bytes);
+    warn_if_it_will_not_fit(dir, &label, estimate);
 
     let (schema, bar, batches): (SchemaRef, ProgressBar, Batches) = match format {
         InputFormat::Ipc => {
@@ -65,15 +69,17 @@ pub fn run(
         }
         InputFormat::Parquet => {
             let file = open(&args.file)?;
-            let builder = guarded(&label, || {
-                parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                    .with_context(|| format!("{label} is not a Parquet file"))
+            let (rows, reader) = guarded(&label, || {
+                let builder =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+                        .with_context(|| format!("{label} is not a Parquet file"))?;
+                let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+                let reader = builder
+                    .with_batch_size(args.batch_rows)
+                    .build()
+                    .with_context(|| format!("read {label}"))?;
+                anyhow::Ok((rows, reader))
             })?;
-            let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
-            let reader = builder
-                .with_batch_size(args.batch_rows)
-                .build()
-                .with_context(|| format!("read {label}"))?;
             (reader.schema(), progress(rows, "rows"), boxed(reader))
         }
         InputFormat::Csv => {
