@@ -85,6 +85,9 @@ pub struct SegmentInfo {
     pub mode: u32,
     /// Owner uid of the file.
     pub uid: u32,
+    /// (device, inode) of the file mapped: tells one published version of a name from a
+    /// replacement (as [`Created::identity`](crate::Created::identity) does).
+    pub identity: (u64, u64),
 }
 
 impl SegmentInfo {
@@ -372,6 +375,7 @@ fn map_and_read(name: &str, path: &Path, populate: bool) -> Result<(Buffer, Layo
         schema: layout.schema.clone(),
         mode: meta.permissions().mode() & 0o7777,
         uid: meta.uid(),
+        identity: sys::file_identity(&meta),
     };
     Ok((map, layout, info))
 }

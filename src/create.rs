@@ -103,6 +103,12 @@ impl Created {
         self.lifetime
     }
 
+    /// (device, inode) of the published file: what [`SegmentInfo::identity`](crate::SegmentInfo::identity)
+    /// of an attach shows while the name still refers to this version.
+    pub fn identity(&self) -> (u64, u64) {
+        self.identity
+    }
+
     /// Give up the handle without removing the segment: an `owner` segment is then reclaimed
     /// by `gc` once this process has exited.
     pub fn disown(mut self) {

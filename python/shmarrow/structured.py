@@ -51,10 +51,12 @@ import pyarrow.compute as pc
 
 from ._shmarrow import NotZeroCopy
 
-__all__ = ["from_numpy", "to_numpy_structured", "field_views", "METADATA_KEY"]
+__all__ = ["from_numpy", "to_numpy_structured", "field_views", "METADATA_KEY", "PLAIN_COLUMN"]
 
 #: Schema metadata key holding the original NumPy dtype (JSON).
 METADATA_KEY = "shmarrow.numpy.dtype"
+#: The column a plain (non-structured) array is published as.
+PLAIN_COLUMN = "values"
 _FORMAT_VERSION = 1
 _COMPLEX_ENCODING = "struct<re, im>"
 _TIME_UNITS = ("s", "ms", "us", "ns")
@@ -249,8 +251,9 @@ def _build(values: np.ndarray, mask: Optional[np.ndarray], path: str, nullable: 
     if dt.kind == "b":
         data = pa.py_buffer(np.packbits(values.astype(bool, order="C").reshape(-1), bitorder="little"))
         return pa.Array.from_buffers(ltype, length, [validity, data], null_count=nulls)
-    # Fixed width: the one copy (columnar extraction, little-endian at the same time).
-    flat = values.astype(dt.newbyteorder("<"), order="C").reshape(-1)
+    # Fixed width: at most one copy (columnar extraction, little-endian at the same time);
+    # none for a column that is already contiguous and little-endian.
+    flat = values.astype(dt.newbyteorder("<"), order="C", copy=False).reshape(-1)
     return pa.Array.from_buffers(ltype, length, [validity, _as_buffer(flat)], null_count=nulls)
 
 
@@ -287,12 +290,10 @@ def _columns(data) -> Tuple[List[Tuple[str, np.ndarray, Optional[np.ndarray]]], 
             raise TypeError(f"from_numpy: the columns do not form a structured dtype: {exc}") from exc
         return cols, dtype, masked, rows
     if not isinstance(data, np.ndarray):
-        raise TypeError(f"from_numpy: expected a structured ndarray or a dict of ndarrays, got {type(data).__name__}")
+        raise TypeError(f"from_numpy: expected an ndarray or a dict of ndarrays, got {type(data).__name__}")
     if data.dtype.names is None:
-        raise TypeError(
-            f"from_numpy: {data.dtype} is not a structured dtype; pass a structured array or "
-            "a dict of arrays ({'x': array})"
-        )
+        # A plain (or masked) array: one column whose rows are the first dimension.
+        return _columns({PLAIN_COLUMN: data})
     if data.ndim != 1:
         raise ValueError(f"from_numpy: expected a 1-d structured array (rows), got shape {data.shape}")
     mask = None
@@ -337,9 +338,11 @@ def from_numpy(name: str, data, **create_options):
     """Publish a structured ndarray (or a dict of ndarrays) as segment ``name``; one Arrow
     column per top-level field, through :func:`shmarrow.create` (the Rust writer).
 
-    ``data`` is a 1-d structured ``numpy.ndarray``, a ``numpy.ma.MaskedArray`` of one, or a
-    dict ``{column: array}`` whose arrays share their first dimension (extra dimensions become
-    subarray fields; values may be structured or masked arrays). ``create_options`` are
+    ``data`` is a 1-d structured ``numpy.ndarray``, a ``numpy.ma.MaskedArray`` of one, a
+    plain (or masked) array of any shape, published as one column ``"values"`` whose rows are
+    the first dimension, or a dict ``{column: array}`` whose arrays share their first
+    dimension (extra dimensions become subarray fields; values may be structured or masked
+    arrays). ``create_options`` are
     :func:`shmarrow.create`'s (``dir``, ``replace``, ``mode``, ``lifetime``); its return
     value is returned.
 

@@ -8,79 +8,172 @@ use arrow_pyarrow::PyArrowType;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyType};
 use std::sync::Arc;
 
 use shmarrow::reduce::{Number, Op, ReduceOptions};
 use shmarrow::{AttachOptions, CreateOptions, Error, Lifetime, MapOp, SegmentDir};
 
+// Module `shmarrow`: the classes are re-exported there, so `pickle` (and with it a
+// ProcessPoolExecutor sending a worker's exception back) finds them by name.
 create_exception!(
-    _shmarrow,
+    shmarrow,
     ShmarrowError,
     PyException,
-    "Base class of shmarrow's errors."
+    "Base class of shmarrow's errors; `.name` is the segment concerned (None if none)."
 );
 create_exception!(
-    _shmarrow,
-    SegmentNotFound,
-    ShmarrowError,
-    "No segment of that name."
-);
-create_exception!(
-    _shmarrow,
-    SegmentExists,
-    ShmarrowError,
-    "A segment of that name exists (replace=False)."
-);
-create_exception!(
-    _shmarrow,
-    NoSpace,
-    ShmarrowError,
-    "The segment directory cannot hold the segment; nothing was written."
-);
-create_exception!(
-    _shmarrow,
-    AccessDenied,
-    ShmarrowError,
-    "The operating system refused access to the segment."
-);
-create_exception!(
-    _shmarrow,
-    InvalidName,
-    ShmarrowError,
-    "The segment name breaks the naming rule."
-);
-create_exception!(
-    _shmarrow,
+    shmarrow,
     NotAFile,
     ShmarrowError,
     "Something other than a regular file is at the segment's name."
 );
 create_exception!(
-    _shmarrow,
+    shmarrow,
     CorruptSegment,
     ShmarrowError,
     "The segment's bytes are not a valid Arrow IPC file."
 );
 create_exception!(
-    _shmarrow,
+    shmarrow,
     NotZeroCopy,
     ShmarrowError,
     "Reading would need a copy (strict mode, or a column that cannot be viewed in place)."
 );
 create_exception!(
-    _shmarrow,
+    shmarrow,
     InvalidTable,
     ShmarrowError,
     "The data cannot be published as a segment."
 );
 create_exception!(
-    _shmarrow,
+    shmarrow,
     ChannelError,
     ShmarrowError,
     "A channel operation failed (producer died, timeout, batch too large, ...)."
 );
 
+/// The errors that are also Python's own, so that code catching `FileNotFoundError`,
+/// `PermissionError`, `ValueError`... catches them. `create_exception!` takes one base; these
+/// are made once per interpreter as `type(name, (shmarrow_base, builtin), {...})`.
+#[derive(Clone, Copy)]
+enum Dual {
+    SegmentNotFound,
+    SegmentExists,
+    AccessDenied,
+    NoSpace,
+    InvalidName,
+    InvalidColumn,
+    ChannelTimeout,
+}
+
+impl Dual {
+    const ALL: [Dual; 7] = [
+        Dual::SegmentNotFound,
+        Dual::SegmentExists,
+        Dual::AccessDenied,
+        Dual::NoSpace,
+        Dual::InvalidName,
+        Dual::InvalidColumn,
+        Dual::ChannelTimeout,
+    ];
+
+    /// Name, docstring and errno name (OSError subclasses are built as `cls(errno, message)`,
+    /// so `.errno` and `.strerror` are set as on Python's own; None: `cls(message)`).
+    fn spec(self) -> (&'static str, &'static str, Option<&'static str>) {
+        match self {
+            Dual::SegmentNotFound => (
+                "SegmentNotFound",
+                "No segment of that name (or no longer the version a reference names). Also a FileNotFoundError.",
+                Some("ENOENT"),
+            ),
+            Dual::SegmentExists => (
+                "SegmentExists",
+                "A segment of that name exists (replace=False). Also a FileExistsError.",
+                Some("EEXIST"),
+            ),
+            Dual::AccessDenied => (
+                "AccessDenied",
+                "The operating system refused access to the segment. Also a PermissionError.",
+                Some("EACCES"),
+            ),
+            Dual::NoSpace => (
+                "NoSpace",
+                "The segment directory cannot hold the segment; nothing was written. An OSError \
+                 with errno ENOSPC; `.needed` is the segment's size in bytes.",
+                Some("ENOSPC"),
+            ),
+            Dual::InvalidName => (
+                "InvalidName",
+                "The segment name breaks the naming rule. Also a ValueError.",
+                None,
+            ),
+            Dual::InvalidColumn => (
+                "InvalidColumn",
+                "No column of that name, or one of a type the operation does not support. Also \
+                 a ValueError; `.column` is the column asked for.",
+                None,
+            ),
+            Dual::ChannelTimeout => (
+                "ChannelTimeout",
+                "A channel wait timed out. A ChannelError and a TimeoutError.",
+                Some("ETIMEDOUT"),
+            ),
+        }
+    }
+
+    fn bases(self, py: Python<'_>) -> (Bound<'_, PyType>, Bound<'_, PyType>) {
+        use pyo3::exceptions as e;
+        let shmarrow = py.get_type::<ShmarrowError>();
+        match self {
+            Dual::SegmentNotFound => (shmarrow, py.get_type::<e::PyFileNotFoundError>()),
+            Dual::SegmentExists => (shmarrow, py.get_type::<e::PyFileExistsError>()),
+            Dual::AccessDenied => (shmarrow, py.get_type::<e::PyPermissionError>()),
+            Dual::NoSpace => (shmarrow, py.get_type::<e::PyOSError>()),
+            Dual::InvalidName | Dual::InvalidColumn => (shmarrow, py.get_type::<e::PyValueError>()),
+            Dual::ChannelTimeout => (
+                py.get_type::<ChannelError>(),
+                py.get_type::<e::PyTimeoutError>(),
+            ),
+        }
+    }
+
+    fn type_object(self, py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
+        static TYPES: PyOnceLock<Vec<Py<PyType>>> = PyOnceLock::new();
+        let types = TYPES.get_or_try_init(py, || {
+            Dual::ALL
+                .iter()
+                .map(|dual| {
+                    let (name, doc, _) = dual.spec();
+                    let dict = PyDict::new(py);
+                    dict.set_item("__module__", "shmarrow")?;
+                    dict.set_item("__doc__", doc)?;
+                    let made = py
+                        .get_type::<PyType>()
+                        .call1((name, dual.bases(py), dict))?;
+                    Ok::<_, PyErr>(made.cast_into::<PyType>()?.unbind())
+                })
+                .collect::<PyResult<Vec<_>>>()
+        })?;
+        Ok(types[self as usize].bind(py))
+    }
+
+    /// An instance carrying `message` (and the errno, for OSError subclasses).
+    fn instance<'py>(self, py: Python<'py>, message: String) -> PyResult<Bound<'py, PyAny>> {
+        let ty = self.type_object(py)?;
+        match self.spec().2 {
+            Some(errno) => {
+                let code = py.import("errno")?.getattr(errno)?;
+                ty.call1((code, message))
+            }
+            None => ty.call1((message,)),
+        }
+    }
+}
+
+/// The Python exception for `err`: the class that says what happened, carrying `.name` (the
+/// segment), and `.needed` (NoSpace) or `.column` (InvalidColumn).
 fn to_py(err: Error) -> PyErr {
     // The message with its causes: "permission denied for segment \"x\": Permission denied (os error 13)".
     let mut msg = err.to_string();
@@ -89,26 +182,49 @@ fn to_py(err: Error) -> PyErr {
         msg = format!("{msg}: {cause}");
         source = cause.source();
     }
-    match err {
-        Error::NotFound { .. } => SegmentNotFound::new_err(msg),
-        Error::Exists { .. } => SegmentExists::new_err(msg),
-        Error::NoSpace { .. } => NoSpace::new_err(msg),
-        Error::PermissionDenied { .. } => AccessDenied::new_err(msg),
-        Error::InvalidName { .. } => InvalidName::new_err(msg),
-        Error::NotAFile { .. } => NotAFile::new_err(msg),
-        Error::Corrupt { .. } => CorruptSegment::new_err(msg),
-        Error::NotZeroCopy { .. } => NotZeroCopy::new_err(msg),
-        Error::InvalidTable { .. } => InvalidTable::new_err(msg),
-        Error::Channel { .. } => ChannelError::new_err(msg),
-        _ => ShmarrowError::new_err(msg),
+    Python::attach(|py| exception(py, &err, msg).unwrap_or_else(|failed| failed))
+}
+
+fn exception(py: Python<'_>, err: &Error, msg: String) -> PyResult<PyErr> {
+    let plain = |e: PyErr| e.into_value(py).into_bound(py).into_any();
+    let (value, name) = match err {
+        Error::NotFound { name, .. } => (Dual::SegmentNotFound.instance(py, msg)?, Some(name)),
+        Error::Exists { name, .. } => (Dual::SegmentExists.instance(py, msg)?, Some(name)),
+        Error::NoSpace { name, needed, .. } => {
+            let value = Dual::NoSpace.instance(py, msg)?;
+            value.setattr("needed", needed)?;
+            (value, Some(name))
+        }
+        Error::PermissionDenied { name, .. } => (Dual::AccessDenied.instance(py, msg)?, Some(name)),
+        Error::InvalidName { name, .. } => (Dual::InvalidName.instance(py, msg)?, Some(name)),
+        Error::InvalidColumn { name, column, .. } => {
+            let value = Dual::InvalidColumn.instance(py, msg)?;
+            value.setattr("column", column)?;
+            (value, Some(name))
+        }
+        Error::NotAFile { name, .. } => (plain(NotAFile::new_err(msg)), Some(name)),
+        Error::Corrupt { name, .. } => (plain(CorruptSegment::new_err(msg)), Some(name)),
+        Error::NotZeroCopy { name, .. } => (plain(NotZeroCopy::new_err(msg)), Some(name)),
+        Error::InvalidTable { name, .. } => (plain(InvalidTable::new_err(msg)), Some(name)),
+        Error::Channel {
+            name,
+            source: shmarrow::ChannelError::Timeout(_),
+        } => (Dual::ChannelTimeout.instance(py, msg)?, Some(name)),
+        Error::Channel { name, .. } => (plain(ChannelError::new_err(msg)), Some(name)),
+        _ => (plain(ShmarrowError::new_err(msg)), None),
+    };
+    if let Some(name) = name {
+        value.setattr("name", name)?;
     }
+    Ok(PyErr::from_value(value))
 }
 
 fn segment_dir(dir: Option<std::path::PathBuf>) -> SegmentDir {
     dir.map_or_else(SegmentDir::from_env, SegmentDir::new)
 }
 
-/// Attach segment `name`; returns a pyarrow.RecordBatchReader over zero-copy batches.
+/// Attach segment `name`; returns a pyarrow.RecordBatchReader over zero-copy batches and the
+/// (device, inode) identity of the file mapped.
 #[pyfunction]
 #[pyo3(signature = (name, *, dir=None, strict=false))]
 fn attach(
@@ -116,14 +232,14 @@ fn attach(
     name: &str,
     dir: Option<std::path::PathBuf>,
     strict: bool,
-) -> PyResult<PyArrowType<Box<dyn RecordBatchReader + Send>>> {
+) -> PyResult<(PyArrowType<Box<dyn RecordBatchReader + Send>>, (u64, u64))> {
     let dir = segment_dir(dir);
     let segment = py
         .detach(|| dir.attach_with(name, &AttachOptions::default().strict(strict)))
         .map_err(to_py)?;
     let batches: Vec<RecordBatch> = segment.batches().to_vec();
     let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), segment.schema());
-    Ok(PyArrowType(Box::new(reader)))
+    Ok((PyArrowType(Box::new(reader)), segment.info().identity))
 }
 
 /// A segment this process created; `close()` (or leaving a `with` block, or garbage
@@ -131,6 +247,11 @@ fn attach(
 #[pyclass(module = "shmarrow._shmarrow")]
 struct Created {
     inner: Option<shmarrow::Created>,
+    /// The creating process: a forked child holds a copy of this handle, not the segment.
+    pid: u32,
+    /// (device, inode) of the published file.
+    #[pyo3(get)]
+    identity: (u64, u64),
     #[pyo3(get)]
     name: String,
     #[pyo3(get)]
@@ -143,9 +264,13 @@ struct Created {
 
 #[pymethods]
 impl Created {
-    /// Release the handle (removes an `owner` segment).
+    /// Release the handle (removes an `owner` segment, in the process that created it only).
     fn close(&mut self) {
-        self.inner = None;
+        if let Some(created) = self.inner.take()
+            && std::process::id() != self.pid
+        {
+            created.disown();
+        }
     }
 
     /// Keep the segment after this handle goes; `gc` reclaims an `owner` one once this
@@ -163,6 +288,21 @@ impl Created {
     fn __exit__(&mut self, _ty: Py<PyAny>, _value: Py<PyAny>, _tb: Py<PyAny>) -> bool {
         self.close();
         false
+    }
+
+    /// Pickles as a `shmarrow.Shared` reference to this version (name, directory, identity):
+    /// the receiving process attaches it; only this handle removes an `owner` segment.
+    #[allow(clippy::type_complexity)] // the pickle protocol's (callable, args) pair
+    fn __reduce__<'py>(
+        &self,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, (String, String, (u64, u64)))> {
+        let dir = std::path::Path::new(&self.path)
+            .parent()
+            .map(|d| d.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let shared = py.import("shmarrow")?.getattr("Shared")?;
+        Ok((shared, (self.name.clone(), dir, self.identity)))
     }
 
     fn __repr__(&self) -> String {
@@ -202,8 +342,16 @@ fn create(
     Ok(wrap_created(created))
 }
 
+impl Drop for Created {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
 fn wrap_created(created: shmarrow::Created) -> Created {
     Created {
+        pid: std::process::id(),
+        identity: created.identity(),
         name: created.name().to_owned(),
         path: created.path().to_string_lossy().into_owned(),
         nbytes: created.bytes(),
@@ -674,11 +822,6 @@ fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Mapping>()?;
     for (name, exc) in [
         ("ShmarrowError", py.get_type::<ShmarrowError>()),
-        ("SegmentNotFound", py.get_type::<SegmentNotFound>()),
-        ("SegmentExists", py.get_type::<SegmentExists>()),
-        ("NoSpace", py.get_type::<NoSpace>()),
-        ("AccessDenied", py.get_type::<AccessDenied>()),
-        ("InvalidName", py.get_type::<InvalidName>()),
         ("NotAFile", py.get_type::<NotAFile>()),
         ("CorruptSegment", py.get_type::<CorruptSegment>()),
         ("NotZeroCopy", py.get_type::<NotZeroCopy>()),
@@ -686,6 +829,11 @@ fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
         ("ChannelError", py.get_type::<ChannelError>()),
     ] {
         m.add(name, exc)?;
+    }
+    // Errors raised outside a segment operation carry `.name = None`.
+    py.get_type::<ShmarrowError>().setattr("name", py.None())?;
+    for dual in Dual::ALL {
+        m.add(dual.spec().0, dual.type_object(py)?)?;
     }
     m.add("DEFAULT_DIR", shmarrow::DEFAULT_DIR)?;
     Ok(())

@@ -291,8 +291,9 @@ def test_create_rejects_non_arrow_data(seg_name, shm_dir):
 def test_column_view_missing_column(seg_name, shm_dir):
     shmarrow.create(seg_name, pa.table({"x": [1]}), dir=shm_dir)
     t = shmarrow.attach(seg_name, dir=shm_dir)
-    with pytest.raises(KeyError):
+    with pytest.raises(shmarrow.InvalidColumn, match="nope") as info:
         shmarrow.column_view(t, "nope")
+    assert isinstance(info.value, ValueError) and info.value.column == "nope"
 
 
 # ---------------------------------------------------------------- permissions (root only)
