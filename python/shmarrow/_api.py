@@ -130,7 +130,7 @@ def _as_arrow(data: object, name: str) -> Any:
         return data  # pandas, polars, DuckDB results, ...: the Rust writer reads the stream
     if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
         raise TypeError(
-            f"create: cannot publish a {type(data).__name__}: pass a pyarrow Table, RecordBatch "
+            f"create: cannot publish {type(data).__name__!r} objects: pass a pyarrow Table, RecordBatch "
             "or RecordBatchReader, an iterable of RecordBatches, a NumPy array (plain, "
             "structured or masked), a dict of NumPy arrays, or an object with "
             "__arrow_c_stream__ (pandas or polars DataFrame, ...)"
@@ -156,7 +156,7 @@ def _read_batches(batches: Any, name: str, schema: Optional[pa.Schema]) -> pa.Ta
             ) from exc
         if not isinstance(batch, pa.RecordBatch):
             raise TypeError(
-                f"create: item {len(collected)} of the iterable is a {type(batch).__name__}, "
+                f"create: item {len(collected)} of the iterable is {type(batch).__name__!r}, "
                 "not a pyarrow.RecordBatch"
             )
         collected.append(batch)

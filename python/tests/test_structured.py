@@ -651,7 +651,7 @@ def test_object_message_is_clear(seg_name):
     "data, exc, match",
     [
         ([1, 2], TypeError, "an ndarray or a dict"),
-        (np.float64(3.0), ValueError, "'values'.*0-d"),
+        (np.array(3.0), ValueError, "'values'.*0-d"),
         (np.zeros((2, 2), [("a", "i4")]), ValueError, "1-d"),
         ({}, ValueError, "no columns"),
         ({"a": np.int64(3)}, ValueError, "'a'.*0-d"),
