@@ -3,7 +3,9 @@ and operating-system permissions."""
 
 from __future__ import annotations
 
+import errno
 import os
+import pickle
 import shutil
 import stat
 import subprocess
@@ -25,6 +27,20 @@ ALL_ERRORS = [
     shmarrow.CorruptSegment,
     shmarrow.NotZeroCopy,
     shmarrow.InvalidTable,
+    shmarrow.InvalidColumn,
+    shmarrow.ChannelError,
+    shmarrow.ChannelTimeout,
+]
+
+# The classes that are also Python's own, and the errno their OSError side carries.
+ALSO_BUILTIN = [
+    (shmarrow.SegmentNotFound, FileNotFoundError, errno.ENOENT),
+    (shmarrow.SegmentExists, FileExistsError, errno.EEXIST),
+    (shmarrow.AccessDenied, PermissionError, errno.EACCES),
+    (shmarrow.NoSpace, OSError, errno.ENOSPC),
+    (shmarrow.InvalidName, ValueError, None),
+    (shmarrow.InvalidColumn, ValueError, None),
+    (shmarrow.ChannelTimeout, TimeoutError, errno.ETIMEDOUT),
 ]
 
 INVALID_NAMES = ["", ".x", "a/b", "../x", "x" * 201, "sp ace", "a\x00b", "ü", "a\nb"]
@@ -52,10 +68,63 @@ def test_exception_hierarchy():
     assert len(set(ALL_ERRORS)) == len(ALL_ERRORS)
 
 
+@pytest.mark.parametrize("cls, builtin, code", ALSO_BUILTIN, ids=lambda c: getattr(c, "__name__", repr(c)))
+def test_errors_are_also_pythons_own(cls, builtin, code):
+    assert issubclass(cls, builtin) and issubclass(cls, shmarrow.ShmarrowError)
+    assert cls.__module__ == "shmarrow" and getattr(shmarrow, cls.__name__) is cls
+    assert cls.__doc__
+
+
+def test_errors_pickle_with_their_attributes(seg_name, shm_dir):
+    """A worker's exception crosses back to the parent (ProcessPoolExecutor pickles it)."""
+    raised = []
+    for op in (
+        lambda: shmarrow.attach(seg_name, dir=shm_dir),
+        lambda: shmarrow.path("../x", dir=shm_dir),
+        lambda: shmarrow.reduce(seg_name, columns=["nope"], dir=shm_dir),
+    ):
+        try:
+            op()
+        except shmarrow.ShmarrowError as exc:
+            raised.append(exc)
+    shmarrow.create(seg_name, pa.table({"x": [1]}), dir=shm_dir)
+    try:
+        shmarrow.reduce(seg_name, columns=["nope"], dir=shm_dir)
+    except shmarrow.ShmarrowError as exc:
+        raised.append(exc)
+    assert [type(e) for e in raised] == [
+        shmarrow.SegmentNotFound, shmarrow.InvalidName, shmarrow.SegmentNotFound, shmarrow.InvalidColumn,
+    ]
+    for exc in raised:
+        back = pickle.loads(pickle.dumps(exc))
+        assert type(back) is type(exc) and str(back) == str(exc)
+        assert back.name == exc.name
+    assert raised[0].name == seg_name and raised[0].errno == errno.ENOENT
+    assert raised[1].name == "../x"
+    assert raised[3].column == "nope" and raised[3].name == seg_name
+    assert pickle.loads(pickle.dumps(raised[3])).column == "nope"
+    # Errors without a segment carry name None.
+    assert shmarrow.ShmarrowError("x").name is None
+
+
+def test_channel_timeout_is_a_timeout_error(seg_name, shm_dir):
+    schema = pa.schema([("x", pa.int64())])
+    with shmarrow.producer(seg_name, schema, dir=shm_dir):
+        sub = shmarrow.subscribe(seg_name, dir=shm_dir, timeout=0.05)
+        with pytest.raises(TimeoutError, match="timed out") as info:
+            next(sub)
+        sub.close()
+    assert isinstance(info.value, shmarrow.ChannelTimeout)
+    assert isinstance(info.value, shmarrow.ChannelError)
+    assert info.value.name == seg_name and info.value.errno == errno.ETIMEDOUT
+
+
 def test_attach_missing(seg_name, shm_dir):
     with pytest.raises(shmarrow.SegmentNotFound, match=seg_name) as info:
         shmarrow.attach(seg_name, dir=shm_dir)
     assert isinstance(info.value, shmarrow.ShmarrowError)
+    with pytest.raises(FileNotFoundError):
+        shmarrow.attach(seg_name, dir=shm_dir)
 
 
 def test_attach_missing_dir(seg_name, iso_dir):
@@ -334,8 +403,8 @@ except ImportError:
 if shmarrow is not None:
     try:
         t = shmarrow.attach(name, dir=d)
-    except shmarrow.AccessDenied as e:
-        print("AccessDenied", e); sys.exit(3)
+    except PermissionError as e:
+        print("AccessDenied" if isinstance(e, shmarrow.AccessDenied) else "other", e.name, e); sys.exit(3)
     print("rows", t.num_rows, sum(t.column("x").to_pylist()))
 else:
     import os
@@ -356,7 +425,7 @@ def test_permissions_default_mode_denies_other_users(seg_name, shm_dir, nobody_p
     denied = _as_nobody([python, "-c", ATTACH_AS_NOBODY, seg_name, shm_dir])
     assert denied.returncode == 3, (denied.stdout, denied.stderr)
     if has_shmarrow:
-        assert denied.stdout.startswith("AccessDenied") and seg_name in denied.stdout
+        assert denied.stdout.startswith(f"AccessDenied {seg_name} ")
     else:
         assert denied.stdout.startswith("PermissionError")
 
@@ -414,3 +483,33 @@ def test_permissions_other_user_cannot_remove_or_replace(seg_name, shm_dir, nobo
     assert out.stdout.split() == ["AccessDenied", "AccessDenied"]
     assert shmarrow.attach(seg_name, dir=shm_dir).column("x").to_pylist() == [1]
     assert [f for f in os.listdir(shm_dir) if f.startswith(f".{seg_name}.")] == []
+
+
+# ---------------------------------------------------------------- a full directory (root only)
+
+NO_SPACE = """
+import errno, sys, numpy as np, shmarrow
+try:
+    shmarrow.share(np.zeros(1 << 20), "big", dir=sys.argv[1])
+except OSError as e:
+    assert isinstance(e, shmarrow.NoSpace), type(e)
+    print(e.errno == errno.ENOSPC, e.name, e.needed)
+"""
+
+
+def test_no_space_is_an_oserror_enospc(iso_dir):
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mounts a 1 MiB tmpfs in a private mount namespace)")
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    script = f'mount -t tmpfs -o size=1m shmarrow-test "$1" && exec "$2" -c "$3" "$1"'
+    out = subprocess.run(
+        ["unshare", "-m", "sh", "-c", script, "sh", iso_dir, sys.executable, NO_SPACE],
+        capture_output=True, text=True,
+    )
+    if out.returncode != 0 and "mount" in out.stderr:
+        pytest.skip(f"cannot mount a tmpfs here: {out.stderr.strip()}")
+    assert out.returncode == 0, out.stderr
+    ok, name, needed = out.stdout.split()
+    assert ok == "True" and name == "big" and int(needed) > 8 << 20
+    assert os.listdir(iso_dir) == []  # the tmpfs (and anything in it) was private
