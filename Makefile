@@ -30,6 +30,7 @@ demo: python-package
 
 test: python-package
 	SHMARROW_PYTHON=$(PY) SHMARROW_REQUIRE_PYTHON=1 cargo test
+	$(PY) -m mypy --config-file python/pyproject.toml examples/*.py python/tests/test_typing.py
 	$(PY) -m pytest -q python/tests
 
 bench: python-package

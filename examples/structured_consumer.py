@@ -7,13 +7,15 @@ compute per-field statistics through zero-copy NumPy views of every fixed-width 
 import json
 import sys
 
+from typing import Dict, Optional
+
 import numpy as np
 
 import shmarrow
 
 name = sys.argv[1] if len(sys.argv) > 1 else "frames"
 table = shmarrow.attach(name)
-stats = {}
+stats: Dict[str, Dict[str, float]] = {}
 for batch in table.to_batches():
     for path, view in shmarrow.field_views(batch).items():
         if path.endswith(".mask") or view.dtype.kind not in "iuf":
@@ -26,6 +28,7 @@ for batch in table.to_batches():
             s["sum"] += float(values.sum())
             s["min"] = min(s["min"], float(values.min()))
             s["max"] = max(s["max"], float(values.max()))
-for path, s in stats.items():
-    s["mean"] = s["sum"] / s["count"] if s["count"] else None
-print(json.dumps({"name": name, "rows": table.num_rows, "fields": stats}, indent=1))
+fields: Dict[str, Dict[str, Optional[float]]] = {
+    path: {**s, "mean": s["sum"] / s["count"] if s["count"] else None} for path, s in stats.items()
+}
+print(json.dumps({"name": name, "rows": table.num_rows, "fields": fields}, indent=1))

@@ -41,4 +41,4 @@ masked = np.ma.masked_array(records)
 masked["mass"][::100] = np.ma.masked                         # missing values -> nulls
 
 shmarrow.from_numpy(name, masked)
-print(f"published {name!r}: {rows} records of {len(dtype.names)} fields at {shmarrow.path(name)}")
+print(f"published {name!r}: {rows} records of {len(dtype.names or ())} fields at {shmarrow.path(name)}")

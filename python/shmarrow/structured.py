@@ -43,13 +43,13 @@ NumPy defines no ``descr``, is stored as ``{"names": [...], "formats": [...], "o
 from __future__ import annotations
 
 import json
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._shmarrow import NotZeroCopy
+from ._shmarrow import Created, NotZeroCopy
 
 __all__ = ["from_numpy", "to_numpy_structured", "field_views", "METADATA_KEY", "PLAIN_COLUMN"]
 
@@ -334,7 +334,7 @@ def _wrap_rows(arr: pa.Array, shape: tuple, rows: int, item_nullable: bool):
     return arr, t
 
 
-def from_numpy(name: str, data, **create_options):
+def from_numpy(name: str, data: Any, **create_options: Any) -> Created:
     """Publish a structured ndarray (or a dict of ndarrays) as segment ``name``; one Arrow
     column per top-level field, through :func:`shmarrow.create` (the Rust writer).
 
@@ -365,9 +365,31 @@ def from_numpy(name: str, data, **create_options):
     field order, padding, subarray shapes, complex fields) is stored in the schema metadata
     key ``shmarrow.numpy.dtype``, so :func:`to_numpy_structured` restores it.
 
-    Raises ``TypeError`` naming the field's dotted path for dtypes with no Arrow equivalent:
-    ``object``, ``void`` without fields, ``longdouble``/``clongdouble``, datetimes in units
-    other than s/ms/us/ns.
+    Parameters
+    ----------
+    name : str
+        The segment's name.
+    data : numpy.ndarray or dict of numpy.ndarray
+        As above.
+    **create_options
+        ``dir``, ``replace``, ``mode``, ``lifetime``: as for :func:`shmarrow.create`.
+
+    Returns
+    -------
+    Created
+        As :func:`shmarrow.create` returns.
+
+    Raises
+    ------
+    TypeError
+        A dtype with no Arrow equivalent, naming the field's dotted path: ``object``,
+        ``void`` without fields, ``longdouble``/``clongdouble``, datetimes in units other
+        than s/ms/us/ns; column names that are not str.
+    ValueError
+        A 0-d array, an empty dict, columns of different lengths, a structured array that is
+        not 1-d.
+    SegmentExists, NoSpace, InvalidName, AccessDenied
+        As for :func:`shmarrow.create`.
     """
     from . import create  # the package's create (the Rust writer); late import: no cycle
 
@@ -570,7 +592,7 @@ def _as_table(table) -> pa.Table:
     return table
 
 
-def to_numpy_structured(table) -> Union[np.ndarray, np.ma.MaskedArray]:
+def to_numpy_structured(table: Union[pa.Table, pa.RecordBatch]) -> Union[np.ndarray, np.ma.MaskedArray]:
     """Rebuild the structured ndarray from a table (e.g. ``shmarrow.attach(name)``): one
     record per row, one field per column.
 
@@ -587,9 +609,24 @@ def to_numpy_structured(table) -> Union[np.ndarray, np.ma.MaskedArray]:
     the longest value, structs as nested dtypes, fixed-size lists as subarrays; a
     ``struct<re, im>`` stays a struct. Other types raise ``TypeError`` naming the column.
 
-    Returns a ``numpy.ma.MaskedArray`` if the array published was masked or the table has
-    nulls anywhere (a null struct or list masks every leaf below it); otherwise a plain
-    ndarray. Padding bytes are zero.
+    Parameters
+    ----------
+    table : pyarrow.Table or pyarrow.RecordBatch
+        Typically ``shmarrow.attach(name)``.
+
+    Returns
+    -------
+    numpy.ndarray or numpy.ma.MaskedArray
+        A ``numpy.ma.MaskedArray`` if the array published was masked or the table has
+        nulls anywhere (a null struct or list masks every leaf below it); otherwise a plain
+        ndarray. Padding bytes are zero.
+
+    Raises
+    ------
+    TypeError
+        Not a Table or RecordBatch, or a column type with no NumPy equivalent.
+    ValueError
+        Duplicate column names, or unreadable ``shmarrow.numpy.dtype`` metadata.
     """
     table = _as_table(table)
     meta_dtype, masked = _read_metadata(table.schema)
@@ -649,7 +686,7 @@ def _views(arr: pa.Array, path: str, shape: tuple, nulls: Optional[np.ndarray], 
         out[path + ".mask"] = nulls.reshape(shape)
 
 
-def field_views(table) -> Dict[str, np.ndarray]:
+def field_views(table: Union[pa.Table, pa.RecordBatch]) -> Dict[str, np.ndarray]:
     """Zero-copy, read-only NumPy views of every fixed-width leaf field of a one-batch table
     (what :func:`from_numpy` publishes) or of a ``pyarrow.RecordBatch``.
 
@@ -671,8 +708,25 @@ def field_views(table) -> Dict[str, np.ndarray]:
     strings and binary (variable width), and other variable-width or non-NumPy types.
     :func:`to_numpy_structured` gives all fields, as a copy.
 
-    A table with several batches per column raises ``NotZeroCopy`` (a view cannot span
-    batches): call this on each of ``table.to_batches()``.
+    Parameters
+    ----------
+    table : pyarrow.Table or pyarrow.RecordBatch
+        A table of one batch per column, or one batch.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``{dotted path: view}``, plus ``path + ".mask"`` entries as described above.
+
+    Raises
+    ------
+    NotZeroCopy
+        A table with several batches per column (a view cannot span batches): call this on
+        each of ``table.to_batches()``.
+    TypeError
+        Not a Table or RecordBatch.
+    ValueError
+        Two fields with the same dotted path.
     """
     if isinstance(table, pa.RecordBatch):
         columns = [(table.schema.field(i).name, table.column(i)) for i in range(table.num_columns)]

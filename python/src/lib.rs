@@ -383,8 +383,40 @@ fn number<'py>(py: Python<'py>, n: Option<Number>) -> PyResult<Bound<'py, PyAny>
     })
 }
 
-/// Statistics of numeric columns, computed by the Rust kernels with the GIL released:
-/// `{column: {"count", "null_count", "sum", "mean", "var", "std", "min", "max"}}`.
+/// Statistics of a segment's numeric columns, in one parallel pass.
+///
+/// Computed by the Rust kernels with the GIL released; results are identical for any number
+/// of threads (fixed chunks merged in order). Nulls are skipped; NaN propagates.
+///
+/// Parameters
+/// ----------
+/// name : str
+///     The segment's name.
+/// columns : list of str, optional
+///     Integer or float columns (struct children by dotted path, `"pos.x"`). Default: every
+///     numeric column (others are skipped).
+/// ops : list of str, optional
+///     Among "count", "null_count", "sum", "mean", "var", "std", "min", "max". Default: all.
+/// threads : int, optional
+///     Worker threads; default one per core.
+/// ddof : int, default 0
+///     Delta degrees of freedom of `var` and `std`.
+/// dir : str or os.PathLike, optional
+///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+///
+/// Returns
+/// -------
+/// dict
+///     `{column: {op: value}}`: integer sums, minima and maxima stay exact ints.
+///
+/// Raises
+/// ------
+/// InvalidColumn
+///     A column that does not exist or is not numeric (also a ValueError).
+/// ValueError
+///     An unknown op.
+/// SegmentNotFound, InvalidName, AccessDenied, CorruptSegment
+///     As for `attach`.
 #[pyfunction]
 #[pyo3(signature = (name, columns=None, ops=None, threads=None, *, ddof=0, dir=None))]
 fn reduce<'py>(
@@ -437,9 +469,39 @@ fn reduce<'py>(
     Ok(out)
 }
 
-/// Transform column `column` of segment `name` in place: `op` is "square", "scale", "add" or
-/// "clip" with its constants in `args`. Holds the segment's exclusive lock meanwhile; runs the
-/// Rust code with the GIL released. Readers that attached earlier see the new values.
+/// Transform a fixed-width column of a segment in place.
+///
+/// Holds the segment's exclusive lock meanwhile (waiting for it without a timeout); runs the
+/// Rust code with the GIL released. Readers that attached earlier see the new values; only
+/// values change, never lengths, validity or null counts.
+///
+/// Parameters
+/// ----------
+/// name : str
+///     The segment's name.
+/// column : str
+///     A fixed-width integer or float column (dotted path for struct children).
+/// op : str
+///     "square", "scale" (one constant K), "add" (K) or "clip" (LO, HI).
+/// *args : int or float
+///     The op's constants (Python ints stay exact).
+/// threads : int, optional
+///     Worker threads; default one per core.
+/// dir : str or os.PathLike, optional
+///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+///
+/// Returns
+/// -------
+/// None
+///
+/// Raises
+/// ------
+/// InvalidColumn
+///     No such column, or one of a type that cannot be written in place.
+/// ValueError
+///     An unknown op, or the wrong constants for it.
+/// SegmentNotFound, InvalidName, AccessDenied
+///     As for `attach`.
 #[pyfunction]
 #[pyo3(signature = (name, column, op, *args, threads=None, dir=None))]
 fn map_inplace(
@@ -509,8 +571,30 @@ impl Lock {
     }
 }
 
-/// Take segment `name`'s lock: shared (a reader that needs a stable view) or exclusive (a
-/// writer whose range may overlap another's). Waits with the GIL released.
+/// Take a segment's `flock`: shared or exclusive.
+///
+/// A shared lock suits a reader that needs a stable view while writers wait; an exclusive one
+/// a writer whose range may overlap another's. Waits, with the GIL released, until the lock
+/// is granted (no timeout); a process that dies releases its locks.
+///
+/// Parameters
+/// ----------
+/// name : str
+///     The segment's name.
+/// shared : bool, default True
+///     Shared (readers) or exclusive (writers).
+/// dir : str or os.PathLike, optional
+///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+///
+/// Returns
+/// -------
+/// Lock
+///     Held until `release()` or the end of its `with` block.
+///
+/// Raises
+/// ------
+/// SegmentNotFound, InvalidName, AccessDenied, NotAFile
+///     As for `attach`.
 #[pyfunction]
 #[pyo3(signature = (name, shared=true, *, dir=None))]
 fn lock(
@@ -653,7 +737,32 @@ impl Subscription {
     }
 }
 
-/// Subscribe to channel `name`: receive every batch sent from now on.
+/// Subscribe to a channel: receive every batch sent from now on.
+///
+/// Parameters
+/// ----------
+/// name : str
+///     The channel's name.
+/// dir : str or os.PathLike, optional
+///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+/// timeout : float, optional
+///     Seconds each receive waits for the next batch before raising ChannelTimeout;
+///     None (default) waits forever.
+///
+/// Returns
+/// -------
+/// Subscription
+///     Iterate it for zero-copy pyarrow RecordBatches; iteration ends when the producer
+///     closes the stream.
+///
+/// Raises
+/// ------
+/// SegmentNotFound
+///     No channel of that name.
+/// ChannelError
+///     Not a channel, every consumer entry taken, the producer died.
+/// ChannelTimeout
+///     (while iterating) no batch within `timeout` (also a TimeoutError).
 #[pyfunction]
 #[pyo3(signature = (name, *, dir=None, timeout=None))]
 fn subscribe(
@@ -714,7 +823,41 @@ impl Producer {
     }
 }
 
-/// Become the producer of channel `name`, creating it first for `schema` when given.
+/// Become the producer of a channel, creating it first when a schema is given.
+///
+/// Parameters
+/// ----------
+/// name : str
+///     The channel's name.
+/// schema : pyarrow.Schema, optional
+///     Create (or replace) the channel for this schema; None opens an existing one.
+/// dir : str or os.PathLike, optional
+///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+/// slots : int, default 8
+///     Ring slots.
+/// slot_size : int, default 16 MiB
+///     Bytes per slot (64 of them are the slot header); a larger batch is refused.
+/// lossy : bool, default False
+///     Overwrite unread slots instead of waiting for the slowest consumer.
+/// max_consumers : int, default 16
+///     Consumer entries.
+/// timeout : float, optional
+///     Seconds `send` waits for a free slot before raising ChannelTimeout; None (default)
+///     waits forever.
+/// mode : int, default 0o600
+///     Permission bits of a created channel.
+///
+/// Returns
+/// -------
+/// Producer
+///     `send(batch)`; `close()` (or the end of its `with` block) ends the stream.
+///
+/// Raises
+/// ------
+/// ChannelError
+///     Another live process is the producer, or not a channel.
+/// SegmentNotFound, InvalidName, AccessDenied, NoSpace
+///     As for `create`.
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
 #[pyfunction]
 #[pyo3(signature = (name, schema=None, *, dir=None, slots=8, slot_size=16 << 20, lossy=false, max_consumers=16, timeout=None, mode=0o600))]
@@ -753,14 +896,52 @@ fn producer(
     })
 }
 
-/// Remove segment `name`; False if there was none.
+/// Remove a segment.
+///
+/// Processes that attached it keep their mapping (and data) until they drop it.
+///
+/// Parameters
+/// ----------
+/// name : str
+///     The segment's name.
+/// dir : str or os.PathLike, optional
+///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+///
+/// Returns
+/// -------
+/// bool
+///     True if it was removed, False if there was none.
+///
+/// Raises
+/// ------
+/// InvalidName
+///     The name breaks the naming rule (also a ValueError).
+/// AccessDenied
+///     Another user's segment in a sticky directory (also a PermissionError).
 #[pyfunction]
 #[pyo3(signature = (name, *, dir=None))]
 fn remove(name: &str, dir: Option<std::path::PathBuf>) -> PyResult<bool> {
     segment_dir(dir).remove(name).map_err(to_py)
 }
 
-/// The file of segment `name` (after checking the name).
+/// The file of a segment.
+///
+/// Parameters
+/// ----------
+/// name : str
+///     The segment's name (checked; the file need not exist).
+/// dir : str or os.PathLike, optional
+///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+///
+/// Returns
+/// -------
+/// str
+///     The path, for stock readers: `pa.memory_map(shmarrow.path(name))`.
+///
+/// Raises
+/// ------
+/// InvalidName
+///     The name breaks the naming rule (also a ValueError).
 #[pyfunction]
 #[pyo3(signature = (name, *, dir=None))]
 fn path(name: &str, dir: Option<std::path::PathBuf>) -> PyResult<String> {
@@ -768,7 +949,22 @@ fn path(name: &str, dir: Option<std::path::PathBuf>) -> PyResult<String> {
     Ok(path.to_string_lossy().into_owned())
 }
 
-/// Segments in the directory: a list of dicts with `name` and `bytes`.
+/// The segments of a directory.
+///
+/// Parameters
+/// ----------
+/// dir : str or os.PathLike, optional
+///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+///
+/// Returns
+/// -------
+/// list of dict
+///     One `{"name": str, "bytes": int}` per segment (temporary files excluded).
+///
+/// Raises
+/// ------
+/// ShmarrowError
+///     The directory cannot be read.
 #[pyfunction]
 #[pyo3(signature = (*, dir=None))]
 fn list<'py>(
@@ -788,7 +984,27 @@ fn list<'py>(
         .collect()
 }
 
-/// Reclaim what dead processes left (see `shmarrow gc`); returns the file names.
+/// Reclaim what dead processes left.
+///
+/// Removes temporary files of writers that died mid-publish and `owner` segments whose
+/// creator (pid and start time) is dead.
+///
+/// Parameters
+/// ----------
+/// dir : str or os.PathLike, optional
+///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+/// dry_run : bool, default False
+///     Only report what would be removed.
+///
+/// Returns
+/// -------
+/// list of str
+///     The file names removed (or that would be).
+///
+/// Raises
+/// ------
+/// ShmarrowError
+///     The directory cannot be read.
 #[pyfunction]
 #[pyo3(signature = (*, dir=None, dry_run=false))]
 fn gc(dir: Option<std::path::PathBuf>, dry_run: bool) -> PyResult<Vec<String>> {
