@@ -223,6 +223,11 @@ fn segment_dir(dir: Option<std::path::PathBuf>) -> SegmentDir {
     dir.map_or_else(SegmentDir::from_env, SegmentDir::new)
 }
 
+/// (device, inode) of a segment's file: one published version of a name.
+type Identity = (u64, u64);
+/// Zero-copy batches handed to pyarrow through the C stream interface.
+type BatchReader = PyArrowType<Box<dyn RecordBatchReader + Send>>;
+
 /// Attach segment `name`; returns a pyarrow.RecordBatchReader over zero-copy batches and the
 /// (device, inode) identity of the file mapped.
 #[pyfunction]
@@ -232,7 +237,7 @@ fn attach(
     name: &str,
     dir: Option<std::path::PathBuf>,
     strict: bool,
-) -> PyResult<(PyArrowType<Box<dyn RecordBatchReader + Send>>, (u64, u64))> {
+) -> PyResult<(BatchReader, Identity)> {
     let dir = segment_dir(dir);
     let segment = py
         .detach(|| dir.attach_with(name, &AttachOptions::default().strict(strict)))
@@ -251,7 +256,7 @@ struct Created {
     pid: u32,
     /// (device, inode) of the published file.
     #[pyo3(get)]
-    identity: (u64, u64),
+    identity: Identity,
     #[pyo3(get)]
     name: String,
     #[pyo3(get)]
@@ -292,11 +297,10 @@ impl Created {
 
     /// Pickles as a `shmarrow.Shared` reference to this version (name, directory, identity):
     /// the receiving process attaches it; only this handle removes an `owner` segment.
-    #[allow(clippy::type_complexity)] // the pickle protocol's (callable, args) pair
     fn __reduce__<'py>(
         &self,
         py: Python<'py>,
-    ) -> PyResult<(Bound<'py, PyAny>, (String, String, (u64, u64)))> {
+    ) -> PyResult<(Bound<'py, PyAny>, (String, String, Identity))> {
         let dir = std::path::Path::new(&self.path)
             .parent()
             .map(|d| d.to_string_lossy().into_owned())
