@@ -10,13 +10,13 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 
 .PHONY: demo test venv python-package bench lint clean fuzz soak
 
+# Besides the package's own needs: the data world the tests hand segments to (polars, pandas,
+# DuckDB), joblib's loky pool, and mypy (`make test` runs mypy --strict on the examples).
 $(VENV)/.deps: python/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q "maturin>=1.16,<2" "pyarrow>=14" "numpy>=1.24" "pytest>=8" "hypothesis>=6"
-	# The data world the tests hand segments to (polars, pandas, DuckDB), joblib's loky pool,
-	# and mypy for the type stubs (`make test` runs mypy --strict on the examples).
-	$(PY) -m pip install -q polars pandas duckdb joblib mypy
+	$(PY) -m pip install -q "maturin>=1.16,<2" "pyarrow>=14" "numpy>=1.24" "pytest>=8" "hypothesis>=6" \
+		polars pandas duckdb joblib mypy
 	touch $@
 
 venv: $(VENV)/.deps

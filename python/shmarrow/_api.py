@@ -126,9 +126,14 @@ def _as_arrow(data: object, name: str) -> Any:
         return _numpy_table(data)
     if isinstance(data, pa.RecordBatchReader):
         return _read_batches(iter(data), name, data.schema)
+    if isinstance(data, (pa.Array, pa.ChunkedArray)):
+        raise TypeError(
+            f"create: a pyarrow {type(data).__name__} is one column, not a table: "
+            "pass pa.table({'name': array})"
+        )
     if hasattr(data, "__arrow_c_stream__"):
         return data  # pandas, polars, DuckDB results, ...: the Rust writer reads the stream
-    if isinstance(data, (str, bytes)) or not isinstance(data, Iterable):
+    if isinstance(data, (str, bytes, pa.Schema)) or not isinstance(data, Iterable):
         raise TypeError(
             f"create: cannot publish {type(data).__name__!r} objects: pass a pyarrow Table, RecordBatch "
             "or RecordBatchReader, an iterable of RecordBatches, a NumPy array (plain, "

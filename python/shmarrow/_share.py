@@ -124,6 +124,8 @@ class Shared:
 
         Raises
         ------
+        TypeError
+            ``column`` is neither a str nor None.
         InvalidColumn
             No such column, or ``None`` for a table of several columns (also a
             ``ValueError``).
@@ -133,6 +135,8 @@ class Shared:
         SegmentNotFound
             As for :meth:`table`.
         """
+        if column is not None and not isinstance(column, str):
+            raise TypeError(f"column must be a str or None, not {type(column).__name__!r}")
         table = self.table()
         if column is None:
             if table.num_columns != 1:
@@ -256,12 +260,16 @@ def ref(table: pa.Table) -> Shared:
 
     Raises
     ------
+    TypeError
+        ``table`` is not a ``pyarrow.Table``.
     ValueError
         ``table`` did not come from ``attach``.
     SegmentNotFound
         The segment was removed or replaced since ``table`` was attached (the table itself
         stays valid; share it anew with :func:`share`).
     """
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"ref takes a pyarrow.Table from shmarrow.attach, not {type(table).__name__!r}")
     reference = _reference_of(table)
     if reference is None:
         raise ValueError(

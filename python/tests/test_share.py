@@ -227,6 +227,8 @@ def test_share_masked_and_structured(iso_dir, maps, within):
         assert isinstance(info.value, ValueError)
         with pytest.raises(shmarrow.InvalidColumn, match="nope"):
             h.numpy("nope")
+        with pytest.raises(TypeError, match="column must be a str"):
+            h.numpy(0)  # type: ignore[arg-type]
         assert (shmarrow.to_numpy_structured(h.table()) == records).all()
 
 
@@ -282,6 +284,9 @@ def test_share_dataframes(iso_dir):
         ([1, 2, 3], "item 0 of the iterable is 'int'"),
         ({1: np.arange(3)}, "column names must be str"),
         (np.array([object(), 1]), "object dtype"),
+        (pa.chunked_array([[1, 2]]), "ChunkedArray is one column"),
+        (pa.array([1.0]), "DoubleArray is one column"),
+        (pa.schema([("x", pa.int64())]), "cannot publish 'Schema'"),
     ],
     ids=repr,
 )
@@ -418,6 +423,8 @@ def test_ref_of_attached_table(seg_name, iso_dir):
         shmarrow.ref(table.slice(1))
     with pytest.raises(ValueError, match="did not come from shmarrow.attach"):
         shmarrow.ref(pa.table({"x": [1]}))
+    with pytest.raises(TypeError, match="not 'int'"):
+        shmarrow.ref(42)
 
 
 def test_replace_after_reference(seg_name, iso_dir):

@@ -666,3 +666,15 @@ def test_exports():
     for name in ["from_numpy", "to_numpy_structured", "field_views"]:
         assert name in shmarrow.__all__ and callable(getattr(shmarrow, name))
     assert "copy" in shmarrow.to_numpy_structured.__doc__
+
+
+def test_from_numpy_plain_masked_1d(seg_name, shm_dir):
+    masked = np.ma.masked_array([1, 2, 3], mask=[False, True, False], dtype=np.int32)
+    shmarrow.from_numpy(seg_name, masked, dir=shm_dir)
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    assert table.column_names == [shmarrow.structured.PLAIN_COLUMN]
+    assert table.column(0).type == pa.int32()
+    assert table.column(0).to_pylist() == [1, None, 3]
+    back = shmarrow.to_numpy_structured(table)
+    assert isinstance(back, np.ma.MaskedArray)
+    assert back["values"].tolist() == [1, None, 3]
