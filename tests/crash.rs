@@ -277,6 +277,7 @@ fn too_many_open_files_is_a_clean_error() {
     let script = r#"
 import os, resource, sys, pyarrow as pa, shmarrow
 d = sys.argv[1]
+table = pa.table({"x": [1]})  # before the limit: pyarrow imports pandas, if installed, lazily
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
 held = []
 try:
@@ -284,7 +285,7 @@ try:
         held.append(os.open("/dev/null", os.O_RDONLY))
 except OSError:
     pass
-for call in (lambda: shmarrow.attach("t", dir=d), lambda: shmarrow.create("u", pa.table({"x": [1]}), dir=d)):
+for call in (lambda: shmarrow.attach("t", dir=d), lambda: shmarrow.create("u", table, dir=d)):
     try:
         call()
         print("no error")
