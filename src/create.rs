@@ -11,6 +11,7 @@
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use arrow_array::RecordBatch;
 use arrow_ipc::MetadataVersion;
@@ -125,10 +126,24 @@ impl Drop for Created {
     }
 }
 
-/// A writer that counts bytes (the dry run uses it over `io::sink()`).
-struct Counting<W> {
+/// A writer that counts the bytes it passes on (the dry run of a publish uses it over
+/// `io::sink()`; the CLI's `export` to count what it wrote).
+#[derive(Debug)]
+pub struct Counting<W> {
     inner: W,
     written: u64,
+}
+
+impl<W> Counting<W> {
+    /// Count what goes to `inner`.
+    pub fn new(inner: W) -> Self {
+        Self { inner, written: 0 }
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
 }
 
 impl<W: Write> Write for Counting<W> {
@@ -171,22 +186,81 @@ pub(crate) fn write_ipc<W: Write>(
     Ok(counting.written)
 }
 
-/// Removes the temporary file unless disarmed (the publish committed, or an [`Allocation`]
-/// took it over).
+/// The temp files of publishes in progress in this process, for [`abort_publishes`]; `aborted`
+/// once it ran, after which no new temp file is created.
+struct LiveTemps {
+    paths: Vec<PathBuf>,
+    aborted: bool,
+}
+
+static LIVE_TEMPS: Mutex<LiveTemps> = Mutex::new(LiveTemps {
+    paths: Vec::new(),
+    aborted: false,
+});
+
+fn live_temps() -> MutexGuard<'static, LiveTemps> {
+    // The list stays consistent whatever panicked while holding it (pushes and removals only).
+    LIVE_TEMPS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Remove every [`TempGuard`] file of this process (the temp files of `create`, of a
+/// [`SegmentWriter`], of a channel being created, and of any caller's own atomic writes) and
+/// make creating new ones fail: for a signal handler (SIGINT, SIGTERM, SIGHUP) that is about
+/// to end the process, so that an interrupted publish leaves nothing behind. Returns the files
+/// removed. Temp files an [`Allocation`] took over are its own (removed when it drops).
 ///
 /// [`Allocation`]: crate::Allocation
-pub(crate) struct TempGuard(Option<PathBuf>);
+pub fn abort_publishes() -> Vec<PathBuf> {
+    let mut live = live_temps();
+    live.aborted = true;
+    let paths = std::mem::take(&mut live.paths);
+    paths
+        .into_iter()
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .collect()
+}
+
+/// A temporary file being written for an atomic `rename` into place: removed when the guard
+/// drops unless [`disarm`](Self::disarm)ed, and by [`abort_publishes`].
+#[derive(Debug)]
+pub struct TempGuard(Option<PathBuf>);
 
 impl TempGuard {
-    pub(crate) fn disarm(mut self) {
-        self.0 = None;
+    /// Create `path`, which must not exist (`O_CREAT|O_EXCL|O_NOFOLLOW`), with permission bits
+    /// `mode` applied exactly.
+    ///
+    /// # Errors
+    /// The OS error (`AlreadyExists`, ...); `Interrupted` once [`abort_publishes`] ran.
+    pub fn create(path: &Path, mode: u32) -> io::Result<(File, TempGuard)> {
+        // Created and registered under the lock, so `abort_publishes` sees every temp file.
+        let mut live = live_temps();
+        if live.aborted {
+            return Err(io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the process is exiting",
+            ));
+        }
+        let file = sys::create_exclusive(path, mode)?;
+        live.paths.push(path.to_owned());
+        Ok((file, TempGuard(Some(path.to_owned()))))
+    }
+
+    /// Keep the file: it was renamed into place (or an [`Allocation`] took it over).
+    ///
+    /// [`Allocation`]: crate::Allocation
+    pub fn disarm(mut self) {
+        if let Some(path) = self.0.take() {
+            live_temps().paths.retain(|p| *p != path);
+        }
     }
 }
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
-        if let Some(path) = &self.0 {
-            let _ = std::fs::remove_file(path);
+        if let Some(path) = self.0.take() {
+            let mut live = live_temps();
+            let _ = std::fs::remove_file(&path);
+            live.paths.retain(|p| *p != path);
         }
     }
 }
@@ -235,15 +309,14 @@ pub(crate) fn reserve_temp(
     needed: u64,
 ) -> Result<(PathBuf, File, TempGuard)> {
     let mut attempt = 0;
-    let (temp, file) = loop {
+    let (temp, file, guard) = loop {
         let temp = dir.temp_path(name, meta.creator);
-        match sys::create_exclusive(&temp, options.mode) {
-            Ok(file) => break (temp, file),
+        match TempGuard::create(&temp, options.mode) {
+            Ok((file, guard)) => break (temp, file, guard),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 8 => attempt += 1,
             Err(e) => return Err(Error::from_io(e, "create", name, &temp)),
         }
     };
-    let guard = TempGuard(Some(temp.clone()));
     sys::reserve(&file, needed).map_err(|e| {
         if is_no_space(&e) {
             no_space(dir, name, needed)
@@ -361,6 +434,24 @@ impl SegmentWriter {
             .map_err(|e| write_error(&self.dir, &self.name, &self.temp, at_least, e))
     }
 
+    /// Reserve `total` bytes for the whole segment now (`posix_fallocate`), for a caller that
+    /// can estimate the size: a directory that cannot hold it fails here with
+    /// [`Error::NoSpace`] naming `total`, before the data is written. The file is cut to the
+    /// bytes actually written when it is published.
+    ///
+    /// # Errors
+    /// [`Error::NoSpace`]; [`Error::Io`].
+    pub fn reserve(&mut self, total: u64) -> Result<()> {
+        let file = self.writer.get_ref().inner.get_ref();
+        sys::reserve(file, total).map_err(|e| {
+            if is_no_space(&e) || e.kind() == io::ErrorKind::FileTooLarge {
+                no_space(&self.dir, &self.name, total)
+            } else {
+                Error::from_io(e, "reserve space for", &self.name, &self.temp)
+            }
+        })
+    }
+
     /// Bytes written so far.
     pub fn bytes_written(&self) -> u64 {
         self.writer.get_ref().written
@@ -376,8 +467,15 @@ impl SegmentWriter {
         self.writer.finish().map_err(io)?;
         self.writer.get_mut().flush().map_err(|e| io(e.into()))?;
         let bytes = self.bytes_written();
+        // A `reserve` beyond what was written is given back.
+        self.writer
+            .get_ref()
+            .inner
+            .get_ref()
+            .set_len(bytes)
+            .map_err(|e| Error::from_io(e, "truncate", &self.name, &self.temp))?;
         let created = commit(&self.dir, &self.name, &self.temp, &self.options, bytes)?;
-        self.guard.0 = None;
+        self.guard.disarm();
         Ok(created)
     }
 }

@@ -30,6 +30,12 @@ pub enum Error {
         /// The segment directory searched.
         dir: PathBuf,
     },
+    /// The segment directory itself does not exist (or is not a directory).
+    #[error("segment directory {} does not exist or is not a directory", dir.display())]
+    NoDirectory {
+        /// The directory.
+        dir: PathBuf,
+    },
     /// Creating with `replace(false)` found a segment of that name already.
     #[error("segment {name:?} already exists in {}", dir.display())]
     Exists {
@@ -137,10 +143,14 @@ impl Error {
         name: &str,
         path: &std::path::Path,
     ) -> Self {
+        let dir = path.parent().map(PathBuf::from).unwrap_or_default();
         match source.kind() {
+            io::ErrorKind::NotFound | io::ErrorKind::NotADirectory if !dir.is_dir() => {
+                Error::NoDirectory { dir }
+            }
             io::ErrorKind::NotFound => Error::NotFound {
                 name: name.to_owned(),
-                dir: path.parent().map(PathBuf::from).unwrap_or_default(),
+                dir,
             },
             io::ErrorKind::PermissionDenied => Error::PermissionDenied {
                 name: name.to_owned(),

@@ -54,7 +54,9 @@ pub use attach::{
 pub use channel::{
     CHANNEL_MAGIC, ChannelError, ChannelOptions, Consumer, Producer, Received, WaitMode,
 };
-pub use create::{ALIGNMENT, CreateOptions, Created, SegmentWriter};
+pub use create::{
+    ALIGNMENT, Counting, CreateOptions, Created, SegmentWriter, TempGuard, abort_publishes,
+};
 pub use error::{Error, Result};
 pub use inplace::{
     Allocation, Constant, MapOp, RawValues, SegmentLock, ValuesMut, WritableSegment, split_rows,

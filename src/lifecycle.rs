@@ -86,12 +86,20 @@ impl SegmentDir {
     /// publish temporaries in the directory. Files this process cannot read are left out.
     ///
     /// # Errors
-    /// [`Error::Io`] if the directory cannot be read.
+    /// [`Error::NoDirectory`]; [`Error::Io`] if the directory cannot be read.
     pub fn list(&self) -> Result<Listing> {
-        let entries = std::fs::read_dir(self.path()).map_err(|source| Error::Io {
-            op: "read directory",
-            path: self.path().to_owned(),
-            source,
+        let entries = std::fs::read_dir(self.path()).map_err(|source| {
+            if self.path().is_dir() {
+                Error::Io {
+                    op: "read directory",
+                    path: self.path().to_owned(),
+                    source,
+                }
+            } else {
+                Error::NoDirectory {
+                    dir: self.path().to_owned(),
+                }
+            }
         })?;
         let mut listing = Listing::default();
         for entry in entries.flatten() {

@@ -114,6 +114,10 @@ impl std::str::FromStr for Op {
     }
 }
 
+/// Most threads a caller may ask for (the CLI's `--threads`/`--processes`, Python's
+/// `threads=`): more is a mistake on any machine this runs on, and would only cost time.
+pub const MAX_THREADS: usize = 256;
+
 /// Options for [`Segment::reduce`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReduceOptions {
@@ -685,12 +689,7 @@ impl Segment {
     /// [`Error::InvalidColumn`] for a missing or non-numeric column.
     pub fn reduce(&self, columns: &[&str], options: &ReduceOptions) -> Result<Vec<Stats>> {
         let names: Vec<String> = if columns.is_empty() {
-            self.schema()
-                .fields()
-                .iter()
-                .filter(|f| is_numeric(f.data_type()))
-                .map(|f| f.name().clone())
-                .collect()
+            self.numeric_columns()
         } else {
             columns.iter().map(|c| (*c).to_owned()).collect()
         };
@@ -701,6 +700,17 @@ impl Segment {
                 let partial = self.reduce_chunks(name, 0..total, options.threads)?;
                 Ok(partial.finish(name, options.ddof))
             })
+            .collect()
+    }
+
+    /// The top-level integer and float columns: what [`reduce`](Self::reduce) reduces when
+    /// given no column.
+    pub fn numeric_columns(&self) -> Vec<String> {
+        self.schema()
+            .fields()
+            .iter()
+            .filter(|f| is_numeric(f.data_type()))
+            .map(|f| f.name().clone())
             .collect()
     }
 

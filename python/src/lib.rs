@@ -441,7 +441,7 @@ fn reduce<'py>(
     };
     let dir = segment_dir(dir);
     let mut options = ReduceOptions::default().ddof(ddof);
-    if let Some(t) = threads {
+    if let Some(t) = thread_count(threads)? {
         options = options.threads(t);
     }
     let columns = columns.unwrap_or_default();
@@ -536,20 +536,27 @@ fn map_inplace(
         .parse()
         .map_err(pyo3::exceptions::PyValueError::new_err)?;
     let dir = segment_dir(dir);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(thread_count(threads)?.unwrap_or(0))
+        .build()
+        .map_err(|e| ShmarrowError::new_err(format!("start threads: {e}")))?;
     py.detach(|| {
         let writable = dir.open_writable(name)?;
         let _lock = writable.lock(false)?;
-        let pool = rayon_pool(threads);
         pool.install(|| writable.map(column, op, 0..u64::MAX))
     })
     .map_err(to_py)
 }
 
-fn rayon_pool(threads: Option<usize>) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.unwrap_or(0))
-        .build()
-        .expect("a thread pool")
+/// `threads=`: `None` (one per core) or 1 to [`MAX_THREADS`](shmarrow::reduce::MAX_THREADS).
+fn thread_count(threads: Option<usize>) -> PyResult<Option<usize>> {
+    use shmarrow::reduce::MAX_THREADS;
+    match threads {
+        Some(t) if !(1..=MAX_THREADS).contains(&t) => Err(pyo3::exceptions::PyValueError::new_err(
+            format!("threads={t}: expected 1 to {MAX_THREADS} (None: one per core)"),
+        )),
+        t => Ok(t),
+    }
 }
 
 /// A held `flock` on a segment; released by `release()` or leaving the `with` block.

@@ -1,9 +1,20 @@
 //! Command-line definitions (clap derive types only; handlers live in `cmd/`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
 use shmarrow::Lifetime;
+
+/// Most threads, or worker processes, one command starts.
+pub const MAX_PARALLEL: u64 = shmarrow::reduce::MAX_THREADS as u64;
+/// Most consumers a channel can have (the library's limit).
+pub const MAX_CONSUMERS: u64 = 4096;
+/// Most rows per record batch (one batch is held in private memory).
+pub const MAX_BATCH_ROWS: usize = 1 << 24;
+/// Longest finite wait, in seconds (about 31 years); `inf` waits forever.
+pub const MAX_SECONDS: f64 = 1e9;
 
 /// Zero-copy Apache Arrow tables in named shared memory.
 ///
@@ -13,9 +24,9 @@ use shmarrow::Lifetime;
 #[derive(Debug, Parser)]
 #[command(name = "shmarrow", version, propagate_version = true)]
 pub struct Cli {
-    /// Segment directory.
-    #[arg(long, global = true, env = "SHMARROW_DIR", default_value = shmarrow::DEFAULT_DIR)]
-    pub dir: PathBuf,
+    /// Segment directory [default: $SHMARROW_DIR if set and not empty, else /dev/shm].
+    #[arg(long, global = true, value_parser = parse_dir)]
+    pub dir: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -107,13 +118,13 @@ pub enum Command {
 /// How to parallelize: threads in this process, or worker processes attaching by name.
 #[derive(Debug, Args)]
 pub struct Parallel {
-    /// Threads in this process (default: one per core).
-    #[arg(long, conflicts_with = "processes")]
+    /// Threads in this process, 1 to 256 (default: one per core).
+    #[arg(long, conflicts_with = "processes", value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_PARALLEL))]
     pub threads: Option<usize>,
-    /// Worker processes of this binary that attach the segment by name, each taking a
-    /// disjoint part; no locks in the hot path.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub processes: Option<u32>,
+    /// Worker processes of this binary (1 to 256) that attach the segment by name, each taking
+    /// a disjoint part; no locks in the hot path.
+    #[arg(long, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_PARALLEL))]
+    pub processes: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -228,11 +239,11 @@ pub struct PushArgs {
 pub struct WorkerArgs {
     #[command(subcommand)]
     pub job: WorkerJob,
-    /// This worker's index.
+    /// This worker's index (below --of).
     #[arg(long, global = true, default_value_t = 0)]
     pub index: usize,
     /// Number of workers.
-    #[arg(long, global = true, default_value_t = 1)]
+    #[arg(long, global = true, default_value_t = 1, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_PARALLEL))]
     pub of: usize,
 }
 
@@ -258,11 +269,11 @@ pub enum WorkerJob {
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
-    /// Rows in the sample table.
-    #[arg(long, default_value_t = 4_000_000)]
+    /// Rows in the sample table (1 to 100,000,000; built in private memory first).
+    #[arg(long, default_value_t = 4_000_000, value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000_000))]
     pub rows: usize,
-    /// Length of the float64 array of the lecture's examples (28.1, 28.2).
-    #[arg(long, default_value_t = 16_000_000)]
+    /// Length of the float64 array of the lecture's examples (28.1, 28.2), 1 to 2^32.
+    #[arg(long, default_value_t = 16_000_000, value_parser = RangedU64ValueParser::<usize>::new().range(1..=1 << 32))]
     pub array_len: usize,
     /// Worker processes for the lecture's examples.
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -282,30 +293,35 @@ pub enum InputFormat {
     Stream,
     /// Parquet: `.parquet`, `.pq`.
     Parquet,
-    /// CSV: `.csv`, `.tsv`.
+    /// CSV: `.csv` (comma-separated unless --delimiter).
     Csv,
+    /// CSV with tabs: `.tsv`.
+    Tsv,
 }
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// Segment name.
     pub name: String,
-    /// Input file.
+    /// Input file; `-` reads standard input (an IPC stream or CSV: Parquet and IPC files
+    /// need a file that can be read at any offset).
     pub file: PathBuf,
-    /// Input format (default: from the extension, else from the file's first bytes).
+    /// Input format (default: from the extension, else from the input's first bytes).
     #[arg(long, value_enum)]
     pub format: Option<InputFormat>,
     /// CSV: a schema file instead of inference (`{"fields": [{"name": "x", "type": "Float64"}]}`).
     #[arg(long)]
     pub schema: Option<PathBuf>,
-    /// CSV: field delimiter.
-    #[arg(long, default_value_t = ',')]
-    pub delimiter: char,
+    /// CSV: field delimiter, one ASCII character [default: tab for .tsv and --format tsv,
+    /// else ','].
+    #[arg(long, value_parser = parse_delimiter)]
+    pub delimiter: Option<u8>,
     /// CSV: whether the first line names the columns.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub header: bool,
-    /// CSV: rows read to infer the schema.
-    #[arg(long, default_value_t = 10_000)]
+    /// CSV: rows read to infer the schema (at least 1). A column empty in all of them is
+    /// read as text, with a warning.
+    #[arg(long, default_value_t = 10_000, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub infer_rows: usize,
     /// Rows per record batch when reading Parquet or CSV (bounds private memory).
     #[arg(long, default_value_t = 65_536, value_parser = parse_rows)]
@@ -335,24 +351,27 @@ pub struct ProduceArgs {
     /// Seed of generated data.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// At most this many batches per second (default: as fast as consumers allow).
-    #[arg(long)]
+    /// At most this many batches per second, at least 1e-9 (default: as fast as consumers
+    /// allow).
+    #[arg(long, value_parser = parse_rate)]
     pub rate: Option<f64>,
-    /// Slots in the ring.
-    #[arg(long, default_value_t = 8)]
+    /// Slots in the ring, 1 to 65536.
+    #[arg(long, default_value_t = 8, value_parser = RangedU64ValueParser::<u32>::new().range(1..=65_536))]
     pub slots: u32,
-    /// Bytes per slot (e.g. 16M, 1.5GiB): the largest batch that fits, plus 64.
-    #[arg(long, default_value = "16M", value_parser = parse_size)]
+    /// Bytes per slot (e.g. 16M, 1.5GiB), 128 bytes to 1 TiB: the largest batch that fits,
+    /// plus 64.
+    #[arg(long, default_value = "16M", value_parser = parse_slot_size)]
     pub slot_size: u64,
     /// Overwrite batches slow consumers have not read (they are told how many they missed).
     #[arg(long)]
     pub lossy: bool,
-    /// Wait until this many consumers have subscribed before sending.
-    #[arg(long, default_value_t = 0)]
-    pub consumers: usize,
-    /// Give up waiting for consumers or for ring space after this many seconds.
-    #[arg(long)]
-    pub timeout: Option<f64>,
+    /// Wait until this many consumers (at most 4096) have subscribed before sending.
+    #[arg(long, default_value_t = 0, value_parser = RangedU64ValueParser::<u32>::new().range(0..=MAX_CONSUMERS))]
+    pub consumers: u32,
+    /// Give up waiting for consumers or for ring space after this many seconds (`inf`: wait
+    /// forever).
+    #[arg(long, default_value = "inf", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub timeout: Timeout,
     /// Keep the channel segment after the stream ends (default: remove it; consumers that
     /// are still reading keep their mapping).
     #[arg(long)]
@@ -375,11 +394,13 @@ pub struct ConsumeArgs {
     /// Stop after this many batches.
     #[arg(long)]
     pub batches: Option<u64>,
-    /// Wait up to this many seconds for the channel to appear and for each batch.
-    #[arg(long, default_value_t = 10.0)]
-    pub timeout: f64,
-    /// Spin this many microseconds before sleeping on each wait (lower latency, burns a core).
-    #[arg(long, default_value_t = 0)]
+    /// Wait up to this many seconds for the channel to appear and for each batch (`inf`:
+    /// wait forever).
+    #[arg(long, default_value = "10", value_parser = parse_seconds, allow_negative_numbers = true)]
+    pub timeout: Timeout,
+    /// Spin this many microseconds (at most 1000000) before sleeping on each wait (lower
+    /// latency, burns a core).
+    #[arg(long, default_value_t = 0, value_parser = RangedU64ValueParser::<u64>::new().range(0..=1_000_000))]
     pub spin_us: u64,
 }
 
@@ -407,12 +428,13 @@ pub struct CreateArgs {
 pub struct ExportArgs {
     /// Segment name.
     pub name: String,
-    /// Output file (must not exist, unless --force).
+    /// Output file (must not exist, unless --force); `-` or /dev/stdout writes to standard
+    /// output. The file gets the segment's permission bits.
     pub file: PathBuf,
-    /// Output format (default: from the extension).
+    /// Output format (default: from the extension; an IPC stream on standard output).
     #[arg(long, value_enum)]
     pub format: Option<InputFormat>,
-    /// Replace an existing output file.
+    /// Replace an existing regular file (never a symlink, FIFO, device or directory).
     #[arg(long)]
     pub force: bool,
 }
@@ -438,8 +460,9 @@ pub struct PublishArgs {
     /// Permission bits, in octal.
     #[arg(long, default_value = "600", value_parser = parse_mode)]
     pub mode: u32,
-    /// `persistent` (until `rm`) or `owner` (reclaimed by `gc` once this process is gone).
-    #[arg(long, default_value = "persistent")]
+    /// `persistent` (until `rm`). `owner` is refused: this command exits right after
+    /// publishing, so the segment would be garbage at once.
+    #[arg(long, default_value = "persistent", value_parser = parse_lifetime)]
     pub lifetime: Lifetime,
 }
 
@@ -476,10 +499,77 @@ pub struct GcArgs {
     pub dry_run: bool,
 }
 
+/// A wait: `None` waits forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeout(pub Option<Duration>);
+
+/// Seconds to wait: a number from 0 to [`MAX_SECONDS`], or `inf` (forever).
+fn parse_seconds(s: &str) -> Result<Timeout, String> {
+    match s.trim().parse::<f64>() {
+        Ok(secs) if secs == f64::INFINITY => Ok(Timeout(None)),
+        Ok(secs) if (0.0..=MAX_SECONDS).contains(&secs) => {
+            Ok(Timeout(Some(Duration::from_secs_f64(secs))))
+        }
+        Ok(secs) if secs > MAX_SECONDS => Err(format!(
+            "{s} seconds is more than {MAX_SECONDS:e}; pass inf to wait forever"
+        )),
+        _ => Err(format!(
+            "{s:?} is not a number of seconds (0 or more, or inf)"
+        )),
+    }
+}
+
+/// Batches per second: finite, at least 1e-9 (one batch per 31 years).
+fn parse_rate(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate >= 1.0 / MAX_SECONDS => Ok(rate),
+        _ => Err(format!(
+            "{s:?} is not a rate in batches per second (a finite number, at least 1e-9)"
+        )),
+    }
+}
+
 fn parse_rows(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{s:?} is not a positive number of rows")),
+        Ok(n) if (1..=MAX_BATCH_ROWS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{s:?} is not a number of rows per batch (1 to {MAX_BATCH_ROWS})"
+        )),
+    }
+}
+
+fn parse_dir(s: &str) -> Result<PathBuf, String> {
+    if s.is_empty() {
+        return Err("the segment directory is empty; name a directory (default /dev/shm)".into());
+    }
+    Ok(s.into())
+}
+
+fn parse_delimiter(s: &str) -> Result<u8, String> {
+    match s.as_bytes() {
+        [b] if b.is_ascii() => Ok(*b),
+        _ => Err(format!("{s:?} is not one ASCII character")),
+    }
+}
+
+fn parse_lifetime(s: &str) -> Result<Lifetime, String> {
+    match s.parse()? {
+        Lifetime::Owner => Err(
+            "an `owner` segment goes when its creator exits, and this command \
+             exits as soon as it has published: the segment would be gone at the next `gc`. \
+             Publish it `persistent` (the default) and `shmarrow rm` it when done, or create it \
+             with lifetime=\"owner\" from the Python or Rust process that uses it"
+                .into(),
+        ),
+        lifetime => Ok(lifetime),
+    }
+}
+
+/// A slot size: 128 bytes to 1 TiB.
+fn parse_slot_size(s: &str) -> Result<u64, String> {
+    match parse_size(s)? {
+        bytes @ 128..=0x100_0000_0000 => Ok(bytes),
+        _ => Err(format!("{s:?}: a slot holds 128 bytes to 1 TiB")),
     }
 }
 
@@ -487,8 +577,8 @@ fn parse_rows(s: &str) -> Result<usize, String> {
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let num: f64 = num
+    let (digits, unit) = t.split_at(split);
+    let num: f64 = digits
         .trim()
         .parse()
         .map_err(|_| format!("{s:?} is not a size (e.g. 64M, 1.5GiB)"))?;
@@ -505,11 +595,18 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         "t" => 40,
         _ => return Err(format!("{s:?}: unknown unit (K, M, G, T)")),
     };
+    // Whole numbers exactly; fractions through f64 (below 2^63, where it is exact enough).
+    let exact = digits
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift));
     let bytes = num * (1u64 << shift) as f64;
-    if !(0.0..=u64::MAX as f64).contains(&bytes) {
-        return Err(format!("{s:?} is out of range"));
+    match exact {
+        Some(bytes) => Ok(bytes),
+        None if (0.0..9.2e18).contains(&bytes) => Ok(bytes as u64),
+        None => Err(format!("{s:?} is not a size below 8 EiB")),
     }
-    Ok(bytes as u64)
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -530,5 +627,16 @@ mod tests {
         assert_eq!(super::parse_size("2kb"), Ok(2048));
         assert!(super::parse_size("12 parsecs").is_err());
         assert!(super::parse_size("-1M").is_err());
+        assert_eq!(super::parse_size("18446744073709551615"), Ok(u64::MAX));
+        for bad in [
+            "18446744073709551616",
+            "16E",
+            "nan",
+            "inf",
+            "1e300",
+            "17179869184T",
+        ] {
+            assert!(super::parse_size(bad).is_err(), "{bad}");
+        }
     }
 }

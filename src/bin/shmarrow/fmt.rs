@@ -85,11 +85,17 @@ pub fn info_json(info: &SegmentInfo) -> Value {
     })
 }
 
-/// Print `value` as pretty JSON.
+/// Print `value` as pretty JSON. A write error stays an `io::Error` (a closed pipe is then a
+/// quiet exit, as for text).
 pub fn print_json(out: &mut dyn Write, value: &Value) -> anyhow::Result<()> {
-    serde_json::to_writer_pretty(&mut *out, value)?;
+    serde_json::to_writer_pretty(&mut *out, value).map_err(std::io::Error::from)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// `shmarrow: warning: ...` on stderr (never fails: a closed stderr loses the warning).
+pub fn warn(message: &str) {
+    let _ = writeln!(std::io::stderr(), "shmarrow: warning: {message}");
 }
 
 /// The schema as an indented tree: nested types show their children below them.

@@ -4,6 +4,7 @@ mod cli;
 mod cmd;
 mod dataset;
 mod fmt;
+mod signals;
 
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -25,7 +26,12 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let dir = shmarrow::SegmentDir::new(&cli.dir);
+    let dir = cli
+        .dir
+        .map_or_else(shmarrow::SegmentDir::from_env, shmarrow::SegmentDir::new);
+    if writes_files(&cli.command) {
+        signals::remove_temps_on_signals()?;
+    }
     let out = &mut io::stdout().lock();
     let json = cli.json;
     match cli.command {
@@ -50,6 +56,16 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pull(args) => cmd::pull::run(&dir, &args, json, out),
         #[cfg(feature = "flight")]
         Command::Push(args) => cmd::push::run(&dir, &args, json, out),
+    }
+}
+
+/// The verbs that write a temp file and rename it into place.
+fn writes_files(command: &Command) -> bool {
+    match command {
+        Command::Import(_) | Command::Create(_) | Command::Export(_) => true,
+        #[cfg(feature = "flight")]
+        Command::Pull(_) => true,
+        _ => false,
     }
 }
 

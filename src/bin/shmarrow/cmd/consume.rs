@@ -17,13 +17,15 @@ pub fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let timeout = Duration::from_secs_f64(args.timeout);
-    let deadline = Instant::now() + timeout;
+    let timeout = args.timeout.0;
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     // The channel may not exist yet: wait for its producer to create it.
     let consumer = loop {
         match dir.subscribe(&args.name) {
             Ok(c) => break c,
-            Err(shmarrow::Error::NotFound { .. }) if Instant::now() < deadline => {
+            Err(shmarrow::Error::NotFound { .. })
+                if deadline.is_none_or(|d| Instant::now() < d) =>
+            {
                 std::thread::sleep(Duration::from_millis(5))
             }
             Err(e) => return Err(e.into()),
@@ -34,7 +36,7 @@ pub fn run(
     } else {
         WaitMode::Block
     };
-    let mut consumer = consumer.timeout(Some(timeout)).wait_mode(wait);
+    let mut consumer = consumer.timeout(timeout).wait_mode(wait);
     let (mut batches, mut rows, mut missed) = (0u64, 0u64, 0u64);
     let mut partial: Option<Partial> = None;
     let t0 = Instant::now();

@@ -40,6 +40,8 @@ pub fn run(
     let batches = args.rows.div_ceil(batch_rows);
     let wave = (rayon::current_num_threads() * 2) as u64;
     let t0 = std::time::Instant::now();
+    let header = writer.bytes_written();
+    let mut reserved = false;
     for start in (0..batches).step_by(wave as usize) {
         let generated = (start..(start + wave).min(batches))
             .into_par_iter()
@@ -55,6 +57,19 @@ pub fn run(
             .collect::<anyhow::Result<Vec<_>>>()?;
         for batch in &generated {
             writer.write(batch)?;
+            if !reserved {
+                // Reserve the whole segment, as estimated from the first batch, before going
+                // on: a directory that cannot hold it fails now, not once it is full.
+                reserved = true;
+                let per_row =
+                    (writer.bytes_written() - header).div_ceil(batch.num_rows().max(1) as u64);
+                let footer = batches.saturating_mul(64).saturating_add(4096);
+                let total = per_row
+                    .saturating_mul(args.rows)
+                    .saturating_add(header)
+                    .saturating_add(footer);
+                writer.reserve(total)?;
+            }
             bar.inc(batch.num_rows() as u64);
         }
     }

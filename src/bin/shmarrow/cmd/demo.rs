@@ -151,7 +151,7 @@ pub fn run(dir: &SegmentDir, args: &DemoArgs, out: &mut dyn Write) -> anyhow::Re
         args: vec![],
         parallel: Parallel {
             threads: None,
-            processes: Some(w as u32),
+            processes: Some(w),
         },
     };
     out.flush()?;

@@ -1,5 +1,6 @@
-//! `shmarrow import NAME FILE`: publish an Arrow IPC file or stream, Feather v2, Parquet or CSV
-//! file as a segment.
+//! `shmarrow import NAME FILE`: publish an Arrow IPC file or stream, Feather v2, Parquet, CSV
+//! or TSV file as a segment. `FILE` may be `-` (standard input), a FIFO or another pipe: IPC
+//! streams and CSV are read front to back; IPC files and Parquet need a regular file.
 //!
 //! Every input is read under [`shmarrow::guarded`] and streamed batch by batch into the
 //! segment's temp file ([`shmarrow::SegmentWriter`]): private memory holds one batch
@@ -9,14 +10,14 @@
 //! segment (no private copy at all).
 
 use std::fs::File;
-use std::io::{BufReader, IsTerminal, Read, Seek, Write};
-use std::path::Path;
+use std::io::{BufRead, BufReader, Cursor, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
 use arrow_array::{RecordBatch, RecordBatchReader};
-use arrow_schema::{Schema, SchemaRef};
+use arrow_schema::{DataType, Schema, SchemaRef};
 use indicatif::{ProgressBar, ProgressStyle};
 use shmarrow::{CreateOptions, Created, IpcFile, SegmentDir, guarded};
 
@@ -29,27 +30,27 @@ pub fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    // Everything is checked before any work: name, format, schema file, input.
+    // Everything is checked before any work: name, input, format, schema file.
     dir.segment_path(&args.name)?;
+    let mut input = Input::open(&args.file)?;
+    let label = input.label.clone();
     let format = match args.format {
         Some(f) => f,
-        None => detect(&args.file)?,
+        None => input.detect()?,
     };
-    let label = args.file.display().to_string();
-    let input_bytes = std::fs::metadata(&args.file)
-        .with_context(|| format!("open {label}"))?
-        .len();
     let csv_schema = args.schema.as_deref().map(read_schema).transpose()?;
     let options = args.publish.options();
-    let estimate = guarded(&label, || {
-        Ok::<_, shmarrow::Error>(estimate(format, &args.file, input_bytes))
-    })
-    .unwrap_or(input_bytes);
-    warn_if_it_will_not_fit(dir, &label, estimate);
+    if let Some(path) = &input.path {
+        let estimate = guarded(&label, || {
+            Ok::<_, shmarrow::Error>(estimate(format, path, input.size))
+        })
+        .unwrap_or(input.size);
+        warn_if_it_will_not_fit(dir, &label, estimate);
+    }
 
-    let (schema, bar, batches): (SchemaRef, ProgressBar, Batches) = match format {
-        InputFormat::Ipc => {
-            let reader = IpcFile::open(&label, &args.file)?;
+    let (schema, bar, batches): (SchemaRef, ProgressBar, Batches) = match (format, &input.path) {
+        (InputFormat::Ipc, Some(path)) => {
+            let reader = IpcFile::open(&label, path).map_err(|e| input_error(&input, e))?;
             let rows = reader.info().rows();
             (
                 reader.info().schema.clone(),
@@ -57,18 +58,8 @@ pub fn run(
                 boxed(reader),
             )
         }
-        InputFormat::Stream => {
-            let reader =
-                shmarrow::ipc::StreamReader::try_new(&label, BufReader::new(open(&args.file)?))
-                    .with_context(|| format!("{label} is not an Arrow IPC stream"))?;
-            (
-                reader.schema(),
-                progress(input_bytes, "bytes"),
-                boxed(reader),
-            )
-        }
-        InputFormat::Parquet => {
-            let file = open(&args.file)?;
+        (InputFormat::Parquet, Some(path)) => {
+            let file = open(path)?;
             let (rows, reader) = guarded(&label, || {
                 let builder =
                     parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
@@ -82,36 +73,56 @@ pub fn run(
             })?;
             (reader.schema(), progress(rows, "rows"), boxed(reader))
         }
-        InputFormat::Csv => {
-            let mut file = open(&args.file)?;
-            let format = arrow_csv::reader::Format::default()
+        (InputFormat::Ipc | InputFormat::Parquet, None) => anyhow::bail!(
+            "{label}: {} needs a file that can be read at any offset (its footer is at the end), \
+             not a pipe; save it to a file and import that, or send an Arrow IPC stream \
+             (`shmarrow export NAME - --format stream`) or CSV",
+            if format == InputFormat::Ipc {
+                "an Arrow IPC file"
+            } else {
+                "Parquet"
+            }
+        ),
+        (InputFormat::Stream, _) => {
+            let bytes = std::mem::replace(&mut input.bytes, Box::new(std::io::empty()));
+            let reader = shmarrow::ipc::StreamReader::try_new(&label, BufReader::new(bytes))
+                .map_err(|e| input_error(&input, e))?;
+            (
+                reader.schema(),
+                progress(input.size, "bytes"),
+                boxed(reader),
+            )
+        }
+        (InputFormat::Csv | InputFormat::Tsv, _) => {
+            let delimiter = args.delimiter.unwrap_or(if format == InputFormat::Tsv {
+                b'\t'
+            } else {
+                b','
+            });
+            let csv = arrow_csv::reader::Format::default()
                 .with_header(args.header)
-                .with_delimiter(args.delimiter as u8);
-            let schema = match csv_schema {
-                Some(schema) => schema,
-                None => {
-                    let (schema, _) = guarded(&label, || {
-                        format
-                            .infer_schema(&mut file, Some(args.infer_rows))
-                            .with_context(|| format!("infer the schema of {label}"))
-                    })?;
-                    file.rewind()?;
-                    schema
-                }
+                .with_delimiter(delimiter);
+            let bytes = std::mem::replace(&mut input.bytes, Box::new(std::io::empty()));
+            let (schema, bytes) = match csv_schema {
+                Some(schema) => (schema, bytes),
+                None => guarded(&label, || infer_csv(&csv, bytes, args, &label))?,
             };
             let schema = Arc::new(schema);
             let reader = arrow_csv::ReaderBuilder::new(schema.clone())
-                .with_header(args.header)
-                .with_delimiter(args.delimiter as u8)
+                .with_format(csv)
                 .with_batch_size(args.batch_rows)
-                .build(BufReader::new(file))
+                .build(BufReader::new(bytes))
                 .with_context(|| format!("read {label}"))?;
-            (schema, progress(input_bytes, "bytes"), boxed(reader))
+            (schema, progress(input.size, "bytes"), boxed(reader))
         }
     };
-    let created = stream_into(dir, args, &label, &schema, &options, bar, batches)?;
+    let created = stream_into(dir, args, &label, &schema, &options, bar, batches)
+        .map_err(|e| match e.downcast::<shmarrow::Error>() {
+            Ok(e) => input_error(&input, e),
+            Err(e) => e,
+        })?;
     let info = dir.info(created.name())?;
-    created.disown(); // an `owner` import is reclaimed by `gc` once this process is gone
+    created.disown();
     if json {
         let mut value = fmt::info_json(&info);
         value["source"] = serde_json::json!(label);
@@ -133,6 +144,137 @@ pub fn run(
 
 fn open(path: &Path) -> anyhow::Result<File> {
     File::open(path).with_context(|| format!("open {}", path.display()))
+}
+
+/// The bytes to import: a regular file (any format), or a stream — standard input (`-`), a
+/// pipe, a FIFO — that can only be read once, front to back (IPC streams and CSV).
+struct Input {
+    /// How messages name it: the path, or "standard input".
+    label: String,
+    /// The path as given (its extension may name the format).
+    given: PathBuf,
+    /// The regular file's resolved path (symlinks followed); `None` for a stream.
+    path: Option<PathBuf>,
+    /// Its size in bytes (0 for a stream: unknown).
+    size: u64,
+    /// The bytes, from the start.
+    bytes: Box<dyn Read>,
+}
+
+impl Input {
+    fn open(path: &Path) -> anyhow::Result<Self> {
+        if path == Path::new("-") {
+            return Ok(Input {
+                label: "standard input".into(),
+                given: path.to_owned(),
+                path: None,
+                size: 0,
+                bytes: Box::new(std::io::stdin()),
+            });
+        }
+        let label = path.display().to_string();
+        let file = open(path)?;
+        let meta = file.metadata().with_context(|| format!("stat {label}"))?;
+        if meta.is_dir() {
+            anyhow::bail!("{label} is a directory, not an input file");
+        }
+        let regular = meta.is_file();
+        Ok(Input {
+            path: if regular {
+                Some(std::fs::canonicalize(path).with_context(|| format!("resolve {label}"))?)
+            } else {
+                None
+            },
+            size: if regular { meta.len() } else { 0 },
+            bytes: Box::new(file),
+            label,
+            given: path.to_owned(),
+        })
+    }
+
+    /// The format from the file name, else from the first bytes (which are put back in front
+    /// of the rest: nothing is consumed).
+    fn detect(&mut self) -> anyhow::Result<InputFormat> {
+        if let Some(format) = from_extension(&self.given) {
+            return Ok(format);
+        }
+        let mut magic = Vec::with_capacity(6);
+        let mut bytes = std::mem::replace(&mut self.bytes, Box::new(std::io::empty()));
+        (&mut bytes)
+            .take(6)
+            .read_to_end(&mut magic)
+            .with_context(|| format!("read {}", self.label))?;
+        let format = match magic.as_slice() {
+            b"ARROW1" => InputFormat::Ipc,
+            [b'P', b'A', b'R', b'1', ..] => InputFormat::Parquet,
+            [0xff, 0xff, 0xff, 0xff, ..] => InputFormat::Stream,
+            _ => anyhow::bail!(
+                "cannot tell the format of {} from its name or first bytes; pass --format (ipc, stream, parquet, csv, tsv)",
+                self.label
+            ),
+        };
+        self.bytes = Box::new(Cursor::new(magic).chain(bytes));
+        Ok(format)
+    }
+}
+
+/// An error about the input's bytes names the input, not a segment.
+fn input_error(input: &Input, e: shmarrow::Error) -> anyhow::Error {
+    match e {
+        shmarrow::Error::Corrupt { name, reason } if name == input.label => {
+            let what = match &input.path {
+                Some(_) => format!("input file {}", input.label),
+                None => input.label.clone(),
+            };
+            anyhow::anyhow!("{what} is not valid: {reason}")
+        }
+        e => e.into(),
+    }
+}
+
+/// Infer a CSV schema from the first `--infer-rows` rows, which are kept in memory and read
+/// again (nothing is consumed: the input may be a pipe). A column empty in all of them would
+/// be typed Null and lose every later value: it is read as text instead, with a warning.
+fn infer_csv(
+    csv: &arrow_csv::reader::Format,
+    bytes: Box<dyn Read>,
+    args: &ImportArgs,
+    label: &str,
+) -> anyhow::Result<(Schema, Box<dyn Read>)> {
+    let mut reader = BufReader::new(bytes);
+    let mut head = Vec::new();
+    let lines = args.infer_rows.saturating_add(usize::from(args.header));
+    for _ in 0..lines {
+        if reader
+            .read_until(b'\n', &mut head)
+            .with_context(|| format!("read {label}"))?
+            == 0
+        {
+            break;
+        }
+    }
+    let (schema, _) = csv
+        .infer_schema(Cursor::new(&head), Some(args.infer_rows))
+        .with_context(|| format!("infer the schema of {label}"))?;
+    let fields = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            if f.data_type() != &DataType::Null {
+                return f.as_ref().clone();
+            }
+            fmt::warn(&format!(
+                "column {:?} of {label} is empty in the first {} rows: read as text (Utf8); pass --schema to choose its type, or more --infer-rows",
+                f.name(),
+                args.infer_rows
+            ));
+            f.as_ref().clone().with_data_type(DataType::Utf8)
+        })
+        .collect::<Vec<_>>();
+    Ok((
+        Schema::new_with_metadata(fields, schema.metadata().clone()),
+        Box::new(Cursor::new(head).chain(reader)),
+    ))
 }
 
 /// The batches of any input format.
@@ -220,12 +362,12 @@ fn warn_if_it_will_not_fit(dir: &SegmentDir, label: &str, estimate: u64) {
     if let Ok(stat) = nix::sys::statvfs::statvfs(dir.path()) {
         let free = stat.blocks_available() * stat.fragment_size();
         if estimate > free {
-            eprintln!(
-                "shmarrow: warning: {label} needs about {} but {} has {} free; the import will fail cleanly if it does not fit",
+            fmt::warn(&format!(
+                "{label} needs about {} but {} has {} free; the import will fail cleanly if it does not fit",
                 fmt::bytes(estimate),
                 dir.path().display(),
                 fmt::bytes(free)
-            );
+            ));
         }
     }
 }
@@ -268,30 +410,15 @@ fn strip_shmarrow_keys(schema: &Schema) -> Schema {
     schema.clone().with_metadata(metadata)
 }
 
-fn detect(path: &Path) -> anyhow::Result<InputFormat> {
-    let ext = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .map(str::to_ascii_lowercase);
-    Ok(match ext.as_deref() {
-        Some("arrow" | "feather" | "ipc") => InputFormat::Ipc,
-        Some("arrows" | "stream") => InputFormat::Stream,
-        Some("parquet" | "pq") => InputFormat::Parquet,
-        Some("csv" | "tsv") => InputFormat::Csv,
-        _ => {
-            let mut magic = [0u8; 6];
-            open(path)?
-                .read_exact(&mut magic)
-                .with_context(|| format!("read {}", path.display()))?;
-            match &magic {
-                b"ARROW1" => InputFormat::Ipc,
-                [b'P', b'A', b'R', b'1', ..] => InputFormat::Parquet,
-                [0xff, 0xff, 0xff, 0xff, ..] => InputFormat::Stream,
-                _ => anyhow::bail!(
-                    "cannot tell the format of {} from its name or first bytes; pass --format (ipc, stream, parquet, csv)",
-                    path.display()
-                ),
-            }
-        }
+/// The format a file name says (`.arrow`, `.parquet`, `.tsv`, ...), if any.
+pub fn from_extension(path: &Path) -> Option<InputFormat> {
+    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+    Some(match ext.as_str() {
+        "arrow" | "feather" | "ipc" => InputFormat::Ipc,
+        "arrows" | "stream" => InputFormat::Stream,
+        "parquet" | "pq" => InputFormat::Parquet,
+        "csv" => InputFormat::Csv,
+        "tsv" => InputFormat::Tsv,
+        _ => return None,
     })
 }

@@ -41,7 +41,7 @@ pub fn run(
             writable.map(&args.column, op, 0..0)?;
             super::workers::run(
                 dir.path(),
-                p as usize,
+                p,
                 &[
                     "map".into(),
                     args.name.clone(),

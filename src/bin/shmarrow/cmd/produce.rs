@@ -50,6 +50,8 @@ pub fn run(
     });
     let options = ChannelOptions::default()
         .slots(args.slots)
+        // Room for at least the consumers it waits for (16 is the library's default).
+        .max_consumers(args.consumers.max(16))
         .slot_size(args.slot_size)
         .lossy(args.lossy)
         .create_options(CreateOptions::default().mode(args.mode));
@@ -88,10 +90,10 @@ fn stream(
     source: &Source,
     total: u64,
 ) -> anyhow::Result<(u64, u64, u64, Duration)> {
-    let timeout = args.timeout.map(Duration::from_secs_f64);
+    let timeout = args.timeout.0;
     let mut producer = dir.producer(&args.name)?.timeout(timeout);
-    let deadline = timeout.map(|t| Instant::now() + t);
-    while producer.consumers() < args.consumers {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    while producer.consumers() < args.consumers as usize {
         if deadline.is_some_and(|d| Instant::now() > d) {
             bail!(
                 "only {} of {} consumers subscribed in time",
@@ -105,7 +107,10 @@ fn stream(
     let (mut rows, mut bytes) = (0u64, 0u64);
     for i in 0..total {
         if let Some(rate) = args.rate {
-            let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+            let due = Duration::try_from_secs_f64(i as f64 / rate)
+                .ok()
+                .and_then(|after| t0.checked_add(after))
+                .with_context(|| format!("--rate {rate}: batch {i} would be due too late"))?;
             if let Some(wait) = due.checked_duration_since(Instant::now()) {
                 std::thread::sleep(wait);
             }

@@ -1,7 +1,7 @@
 //! `shmarrow pull ADDR NAME [--as LOCAL]`: copy a segment from a Flight server into a local
 //! segment, streaming. Each received batch goes straight into the local segment's temp file
 //! ([`shmarrow::SegmentWriter`]), published by `rename` once the stream ends: a transfer cut
-//! off (server killed, network gone, Ctrl-C) leaves no partial segment.
+//! off (server killed, network gone, Ctrl-C, SIGTERM, SIGHUP) leaves no partial segment.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -38,13 +38,9 @@ pub fn run(
     let options = CreateOptions::default().replace(args.replace);
     let addr = args.addr.as_str();
     let start = Instant::now();
+    // Ctrl-C, SIGTERM, SIGHUP: the signal thread started in `main` removes the temp file.
     let rt = runtime()?;
-    let pulled = rt.block_on(async {
-        tokio::select! {
-            pulled = pull(dir, args, local, &options) => pulled,
-            _ = tokio::signal::ctrl_c() => bail!("interrupted: nothing was published"),
-        }
-    });
+    let pulled = rt.block_on(pull(dir, args, local, &options));
     drop(rt);
     let (rows, created) = pulled?;
     let seconds = start.elapsed().as_secs_f64();

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats};
 use shmarrow::{AttachOptions, CreateOptions, Lifetime, SegmentDir, partition};
@@ -21,16 +21,17 @@ pub fn run(
         &AttachOptions::default().populate(args.populate),
     )?;
     let columns: Vec<String> = if args.columns.is_empty() {
-        segment
-            .schema()
-            .fields()
-            .iter()
-            .filter(|f| f.data_type().is_integer() || f.data_type().is_floating())
-            .map(|f| f.name().clone())
-            .collect()
+        segment.numeric_columns()
     } else {
         args.columns.clone()
     };
+    if columns.is_empty() {
+        bail!(
+            "segment {:?} has no top-level integer or float column to reduce; name one with \
+             --column (struct children by dotted path, e.g. pos.x)",
+            args.name
+        );
+    }
     let stats = match args.parallel.processes {
         None => {
             let mut options = ReduceOptions::default().ddof(args.ddof);
@@ -40,7 +41,7 @@ pub fn run(
             let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
             segment.reduce(&refs, &options)?
         }
-        Some(p) => by_processes(dir, args, &columns, p as usize)?,
+        Some(p) => by_processes(dir, args, &columns, p)?,
     };
     let ops: &[Op] = if args.ops.is_empty() {
         &Op::ALL
@@ -109,15 +110,16 @@ fn by_processes(
         .iter()
         .enumerate()
         .map(|(c, name)| {
-            rows.iter()
+            let merged = rows
+                .iter()
                 .filter(|r| r.column as usize == c)
                 .fold(None::<Partial>, |acc, r| {
                     Some(acc.map_or(r.partial, |a| a.merge(&r.partial)))
                 })
-                .expect("at least one worker")
-                .finish(name, args.ddof)
+                .with_context(|| format!("no worker wrote a result for column {name}"))?;
+            Ok(merged.finish(name, args.ddof))
         })
-        .collect();
+        .collect::<anyhow::Result<_>>()?;
     if keep {
         created.disown();
     }
@@ -157,22 +159,37 @@ fn text(v: &Val) -> String {
     }
 }
 
-/// One object per column with stable keys; NaN and infinities as strings, integers exact.
+/// One object per column with stable keys. Every statistic is a JSON number, or `null`:
+/// `null` alone when there is no value (`min` of a column without non-null values); a value
+/// JSON numbers cannot hold (NaN, ±infinity, an integer sum beyond 64 bits) is `null` too, and
+/// the column's `"special"` object gives it as a string (`"nan"`, `"inf"`, `"-inf"`, the exact
+/// digits). `"special"` is present only when not empty.
 pub fn stats_json(s: &Stats, ops: &[Op]) -> Value {
     let mut obj = serde_json::Map::new();
+    let mut special = serde_json::Map::new();
     obj.insert("column".into(), json!(s.column));
     for op in ops {
-        let v = match value(s, *op) {
-            Val::Int(i) => i64::try_from(i)
-                .map(|i| json!(i))
-                .or_else(|_| u64::try_from(i).map(|u| json!(u)))
-                .unwrap_or_else(|_| json!(i.to_string())),
-            Val::Float(f) if f.is_nan() => json!("nan"),
-            Val::Float(f) if f.is_infinite() => json!(if f > 0.0 { "inf" } else { "-inf" }),
-            Val::Float(f) => json!(f),
-            Val::None => Value::Null,
+        let (v, text) = match value(s, *op) {
+            Val::Int(i) => match (i64::try_from(i), u64::try_from(i)) {
+                (Ok(i), _) => (json!(i), None),
+                (_, Ok(u)) => (json!(u), None),
+                _ => (Value::Null, Some(i.to_string())),
+            },
+            Val::Float(f) if f.is_finite() => (json!(f), None),
+            Val::Float(f) if f.is_nan() => (Value::Null, Some("nan".to_owned())),
+            Val::Float(f) => (
+                Value::Null,
+                Some(if f > 0.0 { "inf" } else { "-inf" }.to_owned()),
+            ),
+            Val::None => (Value::Null, None),
         };
         obj.insert(op.name().into(), v);
+        if let Some(text) = text {
+            special.insert(op.name().into(), json!(text));
+        }
+    }
+    if !special.is_empty() {
+        obj.insert("special".into(), Value::Object(special));
     }
     Value::Object(obj)
 }

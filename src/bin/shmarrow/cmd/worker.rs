@@ -8,6 +8,12 @@ use shmarrow::{SegmentDir, partition, split_rows};
 use crate::cli::{WorkerArgs, WorkerJob};
 
 pub fn run(dir: &SegmentDir, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        args.index < args.of,
+        "worker --index {} is not below --of {}",
+        args.index,
+        args.of
+    );
     match &args.job {
         WorkerJob::Reduce {
             name,
