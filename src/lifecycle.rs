@@ -67,13 +67,13 @@ impl SegmentDir {
     /// it keep their (unchanged) view until they drop it.
     ///
     /// # Errors
-    /// [`Error::InvalidName`], [`Error::PermissionDenied`], [`Error::NotAFile`] for a
-    /// directory, [`Error::Io`].
+    /// [`Error::InvalidName`], [`Error::NoDirectory`], [`Error::PermissionDenied`],
+    /// [`Error::NotAFile`] for a directory, [`Error::Io`].
     pub fn remove(&self, name: &str) -> Result<bool> {
         let path = self.segment_path(name)?;
         match std::fs::remove_file(&path) {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.path().is_dir() => Ok(false),
             Err(e) if e.raw_os_error() == Some(nix::libc::EISDIR) => Err(Error::NotAFile {
                 name: name.to_owned(),
                 kind: "directory",

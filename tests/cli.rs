@@ -157,7 +157,7 @@ fn bad_input_is_one_line_and_exit_1() {
             "--format",
             "ipc",
         ],
-        "corrupt",
+        "input file",
     );
     fails(
         &tmp,

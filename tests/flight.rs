@@ -444,6 +444,31 @@ fn server_killed_mid_pull_leaves_no_partial_segment() {
 }
 
 #[test]
+fn interrupted_pull_leaves_nothing() {
+    let host_a = TempDir::new("flight-sig-a");
+    publish_big(&host_a, "big");
+    let server = Server::start(&host_a.0, &[]);
+    for signal in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let host_b = TempDir::new("flight-sig-b");
+        let mut pull = shmarrow_bin()
+            .arg("--dir")
+            .arg(&host_b.0)
+            .args(["pull", &server.addr, "big"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Mid-transfer: data has arrived in the temp file.
+        common::wait_for_temp(&host_b.0, &mut pull, 1);
+        common::interrupt_leaves_nothing(&host_b.0, pull, signal, &[]);
+    }
+}
+
+#[test]
 fn push_killed_mid_transfer_leaves_nothing_on_the_server() {
     let host_a = TempDir::new("flight-pkill-a");
     let host_b = TempDir::new("flight-pkill-b");

@@ -497,22 +497,28 @@ fn gc_reclaims_owner_segments_of_dead_creators_only() {
     let (schema, batches) = type_matrix();
     let input = tmp.0.join("input.arrow");
     common::write_ipc_file(&input, &schema, &batches);
-    // A creator that exits: `shmarrow import --lifetime owner` leaves the segment to gc.
-    for (name, lifetime) in [("orphan", "owner"), ("kept", "persistent")] {
-        let out = common::shmarrow_bin()
-            .arg("--dir")
-            .arg(&tmp.0)
-            .args(["import", name])
-            .arg(&input)
-            .args(["--lifetime", lifetime])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    // A creator that has exited (a child that ran and was reaped) left an `owner` segment.
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = child.id();
+    child.wait().unwrap();
+    let orphan = schema.as_ref().clone().with_metadata(
+        [
+            ("shmarrow.version", "1"),
+            ("shmarrow.creator_pid", &dead_pid.to_string()),
+            ("shmarrow.creator_start", "1"),
+            ("shmarrow.created_ms", "0"),
+            ("shmarrow.lifetime", "owner"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect::<std::collections::HashMap<String, String>>(),
+    );
+    let batches: Vec<_> = batches
+        .iter()
+        .map(|b| b.clone().with_schema(Arc::new(orphan.clone())).unwrap())
+        .collect();
+    common::write_ipc_file(&tmp.0.join("orphan"), &orphan, &batches);
+    common::ok(&tmp, &["import", "kept", input.to_str().unwrap()]);
     // An owner segment whose creator (this test) is alive is kept.
     let b = floats(&[1.0]);
     let alive = tmp

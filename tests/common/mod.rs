@@ -587,3 +587,66 @@ pub fn lie_about_a_buffer_offset(message: &mut [u8]) {
     let at = message.windows(16).position(|w| w == entry).unwrap();
     message[at + 4] |= 1;
 }
+
+/// Wait until a publish temp file (`.NAME....tmp`) with at least `min_bytes` exists in `dir`,
+/// polling; fails if `child` exits first or nothing appears within a generous hang-detector
+/// deadline (not a speed assertion).
+pub fn wait_for_temp(dir: &Path, child: &mut std::process::Child, min_bytes: u64) -> PathBuf {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let found = std::fs::read_dir(dir).unwrap().flatten().find(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with('.')
+                && name.ends_with(".tmp")
+                && e.metadata().is_ok_and(|m| m.len() >= min_bytes)
+        });
+        if let Some(entry) = found {
+            return entry.path();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "pid {} exited ({status}) before writing a temp file",
+                child.id()
+            );
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pid {} wrote no temp file in 120 s",
+            child.id()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+/// Send `signal` to `child` (by pid), wait for it, and check it ended with 128 + the signal
+/// number, said it published nothing, and left nothing at all in `dir` but `keep`.
+pub fn interrupt_leaves_nothing(
+    dir: &Path,
+    mut child: std::process::Child,
+    signal: nix::sys::signal::Signal,
+    keep: &[&str],
+) {
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap());
+    nix::sys::signal::kill(pid, signal).unwrap();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        std::io::Read::read_to_string(&mut e, &mut stderr).unwrap();
+    }
+    assert_eq!(
+        status.code(),
+        Some(128 + signal as i32),
+        "{signal}: {status}: {stderr}"
+    );
+    assert!(
+        stderr.contains("interrupted") && stderr.contains("nothing was published"),
+        "{signal}: {stderr}"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect();
+    assert!(left.is_empty(), "{signal} left {left:?}");
+}
