@@ -490,6 +490,12 @@ fn json_and_data_into_a_closed_pipe_exit_quietly() {
     let tmp = TempDir::new("epipe");
     matrix_segment(&tmp, "m");
     flat_segment(&tmp, "flat");
+    // Bigger than the export's buffer: the writers meet the closed pipe mid-way.
+    let schema = concat!(env!("CARGO_MANIFEST_DIR"), "/schemas/trades.json");
+    ok(
+        &tmp,
+        &["create", "t", "--schema", schema, "--rows", "100000"],
+    );
     for args in [
         &["--json", "inspect", "m"][..],
         &["--json", "head", "m"],
@@ -500,7 +506,10 @@ fn json_and_data_into_a_closed_pipe_exit_quietly() {
         &["inspect", "m"],
         &["head", "m"],
         &["export", "m", "-"],
-        &["export", "flat", "-", "--format", "csv"],
+        &["export", "t", "-", "--format", "csv"],
+        &["export", "t", "-", "--format", "tsv"],
+        &["export", "t", "-", "--format", "parquet"],
+        &["export", "t", "/dev/stdout", "--format", "ipc"],
     ] {
         let out = into_closed_pipe(&tmp, args);
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -149,16 +149,33 @@ fn write<W: Write + Send>(
     batches: &[RecordBatch],
 ) -> anyhow::Result<u64> {
     let mut sink = shmarrow::Counting::new(BufWriter::with_capacity(1 << 20, sink));
+    if let Err(e) = encode(&mut sink, format, schema, batches) {
+        // A failed write comes back wrapped (by the CSV writer, as text only); the sink still
+        // holds the bytes, and flushing again gives the `io::Error` itself: a closed pipe is
+        // then a quiet exit.
+        sink.flush()?;
+        return Err(e);
+    }
+    sink.flush()?;
+    Ok(sink.written())
+}
+
+fn encode(
+    sink: &mut (impl Write + Send),
+    format: InputFormat,
+    schema: &Schema,
+    batches: &[RecordBatch],
+) -> anyhow::Result<()> {
     match format {
         InputFormat::Ipc => {
-            let mut w = arrow_ipc::writer::FileWriter::try_new(&mut sink, schema)?;
+            let mut w = arrow_ipc::writer::FileWriter::try_new(sink, schema)?;
             for b in batches {
                 w.write(b)?;
             }
             w.finish()?;
         }
         InputFormat::Stream => {
-            let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut sink, schema)?;
+            let mut w = arrow_ipc::writer::StreamWriter::try_new(sink, schema)?;
             for b in batches {
                 w.write(b)?;
             }
@@ -169,7 +186,7 @@ fn write<W: Write + Send>(
                 .set_compression(parquet::basic::Compression::ZSTD(Default::default()))
                 .build();
             let mut w = parquet::arrow::ArrowWriter::try_new(
-                &mut sink,
+                sink,
                 std::sync::Arc::new(schema.clone()),
                 Some(props),
             )?;
@@ -186,14 +203,13 @@ fn write<W: Write + Send>(
                 } else {
                     b','
                 })
-                .build(&mut sink);
+                .build(sink);
             for b in batches {
                 w.write(b)?;
             }
         }
     }
-    sink.flush()?;
-    Ok(sink.written())
+    Ok(())
 }
 
 fn temp_beside(target: &Path) -> PathBuf {
