@@ -244,3 +244,67 @@ fn timeout_inf_waits_for_the_producer() {
     let report: serde_json::Value = serde_json::from_slice(&consumed.stdout).unwrap();
     assert_eq!(report["batches"], 3);
 }
+
+#[test]
+fn dataset_schemas_with_hostile_numbers_are_refused() {
+    let tmp = TempDir::new("hostile-schema");
+    let fields = [
+        r#"{"name": "s", "type": "utf8", "gen": {"length": [0, 18446744073709551615]}}"#,
+        r#"{"name": "s", "type": "utf8", "gen": {"length": [0, 1e300]}}"#,
+        r#"{"name": "s", "type": "utf8", "gen": {"length": [-1, 4]}}"#,
+        r#"{"name": "s", "type": "utf8", "gen": {"length": [1048576, 1048576]}}"#,
+        r#"{"name": "l", "type": {"list": "int32"}, "gen": {"length": [0, 1e19]}}"#,
+        r#"{"name": "f", "type": {"fixed_size_list": "float32", "size": 4294967297}}"#,
+        r#"{"name": "f", "type": {"fixed_size_list": "float32", "size": -1}}"#,
+        r#"{"name": "f", "type": {"fixed_size_list": "float32", "size": 1048576}}"#,
+        r#"{"name": "i", "type": "int32", "gen": {"min": -1e308, "max": 1e308}}"#,
+        r#"{"name": "i", "type": "int64", "gen": {"min": 5, "max": 1}}"#,
+        r#"{"name": "n", "type": "float64", "nullable": true, "null_fraction": 1e300}"#,
+        r#"{"name": "d", "type": "decimal128(300, 2)"}"#,
+        r#"{"name": "k", "type": {"dictionary": "utf8", "index": "int8"}, "gen": {"values": [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,130]}}"#,
+    ];
+    let mut failures = Vec::new();
+    for (i, field) in fields.iter().enumerate() {
+        let path = tmp.0.join(format!("schema-{i}.json"));
+        std::fs::write(&path, format!(r#"{{"fields": [{field}]}}"#)).unwrap();
+        let path = path.to_str().unwrap();
+        for verb in ["create", "produce"] {
+            let args: Vec<String> = match verb {
+                "create" => [
+                    "create",
+                    "c",
+                    "--schema",
+                    path,
+                    "--rows",
+                    "4096",
+                    "--replace",
+                ]
+                .map(String::from)
+                .to_vec(),
+                _ => [
+                    "produce",
+                    "p",
+                    "--schema",
+                    path,
+                    "--batches",
+                    "1",
+                    "--batch-rows",
+                    "4096",
+                ]
+                .map(String::from)
+                .to_vec(),
+            };
+            let out = run_bounded(&tmp, &args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            // Valid extremes may work (a 1e308-wide integer range saturates); never a crash.
+            if !matches!(out.status.code(), Some(0..=2)) || stderr.contains("panicked") {
+                failures.push(format!(
+                    "{verb} {field}: {:?}: {}",
+                    out.status,
+                    stderr.trim()
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -10,6 +10,22 @@ use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
 use serde_json::Value;
 
+/// Longest generated string or list, and largest fixed-size list.
+const MAX_LENGTH: usize = 1 << 20;
+/// Most values (string bytes, list items) one generated column of one batch may hold: a batch
+/// is built in private memory, and string offsets are 32-bit.
+const MAX_BATCH_VALUES: usize = 1 << 30;
+
+/// `rows` items of up to `each` values each fit in one batch.
+fn check_batch_values(rows: usize, each: usize) -> anyhow::Result<usize> {
+    match rows.checked_mul(each) {
+        Some(total) if total <= MAX_BATCH_VALUES => Ok(total),
+        _ => bail!(
+            "{rows} rows of up to {each} values each is more than {MAX_BATCH_VALUES} in one batch; use fewer --batch-rows"
+        ),
+    }
+}
+
 /// A parsed dataset schema: Arrow fields plus how to generate each.
 #[derive(Debug, Clone)]
 pub struct Dataset {
@@ -117,12 +133,13 @@ fn parse_type(v: &Value) -> anyhow::Result<(DataType, Vec<Spec>)> {
     }
     if let Some(item) = obj.get("fixed_size_list") {
         let size = obj["size"]
-            .as_i64()
-            .filter(|&n| n > 0)
-            .context("fixed_size_list needs \"size\" > 0")?;
+            .as_u64()
+            .filter(|&n| (1..=MAX_LENGTH as u64).contains(&n))
+            .and_then(|n| i32::try_from(n).ok())
+            .with_context(|| format!("fixed_size_list needs \"size\" from 1 to {MAX_LENGTH}"))?;
         let child = parse_field(&with_default_name(item))?;
         return Ok((
-            DataType::FixedSizeList(Arc::new(child.field.clone()), size as i32),
+            DataType::FixedSizeList(Arc::new(child.field.clone()), size),
             vec![child],
         ));
     }
@@ -263,13 +280,15 @@ fn numbers(
     Ok(match dist {
         "uniform" => {
             let (lo, hi) = (f("min", 0.0), f("max", if int { 1000.0 } else { 1.0 }));
-            if hi < lo {
-                bail!("gen: max < min");
+            if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
+                bail!("gen: min and max must be finite, min <= max");
             }
+            // `as` saturates: a span wider than u64 draws from all of u64.
+            let span = ((hi - lo) as u64).saturating_add(1);
             (0..rows)
                 .map(|_| {
                     if int {
-                        (lo + (rng.below((hi - lo) as u64 + 1)) as f64).min(hi)
+                        (lo + rng.below(span) as f64).min(hi)
                     } else {
                         lo + rng.unit() * (hi - lo)
                     }
@@ -316,6 +335,7 @@ fn strings(how: &Value, rows: usize, rng: &mut Rng) -> anyhow::Result<Vec<String
             .collect());
     }
     let (lo, hi) = lengths(how)?;
+    check_batch_values(rows, hi)?;
     const ALNUM: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     Ok((0..rows)
         .map(|_| {
@@ -330,12 +350,17 @@ fn strings(how: &Value, rows: usize, rng: &mut Rng) -> anyhow::Result<Vec<String
 /// `"length": [min, max]` (default [0, 8]).
 fn lengths(how: &Value) -> anyhow::Result<(usize, usize)> {
     let l = how.get("length");
-    let get = |i: usize, d: u64| {
-        l.and_then(|l| l.get(i))
-            .and_then(Value::as_u64)
-            .unwrap_or(d) as usize
+    let get = |i: usize, d: usize| match l.and_then(|l| l.get(i)) {
+        None => Ok(d),
+        Some(v) => v
+            .as_u64()
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| n <= MAX_LENGTH)
+            .with_context(|| {
+                format!("gen: length {v} is not a whole number from 0 to {MAX_LENGTH}")
+            }),
     };
-    let (lo, hi) = (get(0, 0), get(1, 8));
+    let (lo, hi) = (get(0, 0)?, get(1, 8)?);
     if hi < lo {
         bail!("gen: length max < min");
     }
@@ -461,6 +486,7 @@ fn generate(spec: &Spec, rows: usize, first_row: u64, rng: &mut Rng) -> anyhow::
         }
         DataType::List(item) | DataType::LargeList(item) => {
             let (lo, hi) = lengths(how).with_context(|| format!("field {name:?}"))?;
+            check_batch_values(rows, hi).with_context(|| format!("field {name:?}"))?;
             let lens: Vec<usize> = (0..rows)
                 .map(|_| lo + rng.below((hi - lo + 1) as u64) as usize)
                 .collect();
@@ -484,7 +510,9 @@ fn generate(spec: &Spec, rows: usize, first_row: u64, rng: &mut Rng) -> anyhow::
             }
         }
         DataType::FixedSizeList(item, size) => {
-            let values = generate(&spec.children[0], rows * *size as usize, 0, rng)?;
+            let len = usize::try_from(*size).context("negative fixed_size_list size")?;
+            let total = check_batch_values(rows, len).with_context(|| format!("field {name:?}"))?;
+            let values = generate(&spec.children[0], total, 0, rng)?;
             Arc::new(FixedSizeListArray::try_new(
                 item.clone(),
                 *size,
