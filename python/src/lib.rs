@@ -189,6 +189,8 @@ fn exception(py: Python<'_>, err: &Error, msg: String) -> PyResult<PyErr> {
     let plain = |e: PyErr| e.into_value(py).into_bound(py).into_any();
     let (value, name) = match err {
         Error::NotFound { name, .. } => (Dual::SegmentNotFound.instance(py, msg)?, Some(name)),
+        // No segment is found there either; the message says the directory is missing.
+        Error::NoDirectory { .. } => (Dual::SegmentNotFound.instance(py, msg)?, None),
         Error::Exists { name, .. } => (Dual::SegmentExists.instance(py, msg)?, Some(name)),
         Error::NoSpace { name, needed, .. } => {
             let value = Dual::NoSpace.instance(py, msg)?;

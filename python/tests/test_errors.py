@@ -513,3 +513,16 @@ def test_no_space_is_an_oserror_enospc(iso_dir):
     ok, name, needed = out.stdout.split()
     assert ok == "True" and name == "big" and int(needed) > 8 << 20
     assert os.listdir(iso_dir) == []  # the tmpfs (and anything in it) was private
+
+
+def test_a_missing_directory_is_named_as_such(iso_dir):
+    missing = os.path.join(iso_dir, "missing")
+    for call in (
+        lambda: shmarrow.attach("x", dir=missing),
+        lambda: shmarrow.list(dir=missing),
+        lambda: shmarrow.remove("x", dir=missing),
+        lambda: shmarrow.create("x", pa.table({"a": [1]}), dir=missing),
+    ):
+        with pytest.raises(shmarrow.SegmentNotFound, match="segment directory .* does not exist") as info:
+            call()
+        assert isinstance(info.value, FileNotFoundError)

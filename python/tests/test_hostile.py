@@ -31,6 +31,7 @@ def _valid(*values) -> set:
 # (label, call(env, value), values that are valid there: they may succeed)
 CASES = [
     ("create mode", lambda e, v: e.created(shmarrow.create(e.new(), e.table, dir=e.dir, mode=v)), _valid(0)),
+    ("share mode", lambda e, v: e.closed(shmarrow.share(e.table, e.new(), dir=e.dir, mode=v)), _valid(0)),
     ("from_numpy mode", lambda e, v: e.created(shmarrow.from_numpy(e.new(), np.arange(3.0), dir=e.dir, mode=v)), _valid(0)),
     ("reduce threads", lambda e, v: shmarrow.reduce(e.seg, threads=v, dir=e.dir), _valid()),
     ("reduce ddof", lambda e, v: shmarrow.reduce(e.seg, ddof=v, dir=e.dir), _valid(0)),

@@ -50,7 +50,7 @@ pub fn run(
 
     let (schema, bar, batches): (SchemaRef, ProgressBar, Batches) = match (format, &input.path) {
         (InputFormat::Ipc, Some(path)) => {
-            let reader = IpcFile::open(&label, path).map_err(|e| input_error(&input, e))?;
+            let reader = IpcFile::open(&label, path).map_err(|e| input_error(&input, format, e))?;
             let rows = reader.info().rows();
             (
                 reader.info().schema.clone(),
@@ -86,7 +86,7 @@ pub fn run(
         (InputFormat::Stream, _) => {
             let bytes = std::mem::replace(&mut input.bytes, Box::new(std::io::empty()));
             let reader = shmarrow::ipc::StreamReader::try_new(&label, BufReader::new(bytes))
-                .map_err(|e| input_error(&input, e))?;
+                .map_err(|e| input_error(&input, format, e))?;
             (
                 reader.schema(),
                 progress(input.size, "bytes"),
@@ -118,7 +118,7 @@ pub fn run(
     };
     let created = stream_into(dir, args, &label, &schema, &options, bar, batches)
         .map_err(|e| match e.downcast::<shmarrow::Error>() {
-            Ok(e) => input_error(&input, e),
+            Ok(e) => input_error(&input, format, e),
             Err(e) => e,
         })?;
     let info = dir.info(created.name())?;
@@ -218,15 +218,23 @@ impl Input {
     }
 }
 
-/// An error about the input's bytes names the input, not a segment.
-fn input_error(input: &Input, e: shmarrow::Error) -> anyhow::Error {
+/// An error about the input's bytes names the input (and what it should have been), not a
+/// segment.
+fn input_error(input: &Input, format: InputFormat, e: shmarrow::Error) -> anyhow::Error {
     match e {
         shmarrow::Error::Corrupt { name, reason } if name == input.label => {
             let what = match &input.path {
                 Some(_) => format!("input file {}", input.label),
                 None => input.label.clone(),
             };
-            anyhow::anyhow!("{what} is not valid: {reason}")
+            let expected = match format {
+                InputFormat::Ipc => "an Arrow IPC file",
+                InputFormat::Stream => "an Arrow IPC stream",
+                InputFormat::Parquet => "a Parquet file",
+                InputFormat::Csv => "CSV",
+                InputFormat::Tsv => "TSV",
+            };
+            anyhow::anyhow!("{what} is not {expected}: {reason}")
         }
         e => e.into(),
     }
