@@ -31,10 +31,16 @@ pub enum Error {
         dir: PathBuf,
     },
     /// The segment directory itself does not exist (or is not a directory).
-    #[error("segment directory {} does not exist or is not a directory", dir.display())]
+    #[error(
+        "segment directory {} does not exist or is not a directory{}",
+        dir.display(),
+        name.as_ref().map(|n| format!(" (for segment {n:?})")).unwrap_or_default()
+    )]
     NoDirectory {
         /// The directory.
         dir: PathBuf,
+        /// The segment sought there, if one was.
+        name: Option<String>,
     },
     /// Creating with `replace(false)` found a segment of that name already.
     #[error("segment {name:?} already exists in {}", dir.display())]
@@ -146,7 +152,10 @@ impl Error {
         let dir = path.parent().map(PathBuf::from).unwrap_or_default();
         match source.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::NotADirectory if !dir.is_dir() => {
-                Error::NoDirectory { dir }
+                Error::NoDirectory {
+                    dir,
+                    name: Some(name.to_owned()),
+                }
             }
             io::ErrorKind::NotFound => Error::NotFound {
                 name: name.to_owned(),

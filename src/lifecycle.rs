@@ -98,6 +98,7 @@ impl SegmentDir {
             } else {
                 Error::NoDirectory {
                     dir: self.path().to_owned(),
+                    name: None,
                 }
             }
         })?;

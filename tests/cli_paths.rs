@@ -23,6 +23,14 @@ fn fails_with(out: &Output, code: i32, needle: &str) -> String {
     stderr
 }
 
+fn succeeds(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// `shmarrow --dir DIR ARGS` with `input` on standard input.
 fn run_with_stdin(dir: &TempDir, args: &[&str], input: &[u8]) -> Output {
     let mut child = shmarrow_bin()
@@ -95,20 +103,12 @@ fn export_to_stdout_and_import_from_stdin() {
         .args(["export", "m", "-"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&out);
     assert!(!tmp.0.join("-").exists(), "export wrote a file named -");
     assert!(String::from_utf8_lossy(&out.stderr).contains("standard output"));
     // Piped back in: the format is sniffed without losing the bytes looked at.
     let back = run_with_stdin(&tmp, &["import", "back", "-"], &out.stdout);
-    assert!(
-        back.status.success(),
-        "{}",
-        String::from_utf8_lossy(&back.stderr)
-    );
+    succeeds(&back);
     let got = tmp.dir().attach("back").unwrap();
     assert_same_batches(&without_meta(got.batches()), &without_meta(&want));
 
@@ -121,11 +121,7 @@ fn export_to_stdout_and_import_from_stdin() {
         &["import", "csv", "-", "--format", "csv", "--infer-rows", "1"],
         csv.as_bytes(),
     );
-    assert!(
-        back.status.success(),
-        "{}",
-        String::from_utf8_lossy(&back.stderr)
-    );
+    succeeds(&back);
     let got = tmp.dir().attach("csv").unwrap();
     assert_eq!(got.num_rows(), 3);
     assert_same_batches(&without_meta(got.batches()), std::slice::from_ref(&flat));
@@ -162,11 +158,7 @@ fn export_to_dev_stdout_writes_to_the_stream() {
             "--force",
         ],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&out);
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("x,s\n"));
     let after = std::fs::symlink_metadata("/dev/stdout")
         .unwrap()
@@ -281,11 +273,7 @@ fn csv_inference_never_drops_values_silently() {
 
     // Column b is empty in the rows inference sees: read as text, with a warning, value kept.
     let out = run(&tmp, &["import", "late", f, "--infer-rows", "2"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("warning") && stderr.contains("\"b\""),
@@ -358,7 +346,7 @@ fn missing_and_empty_directories_are_named() {
             stderr.contains(&format!("segment directory {}", missing.display())),
             "{args:?}: {stderr}"
         );
-        assert!(!stderr.contains("segment \"x\""), "{args:?}: {stderr}");
+        assert!(!stderr.contains("not found"), "{args:?}: {stderr}");
     }
     // An empty SHMARROW_DIR is unset, as in the library and Python: the default directory.
     let out = shmarrow_bin()
@@ -366,11 +354,7 @@ fn missing_and_empty_directories_are_named() {
         .args(["--json", "ls"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeds(&out);
     // An empty --dir is a usage error about the directory.
     let out = shmarrow_bin().args(["--dir", "", "ls"]).output().unwrap();
     fails_with(&out, 2, "segment directory is empty");

@@ -190,7 +190,9 @@ fn exception(py: Python<'_>, err: &Error, msg: String) -> PyResult<PyErr> {
     let (value, name) = match err {
         Error::NotFound { name, .. } => (Dual::SegmentNotFound.instance(py, msg)?, Some(name)),
         // No segment is found there either; the message says the directory is missing.
-        Error::NoDirectory { .. } => (Dual::SegmentNotFound.instance(py, msg)?, None),
+        Error::NoDirectory { name, .. } => {
+            (Dual::SegmentNotFound.instance(py, msg)?, name.as_ref())
+        }
         Error::Exists { name, .. } => (Dual::SegmentExists.instance(py, msg)?, Some(name)),
         Error::NoSpace { name, needed, .. } => {
             let value = Dual::NoSpace.instance(py, msg)?;

@@ -55,22 +55,11 @@ CASES = [
 # Parts other engineers are fixing on branches not merged when this was written: each must
 # raise an Exception, not panic, once they are in (the test then passes: XPASS).
 PENDING = {
-    ("subscribe timeout", _key(-1)): "channel timeouts are checked on the channel branch",
-    ("subscribe timeout", _key(float("nan"))): "channel timeouts are checked on the channel branch",
-    ("subscribe timeout", _key(float("inf"))): "channel timeouts (inf = forever) are on the channel branch",
-    ("subscribe timeout", _key(float("-inf"))): "channel timeouts are checked on the channel branch",
-    ("subscribe timeout", _key(2**64)): "channel timeouts are checked on the channel branch",
-    ("subscribe timeout", _key(1e300)): "channel timeouts are checked on the channel branch",
-    ("subscribe timeout", _key(-(2**63))): "channel timeouts are checked on the channel branch",
-    ("producer timeout", _key(-1)): "channel timeouts are checked on the channel branch",
-    ("producer timeout", _key(float("nan"))): "channel timeouts are checked on the channel branch",
-    ("producer timeout", _key(float("inf"))): "channel timeouts (inf = forever) are on the channel branch",
-    ("producer timeout", _key(float("-inf"))): "channel timeouts are checked on the channel branch",
-    ("producer timeout", _key(2**64)): "channel timeouts are checked on the channel branch",
-    ("producer timeout", _key(1e300)): "channel timeouts are checked on the channel branch",
-    ("producer timeout", _key(-(2**63))): "channel timeouts are checked on the channel branch",
-    ("allocate rows", _key(2**63)): "allocate sizes are checked on the in-place branch",
+    (label, _key(value)): "channel timeouts (inf: forever) are checked on the channel branch"
+    for label in ("subscribe timeout", "producer timeout")
+    for value in (-1, float("nan"), float("inf"), float("-inf"), 2**64, 1e300, -(2**63))
 }
+PENDING[("allocate rows", _key(2**63))] = "allocate sizes are checked on the in-place branch"
 
 
 class Env:

@@ -116,11 +116,12 @@ pub fn run(
             (schema, progress(input.size, "bytes"), boxed(reader))
         }
     };
-    let created = stream_into(dir, args, &label, &schema, &options, bar, batches)
-        .map_err(|e| match e.downcast::<shmarrow::Error>() {
+    let created = stream_into(dir, args, &label, &schema, &options, bar, batches).map_err(|e| {
+        match e.downcast::<shmarrow::Error>() {
             Ok(e) => input_error(&input, format, e),
             Err(e) => e,
-        })?;
+        }
+    })?;
     let info = dir.info(created.name())?;
     created.disown();
     if json {
