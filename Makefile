@@ -69,10 +69,10 @@ fuzz: venv
 	$(PY) fuzz/seeds.py fuzz/corpus
 	mkdir -p fuzz/logs
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
-		mkdir -p corpus/$$t; \
-		RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- -runs=$(FUZZ_RUNS) \
-			-max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 \
-			> logs/$$t.log 2>&1; status=$$?; \
+		mkdir -p corpus/$$t; scratch=$$(mktemp -d /dev/shm/shmarrow-fuzz.XXXXXX); \
+		SHMARROW_FUZZ_DIR=$$scratch RUSTC_BOOTSTRAP=1 cargo fuzz run $$t corpus/$$t -- \
+			-runs=$(FUZZ_RUNS) -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=4096 \
+			> logs/$$t.log 2>&1; status=$$?; rm -rf $$scratch; \
 		echo "$$t: $$(grep -o 'Done [0-9]* runs in [0-9]* second(s)' logs/$$t.log || echo 'no summary') (exit $$status)"; \
 		[ $$status -eq 0 ] || exit 1; \
 	done

@@ -14,10 +14,13 @@ use arrow_schema::Schema;
 use shmarrow::ipc::{Decoded, Decoder, StreamReader};
 use shmarrow::{CreateOptions, Error, IpcFile, SegmentDir, guarded};
 
+/// This process's segment directory: under `$SHMARROW_FUZZ_DIR` (which `make fuzz` creates
+/// and removes around each target), else under /dev/shm.
 pub fn dir() -> &'static PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let d = PathBuf::from(format!("/dev/shm/shmarrow-fuzz-{}", std::process::id()));
+        let base = std::env::var_os("SHMARROW_FUZZ_DIR").unwrap_or_else(|| "/dev/shm".into());
+        let d = PathBuf::from(base).join(format!("shmarrow-fuzz-{}", std::process::id()));
         std::fs::create_dir_all(&d).expect("fuzz dir");
         d
     })
