@@ -11,12 +11,13 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 .PHONY: demo test venv python-package bench lint clean fuzz soak
 
 # Besides the package's own needs: the data world the tests hand segments to (polars, pandas,
-# DuckDB), joblib's loky pool, and mypy (`make test` runs mypy --strict on the examples).
+# DuckDB), joblib's loky pool, mypy (`make test` runs mypy --strict on the examples), and Dask
+# distributed + dask.dataframe for shmarrow.dask (python/tests/test_dask*.py).
 $(VENV)/.deps: python/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "maturin>=1.16,<2" "pyarrow>=14" "numpy>=1.24" "pytest>=8" "hypothesis>=6" \
-		polars pandas duckdb joblib mypy
+		polars pandas duckdb joblib mypy "dask[distributed,dataframe]"
 	touch $@
 
 venv: $(VENV)/.deps

@@ -289,6 +289,16 @@ fn two_sum(a: f64, b: f64) -> (f64, f64) {
     (s, (a - (s - bb)) + (b - bb))
 }
 
+/// Merge chunk partials in the given order, as [`Segment::reduce`] does: a left fold from the
+/// empty partial of an integer (`int`) or float column. Folding the chunk partials of several
+/// segments, segment after segment, gives bit for bit what reducing one segment holding all
+/// their batches in that order gives (chunks never span batches).
+pub fn merge_in_order(int: bool, partials: &[Partial]) -> Partial {
+    partials
+        .iter()
+        .fold(Partial::empty(int), |acc, p| acc.merge(p))
+}
+
 /// Statistics of one column.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stats {
@@ -560,17 +570,19 @@ impl Column {
 
     /// The partial of chunks `chunks`, computed in parallel and merged in order.
     fn reduce(&self, chunks: Range<usize>, threads: Option<usize>) -> Partial {
+        merge_in_order(self.int(), &self.partials(chunks, threads))
+    }
+
+    /// The partial of each chunk in `chunks` (clamped), in chunk order, computed in parallel.
+    fn partials(&self, chunks: Range<usize>, threads: Option<usize>) -> Vec<Partial> {
         let end = chunks.end.min(self.chunks.len());
         let start = chunks.start.min(end);
-        let partials: Vec<Partial> = with_threads(threads, || {
+        with_threads(threads, || {
             (start..end)
                 .into_par_iter()
                 .map(|i| self.partial(i))
                 .collect()
-        });
-        partials
-            .iter()
-            .fold(Partial::empty(self.int()), |acc, p| acc.merge(p))
+        })
     }
 
     fn partial(&self, index: usize) -> Partial {
@@ -688,12 +700,7 @@ impl Segment {
     /// # Errors
     /// [`Error::InvalidColumn`] for a missing or non-numeric column.
     pub fn reduce(&self, columns: &[&str], options: &ReduceOptions) -> Result<Vec<Stats>> {
-        let names: Vec<String> = if columns.is_empty() {
-            self.numeric_columns()
-        } else {
-            columns.iter().map(|c| (*c).to_owned()).collect()
-        };
-        names
+        self.reduce_columns(columns)
             .iter()
             .map(|name| {
                 let total = self.chunk_count(name)?;
@@ -720,6 +727,31 @@ impl Segment {
     /// [`Error::InvalidColumn`].
     pub fn chunk_count(&self, path: &str) -> Result<usize> {
         Ok(self.column(path)?.chunks.len())
+    }
+
+    /// The columns [`Segment::reduce`] reduces: `columns`, or every numeric top-level column
+    /// when it is empty.
+    pub fn reduce_columns(&self, columns: &[&str]) -> Vec<String> {
+        if columns.is_empty() {
+            self.numeric_columns()
+        } else {
+            columns.iter().map(|c| (*c).to_owned()).collect()
+        }
+    }
+
+    /// Whether column `path` is an integer column, and the partial of each of its chunks in
+    /// chunk order (computed in parallel): what [`merge_in_order`] takes, so that partials of
+    /// segments reduced in different processes or hosts merge exactly as one reduction would.
+    ///
+    /// # Errors
+    /// As [`Segment::reduce`].
+    pub fn chunk_partials(
+        &self,
+        path: &str,
+        threads: Option<usize>,
+    ) -> Result<(bool, Vec<Partial>)> {
+        let column = self.column(path)?;
+        Ok((column.int(), column.partials(0..usize::MAX, threads)))
     }
 
     fn column(&self, path: &str) -> Result<Column> {

@@ -12,7 +12,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
 use std::sync::Arc;
 
-use shmarrow::reduce::{Number, Op, ReduceOptions};
+use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats, merge_in_order};
 use shmarrow::{AttachOptions, CreateOptions, Error, Lifetime, MapOp, SegmentDir};
 
 // Module `shmarrow`: the classes are re-exported there, so `pickle` (and with it a
@@ -436,13 +436,7 @@ fn reduce<'py>(
     ddof: u32,
     dir: Option<std::path::PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let ops: Vec<Op> = match ops {
-        None => Op::ALL.to_vec(),
-        Some(ops) => ops
-            .iter()
-            .map(|o| o.parse().map_err(pyo3::exceptions::PyValueError::new_err))
-            .collect::<PyResult<_>>()?,
-    };
+    let ops = parse_ops(ops)?;
     let dir = segment_dir(dir);
     let mut options = ReduceOptions::default().ddof(ddof);
     if let Some(t) = thread_count(threads)? {
@@ -458,23 +452,174 @@ fn reduce<'py>(
         .map_err(to_py)?;
     let out = PyDict::new(py);
     for s in stats {
-        let d = PyDict::new(py);
-        for op in &ops {
-            let v = match op {
-                Op::Count => s.count.into_pyobject(py)?.into_any(),
-                Op::NullCount => s.null_count.into_pyobject(py)?.into_any(),
-                Op::Sum => number(py, Some(s.sum))?,
-                Op::Mean => s.mean.into_pyobject(py)?.into_any(),
-                Op::Var => s.var.into_pyobject(py)?.into_any(),
-                Op::Std => s.std.into_pyobject(py)?.into_any(),
-                Op::Min => number(py, s.min)?,
-                Op::Max => number(py, s.max)?,
-            };
-            d.set_item(op.name(), v)?;
-        }
-        out.set_item(&s.column, d)?;
+        out.set_item(&s.column, stats_dict(py, &s, &ops)?)?;
     }
     Ok(out)
+}
+
+fn parse_ops(ops: Option<Vec<String>>) -> PyResult<Vec<Op>> {
+    match ops {
+        None => Ok(Op::ALL.to_vec()),
+        Some(ops) => ops
+            .iter()
+            .map(|o| o.parse().map_err(pyo3::exceptions::PyValueError::new_err))
+            .collect(),
+    }
+}
+
+/// `{op: value}` of one column's statistics, as `reduce` returns them.
+fn stats_dict<'py>(py: Python<'py>, s: &Stats, ops: &[Op]) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for op in ops {
+        let v = match op {
+            Op::Count => s.count.into_pyobject(py)?.into_any(),
+            Op::NullCount => s.null_count.into_pyobject(py)?.into_any(),
+            Op::Sum => number(py, Some(s.sum))?,
+            Op::Mean => s.mean.into_pyobject(py)?.into_any(),
+            Op::Var => s.var.into_pyobject(py)?.into_any(),
+            Op::Std => s.std.into_pyobject(py)?.into_any(),
+            Op::Min => number(py, s.min)?,
+            Op::Max => number(py, s.max)?,
+        };
+        d.set_item(op.name(), v)?;
+    }
+    Ok(d)
+}
+
+/// One chunk's mergeable state as a plain tuple (it pickles, and crosses Dask as is):
+/// `(count, null_count, sum, sum_low, mean, mean_low, m2, min, max, nan)`.
+type PartialTuple = (
+    u64,
+    u64,
+    NumberArg,
+    f64,
+    f64,
+    f64,
+    f64,
+    Option<NumberArg>,
+    Option<NumberArg>,
+    bool,
+);
+
+/// A Python int (exact, up to 128 bits) or float, as a reduction's sum, min or max.
+#[derive(FromPyObject, IntoPyObject)]
+enum NumberArg {
+    Int(i128),
+    Float(f64),
+}
+
+impl From<Number> for NumberArg {
+    fn from(n: Number) -> Self {
+        match n {
+            Number::Int(i) => NumberArg::Int(i),
+            Number::Float(f) => NumberArg::Float(f),
+        }
+    }
+}
+
+impl From<NumberArg> for Number {
+    fn from(n: NumberArg) -> Self {
+        match n {
+            NumberArg::Int(i) => Number::Int(i),
+            NumberArg::Float(f) => Number::Float(f),
+        }
+    }
+}
+
+/// The per-chunk partial statistics of a segment's columns, for merging elsewhere with
+/// `merge_partials` (what `shmarrow.dask.reduce` moves between hosts).
+///
+/// Returns a list of `(column, is_int, [partial, ...])`, one per column in the order `reduce`
+/// reports them, with one partial tuple per 32 Ki-row chunk, in chunk order.
+#[pyfunction]
+#[pyo3(signature = (name, columns=None, threads=None, *, dir=None))]
+fn reduce_partials(
+    py: Python<'_>,
+    name: &str,
+    columns: Option<Vec<String>>,
+    threads: Option<usize>,
+    dir: Option<std::path::PathBuf>,
+) -> PyResult<Vec<(String, bool, Vec<PartialTuple>)>> {
+    let dir = segment_dir(dir);
+    let columns = columns.unwrap_or_default();
+    let found = py
+        .detach(|| {
+            let segment = dir.attach(name)?;
+            let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+            segment
+                .reduce_columns(&refs)
+                .into_iter()
+                .map(|c| {
+                    let (int, partials) = segment.chunk_partials(&c, threads)?;
+                    Ok((c, int, partials))
+                })
+                .collect::<shmarrow::Result<Vec<_>>>()
+        })
+        .map_err(to_py)?;
+    Ok(found
+        .into_iter()
+        .map(|(c, int, partials)| {
+            let tuples = partials
+                .into_iter()
+                .map(|p| {
+                    (
+                        p.count,
+                        p.null_count,
+                        p.sum.into(),
+                        p.sum_low,
+                        p.mean,
+                        p.mean_low,
+                        p.m2,
+                        p.min.map(Into::into),
+                        p.max.map(Into::into),
+                        p.nan,
+                    )
+                })
+                .collect();
+            (c, int, tuples)
+        })
+        .collect())
+}
+
+/// Merge chunk partials from `reduce_partials` in the order given, into the statistics
+/// `reduce` reports for one column (`{op: value}`). Merging the partials of several segments,
+/// segment after segment, equals `reduce` of one segment holding their batches in that order.
+///
+/// Raises TypeError for partials that are not tuples of the documented shape, ValueError for
+/// an unknown op.
+#[pyfunction]
+#[pyo3(signature = (column, is_int, partials, ops=None, *, ddof=0))]
+fn merge_partials<'py>(
+    py: Python<'py>,
+    column: &str,
+    is_int: bool,
+    partials: Vec<PartialTuple>,
+    ops: Option<Vec<String>>,
+    ddof: u32,
+) -> PyResult<Bound<'py, PyDict>> {
+    let ops = parse_ops(ops)?;
+    let partials: Vec<Partial> = partials
+        .into_iter()
+        .map(
+            |(count, null_count, sum, sum_low, mean, mean_low, m2, min, max, nan)| Partial {
+                count,
+                null_count,
+                sum: sum.into(),
+                sum_low,
+                mean,
+                mean_low,
+                m2,
+                min: min.map(Into::into),
+                max: max.map(Into::into),
+                nan,
+            },
+        )
+        .collect();
+    stats_dict(
+        py,
+        &merge_in_order(is_int, &partials).finish(column, ddof),
+        &ops,
+    )
 }
 
 /// Transform a fixed-width column of a segment in place.
@@ -1040,6 +1185,8 @@ fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(list, m)?)?;
     m.add_function(wrap_pyfunction!(gc, m)?)?;
     m.add_function(wrap_pyfunction!(reduce, m)?)?;
+    m.add_function(wrap_pyfunction!(reduce_partials, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_partials, m)?)?;
     m.add_function(wrap_pyfunction!(map_inplace, m)?)?;
     m.add_function(wrap_pyfunction!(lock, m)?)?;
     m.add_function(wrap_pyfunction!(allocate, m)?)?;
