@@ -104,6 +104,24 @@ def reduce(
     ddof: int = 0,
     dir: Optional[_PathLike] = None,
 ) -> Dict[str, Dict[str, _Number]]: ...
+# One chunk's mergeable state: (count, null_count, sum, sum_low, mean, mean_low, m2, min, max, nan).
+_Partial = Tuple[int, int, _Number, float, float, float, float, Optional[_Number], Optional[_Number], bool]
+
+def reduce_partials(
+    name: str,
+    columns: Optional[Sequence[str]] = None,
+    threads: Optional[int] = None,
+    *,
+    dir: Optional[_PathLike] = None,
+) -> List[Tuple[str, bool, List[_Partial]]]: ...
+def merge_partials(
+    column: str,
+    is_int: bool,
+    partials: Sequence[_Partial],
+    ops: Optional[Sequence[str]] = None,
+    *,
+    ddof: int = 0,
+) -> Dict[str, _Number]: ...
 def map_inplace(
     name: str,
     column: str,

@@ -36,10 +36,10 @@ def hosts():
 
     def worker(ip, d):
         return {"cls": Nanny, "options": {"host": ip, "nthreads": 1, "env": {"SHMARROW_DIR": d},
-                                          "dashboard_address": None}}
+                                          "dashboard_address": ":0"}}
 
     cluster = SpecCluster(
-        scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": None}},
+        scheduler={"cls": Scheduler, "options": {"host": "127.0.0.1", "dashboard_address": ":0"}},
         workers={"a1": worker("127.0.0.1", dirs["A"]), "a2": worker("127.0.0.1", dirs["A"]),
                  "b1": worker("127.0.0.2", dirs["B"])},
     )
@@ -289,3 +289,43 @@ def test_handoff_between_hosts_takes_dasks_path(hosts):
     # Gathering to this client (same host and directory as a1) works and leaves nothing.
     assert client.gather(table).num_rows == n
     assert _transfers(hosts) == []
+
+
+# --- the partials binding, without a cluster -----------------------------------------------
+
+def test_merged_partials_equal_reduce_of_the_concatenation(iso_dir):
+    from shmarrow import _shmarrow
+
+    parts = [_table(40_000, 1, 1e9), _table(1, 2, -3.0), _table(70_001, 3, 1e9)]
+    parts[1] = pa.table({"x": [float("nan")], "k": pa.array([None], pa.int64())})
+    for i, t in enumerate(parts):
+        shmarrow.create(f"p{i}", t, dir=iso_dir)
+    shmarrow.create("whole", pa.concat_tables(parts), dir=iso_dir)
+    per = [_shmarrow.reduce_partials(f"p{i}", dir=iso_dir) for i in range(3)]
+    assert [c for c, _, _ in per[0]] == ["x", "k"]
+    assert per[0][1][1] is True and per[0][0][1] is False  # k is an integer column
+    assert len(per[0][0][2]) == 2  # 40,000 rows: two chunks of at most 32 Ki rows
+    want = shmarrow.reduce("whole", dir=iso_dir, ddof=1)
+    for k, column in enumerate(["x", "k"]):
+        chunks = [p for one in per for p in one[k][2]]
+        got = _shmarrow.merge_partials(column, per[0][k][1], chunks, ddof=1)
+        assert repr(got) == repr(want[column])  # NaN included, bit for bit
+    # No chunks at all (every segment empty): what reduce gives for an empty column.
+    assert _shmarrow.merge_partials("k", True, [], ["count", "sum", "min"]) == {"count": 0, "sum": 0, "min": None}
+
+
+@pytest.mark.parametrize("bad", [[("x",)], [None], [(1, 2, "s", 0.0, 0.0, 0.0, 0.0, None, None, False)],
+                                 [(-1, 0, 0, 0.0, 0.0, 0.0, 0.0, None, None, False)], "abc"])
+def test_merge_partials_refuses_malformed_input(bad):
+    """Wrong shapes and types, a negative count: a Python exception, never a panic."""
+    from shmarrow import _shmarrow
+
+    with pytest.raises((TypeError, ValueError, OverflowError)):
+        _shmarrow.merge_partials("x", False, bad)
+
+
+def test_merge_partials_refuses_unknown_ops():
+    from shmarrow import _shmarrow
+
+    with pytest.raises(ValueError, match="unknown op"):
+        _shmarrow.merge_partials("x", False, [], ["median"])
