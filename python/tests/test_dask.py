@@ -207,41 +207,40 @@ def _sum_and_where(obj):
 
 
 def _counts(client, workers):
-    return {w: c for w, c in client.run(sd.transfer_counts, workers=workers).items()}
+    return client.run(sd.transfer_counts, workers=workers)
 
 
-def _delta(before, after, key):
-    return {w: after[w][key] - before[w][key] for w in after}
+def _hand_off(client, src, dst, make, arg):
+    """An object made by ``make(arg)`` on ``src``, summed on ``dst``: the sum, whether ``dst``
+    read it in a shared mapping, and how the transfer counters of both moved."""
+    before = _counts(client, [src, dst])
+    data = client.submit(make, arg, workers=[src], pure=False)
+    total, shared = client.submit(_sum_and_where, data, workers=[dst], pure=False).result()
+    after = _counts(client, [src, dst])
+    moved = {k: {w: after[w][k] - before[w][k] for w in after} for k in ("linked", "written", "received")}
+    return total, shared, moved, data
+
+
+def _arange_sum(nbytes):
+    n = nbytes // 8
+    return float(n * (n - 1) // 2)
 
 
 def test_handoff_same_host_goes_through_a_segment(hosts):
-    client = hosts["client"]
     a1, a2 = hosts["on"]["A"]
-    before = _counts(client, [a1, a2])
-    table = client.submit(_make_table, MB100, workers=[a1], pure=False)
-    total, shared = client.submit(_sum_and_where, table, workers=[a2], pure=False).result()
-    after = _counts(client, [a1, a2])
-    n = MB100 // 8
-    assert total == float(n * (n - 1) // 2)
+    total, shared, moved, _ = _hand_off(hosts["client"], a1, a2, _make_table, MB100)
+    assert total == _arange_sum(MB100)
     assert shared  # the receiver reads the sender's pages
-    assert _delta(before, after, "written") == {a1: 1, a2: 0}
-    assert _delta(before, after, "received") == {a1: 0, a2: 1}
+    assert moved == {"linked": {a1: 0, a2: 0}, "written": {a1: 1, a2: 0}, "received": {a1: 0, a2: 1}}
     assert _transfers(hosts) == []  # the receiver removed the transfer name
-    del table
 
 
 def test_handoff_of_a_segment_backed_table_is_a_link(hosts, made):
-    client = hosts["client"]
     a1, a2 = hosts["on"]["A"]
     _put(hosts, made, "A", "linked", _make_table(4 << 20))
-    before = _counts(client, [a1, a2])
-    table = client.submit(_attach_it, "linked", workers=[a1], pure=False)
-    total, shared = client.submit(_sum_and_where, table, workers=[a2], pure=False).result()
-    after = _counts(client, [a1, a2])
-    n = (4 << 20) // 8
-    assert (total, shared) == (float(n * (n - 1) // 2), True)
-    assert _delta(before, after, "linked") == {a1: 1, a2: 0}
-    assert _delta(before, after, "written") == {a1: 0, a2: 0}
+    total, shared, moved, _ = _hand_off(hosts["client"], a1, a2, _attach_it, "linked")
+    assert (total, shared) == (_arange_sum(4 << 20), True)
+    assert moved == {"linked": {a1: 1, a2: 0}, "written": {a1: 0, a2: 0}, "received": {a1: 0, a2: 1}}
     assert _transfers(hosts) == []
 
 
@@ -256,38 +255,31 @@ def _array_view(name):
 def test_handoff_of_numpy_arrays(hosts, made):
     client = hosts["client"]
     a1, a2 = hosts["on"]["A"]
-    _put(hosts, made, "A", "arr", np.arange(1 << 20, dtype="f8"))
-    before = _counts(client, [a1, a2])
-    heap = client.submit(_make_array, 1 << 20, workers=[a1], pure=False)
+    total, shared, moved, heap = _hand_off(client, a1, a2, _make_array, 1 << 20)
+    assert (total, shared) == (_arange_sum(8 << 20), True)
+    assert moved == {"linked": {a1: 0, a2: 0}, "written": {a1: 1, a2: 0}, "received": {a1: 0, a2: 1}}
     shaped = client.submit(lambda x: (x.shape, x.flags.writeable), heap, workers=[a2], pure=False)
-    assert shaped.result() == ((1 << 18, 4), False)
-    view = client.submit(_array_view, "arr", workers=[a1], pure=False)
-    total, shared = client.submit(_sum_and_where, view, workers=[a2], pure=False).result()
-    n = 1 << 20
-    assert (total, shared) == (float(n * (n - 1) // 2), True)
-    after = _counts(client, [a1, a2])
-    assert _delta(before, after, "written")[a1] == 1 and _delta(before, after, "linked")[a1] == 1
-    assert _delta(before, after, "received")[a2] == 2
+    assert shaped.result() == ((1 << 18, 4), False)  # shape kept; read-only
+    _put(hosts, made, "A", "arr", np.arange(1 << 20, dtype="f8"))
+    total, shared, moved, _ = _hand_off(client, a1, a2, _array_view, "arr")
+    assert (total, shared) == (_arange_sum(8 << 20), True)
+    assert moved == {"linked": {a1: 1, a2: 0}, "written": {a1: 0, a2: 0}, "received": {a1: 0, a2: 1}}
     # Small arrays stay on Dask's path.
+    received = _counts(client, [a2])[a2]["received"]
     small = client.submit(np.ones, 10, workers=[a1], pure=False)
     assert client.submit(np.sum, small, workers=[a2], pure=False).result() == 10.0
-    assert _counts(client, [a2])[a2]["received"] == after[a2]["received"]
+    assert _counts(client, [a2])[a2]["received"] == received
     assert _transfers(hosts) == []
 
 
 def test_handoff_between_hosts_takes_dasks_path(hosts):
     client = hosts["client"]
     a1, b1 = hosts["on"]["A"][0], hosts["on"]["B"][0]
-    before = _counts(client, [a1, b1])
-    table = client.submit(_make_table, 8 << 20, workers=[a1], pure=False)
-    total, shared = client.submit(_sum_and_where, table, workers=[b1], pure=False).result()
-    after = _counts(client, [a1, b1])
-    n = (8 << 20) // 8
-    assert (total, shared) == (float(n * (n - 1) // 2), False)
-    assert _delta(before, after, "written") == {a1: 0, b1: 0}
-    assert _delta(before, after, "received") == {a1: 0, b1: 0}
+    total, shared, moved, table = _hand_off(client, a1, b1, _make_table, 8 << 20)
+    assert (total, shared) == (_arange_sum(8 << 20), False)
+    assert moved == {k: {a1: 0, b1: 0} for k in ("linked", "written", "received")}
     # Gathering to this client (same host and directory as a1) works and leaves nothing.
-    assert client.gather(table).num_rows == n
+    assert client.gather(table).num_rows == (8 << 20) // 8
     assert _transfers(hosts) == []
 
 
