@@ -34,12 +34,13 @@ import numpy as np
 import pyarrow as pa
 
 from . import _shmarrow
-from ._api import _error, _resolve_dir, attach, create
-from ._share import Shared, _reference_of
+from ._api import _error, _reference_of, _resolve_dir, attach, create
+from ._share import Shared
 from ._shmarrow import InvalidColumn, SegmentNotFound, ShmarrowError
 
 try:
     import distributed
+    from distributed.comm.addressing import get_address_host
     from distributed.diagnostics.plugin import NannyPlugin, WorkerPlugin
     from distributed.protocol.serialize import dask_deserialize, dask_serialize
 except ImportError as exc:  # pragma: no cover - the extra is not installed
@@ -125,10 +126,10 @@ def _hosts(client: Any) -> Dict[str, Dict[str, Any]]:
     for worker, token in sorted(tokens.items()):
         by_token.setdefault(token, []).append(worker)
     hosts: Dict[str, Dict[str, Any]] = {}
-    ips = [distributed.comm.get_address_host(ws[0]) for ws in by_token.values()]
+    ips = [get_address_host(ws[0]) for ws in by_token.values()]
     for token, workers in by_token.items():
         described = client.run(_describe, workers=workers[:1])[workers[0]]
-        ip = distributed.comm.get_address_host(workers[0])
+        ip = get_address_host(workers[0])
         label = ip if ips.count(ip) == 1 else f"{ip}:{described['dir']}"
         hosts[label] = {**described, "token": token, "workers": workers}
     return hosts
@@ -529,8 +530,11 @@ def sweep(dir: Optional[str] = None, ttl: float = DEFAULT_TTL, own: bool = False
             continue
         if (len(parties) != 2 or not all(_alive(p) for p in parties) or age > ttl
                 or (own and me in parties)):
-            if _shmarrow.remove(entry.name, dir=directory):
-                removed.append(entry.name)
+            try:
+                if _shmarrow.remove(entry.name, dir=directory):
+                    removed.append(entry.name)
+            except (ShmarrowError, OSError):  # another user's, or gone meanwhile: not ours to sweep
+                continue
     return removed
 
 
@@ -550,8 +554,11 @@ class ShmarrowWorkerPlugin(WorkerPlugin):  # type: ignore[misc]
         _enable(self.threshold)
         sweep(ttl=self.ttl)
         _announce(worker.connection_args)
-        self._callback = PeriodicCallback(lambda: sweep(ttl=self.ttl), self.interval * 1000)
+        self._callback = PeriodicCallback(self._sweep, self.interval * 1000)
         self._callback.start()
+
+    def _sweep(self) -> None:
+        sweep(ttl=self.ttl)
 
     def teardown(self, worker: Any) -> None:
         if self._callback is not None:
@@ -588,7 +595,18 @@ def install(client: Any, threshold: int = DEFAULT_THRESHOLD, interval: float = 1
     two ends live on (a message lost between them).
 
     Arrays received this way are read-only (tasks that write into their inputs must copy).
+
+    Raises
+    ------
+    ValueError
+        ``threshold`` not a non-negative int, ``interval`` not a finite positive number of
+        seconds, or ``ttl`` not a finite non-negative one.
     """
+    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
+        raise ValueError(f"threshold must be a non-negative int of bytes, not {threshold!r}")
+    for what, value, low in (("interval", interval, 1e-3), ("ttl", ttl, 0.0)):
+        if not isinstance(value, (int, float)) or not low <= value < float("inf"):
+            raise ValueError(f"{what} must be a finite number of seconds >= {low}, not {value!r}")
     _enable(threshold)
     _announce(client.connection_args)
     client.register_plugin(ShmarrowNannyPlugin(ttl=ttl))

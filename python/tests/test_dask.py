@@ -321,3 +321,11 @@ def test_merge_partials_refuses_unknown_ops():
 
     with pytest.raises(ValueError, match="unknown op"):
         _shmarrow.merge_partials("x", False, [], ["median"])
+
+
+@pytest.mark.parametrize("kwargs", [{"threshold": -1}, {"threshold": float("nan")}, {"threshold": True},
+                                    {"interval": 0}, {"interval": float("inf")}, {"ttl": float("nan")},
+                                    {"ttl": -1.0}, {"interval": "10"}])
+def test_install_refuses_bad_arguments(kwargs):
+    with pytest.raises(ValueError):
+        sd.install(None, **kwargs)  # refused before the client is used
