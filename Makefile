@@ -44,6 +44,7 @@ bench: python-package
 	cargo bench --bench channel
 	$(PY) bench/channel.py
 	$(PY) bench/import.py
+	$(PY) bench/dask.py
 
 # Side by side with multiprocessing, pyarrow and (COMPARE_ARGS=--with-ray) Ray: writes
 # bench/RESULTS.md and bench/results.png. COMPARE_ARGS=--quick for the 3-minute version.

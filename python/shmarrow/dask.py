@@ -59,8 +59,11 @@ __all__ = [
 TRANSFER_PREFIX = "dask-xfer-"
 #: The handshake key carrying the host token and the receiver's pid and start time.
 HANDSHAKE_KEY = "shmarrow-host"
-#: Default: data of at least this many bytes goes through a segment (see bench/dask.py).
+#: Defaults: data of at least ``DEFAULT_THRESHOLD`` bytes that lies in a segment is handed over
+#: by a link; other data of at least ``DEFAULT_WRITE_THRESHOLD`` bytes is written once into a
+#: segment (below it, writing does not beat Dask's own path: see bench/dask.py).
 DEFAULT_THRESHOLD = 1 << 20
+DEFAULT_WRITE_THRESHOLD = 64 << 20
 #: Default: a transfer segment whose two processes are alive is reclaimed after this long.
 DEFAULT_TTL = 300.0
 
@@ -316,19 +319,17 @@ def publish(collection: Any, prefix: str) -> List[str]:
 # Same-host hand-offs
 
 _COUNTS = {"linked": 0, "written": 0, "received": 0, "dask": 0}
-_CONFIG: Dict[str, Any] = {"threshold": DEFAULT_THRESHOLD, "token": None, "dir": None}
+_CONFIG: Dict[str, Any] = {"threshold": DEFAULT_THRESHOLD, "write_threshold": DEFAULT_WRITE_THRESHOLD,
+                           "token": None, "dir": None}
 _ORIGINAL: Dict[type, Tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
 
 def transfer_counts() -> Dict[str, int]:
     """In this process: hand-offs sent through a link of an existing segment (``linked``),
     written once into a new segment (``written``), received from a segment (``received``),
-    and large objects left to Dask's own path (``dask``)."""
+    and objects of at least ``threshold`` bytes for a same-host receiver left to Dask's own
+    path (``dask``: below ``write_threshold``, or the directory full)."""
     return dict(_COUNTS)
-
-
-def _nbytes(x: Any) -> int:
-    return int(x.nbytes)
 
 
 def _same_host(context: Optional[Dict[str, Any]]) -> Optional[str]:
@@ -341,9 +342,9 @@ def _same_host(context: Optional[Dict[str, Any]]) -> Optional[str]:
     return str(peer[1])
 
 
-def _segment_of_array(x: np.ndarray) -> Optional[Tuple[str, int]]:
-    """(segment name, offset) if ``x``'s memory lies in a mapping of a segment file of this
-    process's directory, whose current version is the mapped one."""
+def _segment_of_array(x: np.ndarray) -> Optional[Tuple[str, int, Tuple[int, int]]]:
+    """(segment name, offset, identity) if ``x``'s memory lies in a mapping of a segment file
+    of this process's directory, whose current version is the mapped one."""
     if not x.flags.c_contiguous:
         return None
     address = x.__array_interface__["data"][0]
@@ -366,7 +367,7 @@ def _segment_of_array(x: np.ndarray) -> Optional[Tuple[str, int]]:
                 return None
             if st.st_ino != int(fields[4]):
                 return None  # replaced since it was mapped
-            return name, address - lo + int(fields[2], 16)
+            return name, address - lo + int(fields[2], 16), (st.st_dev, st.st_ino)
     return None
 
 
@@ -391,39 +392,45 @@ def _write(x: Any, receiver: str) -> Tuple[str, Tuple[int, int]]:
     return xfer, tuple(created.identity)  # type: ignore[return-value]
 
 
+def _linked(x: Any, receiver: str) -> Optional[Tuple[str, Tuple[int, int], Dict[str, Any]]]:
+    """Hand over ``x`` by a link if it lies in a segment of this directory: (transfer name,
+    identity, header fields)."""
+    if isinstance(x, np.ndarray):
+        found = _segment_of_array(x)
+        if found is None:
+            return None
+        name, offset, identity = found
+        header: Dict[str, Any] = {"dtype": x.dtype.str, "shape": list(x.shape), "offset": offset}
+    else:
+        reference = _reference_of(x) if isinstance(x, pa.Table) else None
+        if reference is None or reference[1] != _CONFIG["dir"] or reference[2] is None:
+            return None
+        name, identity, header = reference[0], reference[2], {}
+    xfer = _link(name, identity, receiver)
+    return None if xfer is None else (xfer, identity, header)
+
+
 def _dumps(kind: type) -> Callable[..., Any]:
     def dumps(x: Any, context: Optional[Dict[str, Any]] = None) -> Tuple[Dict[str, Any], List[Any]]:
-        receiver = _same_host(context)
         original = _ORIGINAL[kind][0]
-        if receiver is None or _nbytes(x) < _CONFIG["threshold"] or not _eligible(x):
-            if receiver is not None and _nbytes(x) >= _CONFIG["threshold"]:
-                _COUNTS["dask"] += 1
+        receiver = _same_host(context)
+        nbytes = int(x.nbytes)
+        if receiver is None or nbytes < _CONFIG["threshold"] or not _eligible(x):
             return _call(original, x, context)
-        header: Dict[str, Any] = {}
-        xfer = None
-        if isinstance(x, np.ndarray):
-            header = {"dtype": x.dtype.str, "shape": list(x.shape)}
-            found = _segment_of_array(x)
-            if found is not None:
-                st = os.stat(os.path.join(_CONFIG["dir"], found[0]))
-                xfer = _link(found[0], (st.st_dev, st.st_ino), receiver)
-                identity = (st.st_dev, st.st_ino)
-                header["offset"] = found[1]
-        else:
-            reference = _reference_of(x) if isinstance(x, pa.Table) else None
-            if reference is not None and reference[1] == _CONFIG["dir"] and reference[2] is not None:
-                identity = reference[2]
-                xfer = _link(reference[0], identity, receiver)
-        if xfer is not None:
+        done = _linked(x, receiver)
+        if done is not None:
             _COUNTS["linked"] += 1
-        else:
+        elif nbytes >= _CONFIG["write_threshold"]:
             try:
-                xfer, identity = _write(x, receiver)
+                done = (*_write(x, receiver), {})
             except (ShmarrowError, OSError):  # a full directory: Dask's path still works
-                _COUNTS["dask"] += 1
-                return _call(original, x, context)
-            header.pop("offset", None)
-            _COUNTS["written"] += 1
+                done = None
+            if done is not None:
+                _COUNTS["written"] += 1
+        if done is None:
+            _COUNTS["dask"] += 1
+            return _call(original, x, context)
+        xfer, identity, header = done
         return {"shmarrow": {**header, "name": xfer, "identity": list(identity)}}, []
 
     return dumps
@@ -485,9 +492,10 @@ def _map_array(name: str, directory: str, identity: Tuple[int, int], info: Dict[
     return np.frombuffer(mapping, dtype, count, offset).reshape(shape)
 
 
-def _enable(threshold: int) -> str:
+def _enable(threshold: int, write_threshold: int) -> str:
     """Register the segment serializers in this process; returns its host token."""
     _CONFIG["threshold"] = int(threshold)
+    _CONFIG["write_threshold"] = int(write_threshold)
     _CONFIG["dir"] = _segment_dir()
     _CONFIG["token"] = host_token()
     for kind in (pa.Table, pa.RecordBatch, np.ndarray):
@@ -544,14 +552,15 @@ class ShmarrowWorkerPlugin(WorkerPlugin):  # type: ignore[misc]
 
     name = "shmarrow"
 
-    def __init__(self, threshold: int = DEFAULT_THRESHOLD, interval: float = 10.0, ttl: float = DEFAULT_TTL):
-        self.threshold, self.interval, self.ttl = threshold, interval, ttl
+    def __init__(self, threshold: int, write_threshold: int, interval: float, ttl: float):
+        self.threshold, self.write_threshold = threshold, write_threshold
+        self.interval, self.ttl = interval, ttl
         self._callback: Any = None
 
     def setup(self, worker: Any) -> None:
         from tornado.ioloop import PeriodicCallback
 
-        _enable(self.threshold)
+        _enable(self.threshold, self.write_threshold)
         sweep(ttl=self.ttl)
         _announce(worker.connection_args)
         self._callback = PeriodicCallback(self._sweep, self.interval * 1000)
@@ -582,14 +591,20 @@ class ShmarrowNannyPlugin(NannyPlugin):  # type: ignore[misc]
         sweep(ttl=self.ttl)
 
 
-def install(client: Any, threshold: int = DEFAULT_THRESHOLD, interval: float = 10.0, ttl: float = DEFAULT_TTL) -> None:
-    """Hand ``pyarrow.Table``, ``RecordBatch`` and NumPy arrays of at least ``threshold``
-    bytes between workers of one host through segments: on this client and on every worker,
-    present and future (plugins).
+def install(
+    client: Any,
+    threshold: int = DEFAULT_THRESHOLD,
+    write_threshold: int = DEFAULT_WRITE_THRESHOLD,
+    interval: float = 10.0,
+    ttl: float = DEFAULT_TTL,
+) -> None:
+    """Hand ``pyarrow.Table``, ``RecordBatch`` and NumPy arrays between workers of one host
+    through segments: on this client and on every worker, present and future (plugins).
 
-    A table attached from a segment (and a NumPy array lying in a segment's mapping) is handed
-    over with no copy: its file is hard-linked to a transfer name. Other data is written once
-    into a transfer segment. The receiver attaches it zero-copy and removes the transfer name
+    A table attached from a segment (and a NumPy array lying in a segment's mapping) of at
+    least ``threshold`` bytes is handed over with no copy: its file is hard-linked to a
+    transfer name. Other data of at least ``write_threshold`` bytes is written once into a
+    transfer segment; smaller data takes Dask's own path. The receiver attaches it zero-copy and removes the transfer name
     at once. Workers sweep transfer segments whose sender or receiver died at start, every
     ``interval`` seconds, and their own at close; ``ttl`` bounds the life of a transfer whose
     two ends live on (a message lost between them).
@@ -599,15 +614,16 @@ def install(client: Any, threshold: int = DEFAULT_THRESHOLD, interval: float = 1
     Raises
     ------
     ValueError
-        ``threshold`` not a non-negative int, ``interval`` not a finite positive number of
+        ``threshold`` or ``write_threshold`` not a non-negative int, ``interval`` not a finite positive number of
         seconds, or ``ttl`` not a finite non-negative one.
     """
-    if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 0:
-        raise ValueError(f"threshold must be a non-negative int of bytes, not {threshold!r}")
+    for what, size in (("threshold", threshold), ("write_threshold", write_threshold)):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"{what} must be a non-negative int of bytes, not {size!r}")
     for what, value, low in (("interval", interval, 1e-3), ("ttl", ttl, 0.0)):
         if not isinstance(value, (int, float)) or not low <= value < float("inf"):
             raise ValueError(f"{what} must be a finite number of seconds >= {low}, not {value!r}")
-    _enable(threshold)
+    _enable(threshold, write_threshold)
     _announce(client.connection_args)
     client.register_plugin(ShmarrowNannyPlugin(ttl=ttl))
-    client.register_plugin(ShmarrowWorkerPlugin(threshold=threshold, interval=interval, ttl=ttl))
+    client.register_plugin(ShmarrowWorkerPlugin(threshold, write_threshold, interval, ttl))

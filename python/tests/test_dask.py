@@ -45,7 +45,7 @@ def hosts():
     )
     client = Client(cluster)
     client.wait_for_workers(3)
-    sd.install(client)
+    sd.install(client, write_threshold=4 << 20)  # small data, so the tests stay quick
     addrs = sorted(client.scheduler_info()["workers"])
     on = {"A": [a for a in addrs if "127.0.0.1" in a], "B": [a for a in addrs if "127.0.0.2" in a]}
     try:
@@ -264,11 +264,14 @@ def test_handoff_of_numpy_arrays(hosts, made):
     total, shared, moved, _ = _hand_off(client, a1, a2, _array_view, "arr")
     assert (total, shared) == (_arange_sum(8 << 20), True)
     assert moved == {"linked": {a1: 1, a2: 0}, "written": {a1: 0, a2: 0}, "received": {a1: 0, a2: 1}}
-    # Small arrays stay on Dask's path.
-    received = _counts(client, [a2])[a2]["received"]
-    small = client.submit(np.ones, 10, workers=[a1], pure=False)
-    assert client.submit(np.sum, small, workers=[a2], pure=False).result() == 10.0
-    assert _counts(client, [a2])[a2]["received"] == received
+    # Heap data under write_threshold (4 MiB here), and anything under threshold, stay on
+    # Dask's path.
+    total, shared, moved, _ = _hand_off(client, a1, a2, np.ones, 2 << 17)
+    assert (total, shared) == (float(2 << 17), False)
+    assert moved == {k: {a1: 0, a2: 0} for k in ("linked", "written", "received")}
+    assert _counts(client, [a1])[a1]["dask"] >= 1
+    total, shared, moved, _ = _hand_off(client, a1, a2, np.ones, 10)
+    assert moved == {k: {a1: 0, a2: 0} for k in ("linked", "written", "received")}
     assert _transfers(hosts) == []
 
 
@@ -324,6 +327,7 @@ def test_merge_partials_refuses_unknown_ops():
 
 
 @pytest.mark.parametrize("kwargs", [{"threshold": -1}, {"threshold": float("nan")}, {"threshold": True},
+                                    {"write_threshold": -1}, {"write_threshold": 1.5},
                                     {"interval": 0}, {"interval": float("inf")}, {"ttl": float("nan")},
                                     {"ttl": -1.0}, {"interval": "10"}])
 def test_install_refuses_bad_arguments(kwargs):

@@ -58,7 +58,7 @@ def test_sigkill_during_handoff_leaves_nothing(killed):
         with SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
                          workers={"w1": spec, "w2": spec}) as cluster, Client(cluster) as client:
             client.wait_for_workers(2)
-            sd.install(client, interval=3600)
+            sd.install(client, write_threshold=1 << 20, interval=3600)
             by_name = {info["name"]: addr for addr, info in client.scheduler_info()["workers"].items()}
             sender, receiver = by_name["w1"], by_name["w2"]
             ident = client.run(sd._me, workers=[receiver])[receiver]
