@@ -540,6 +540,7 @@ fn reduce_partials(
     threads: Option<usize>,
     dir: Option<std::path::PathBuf>,
 ) -> PyResult<Vec<(String, bool, Vec<PartialTuple>)>> {
+    let threads = thread_count(threads)?;
     let dir = segment_dir(dir);
     let columns = columns.unwrap_or_default();
     let found = py
