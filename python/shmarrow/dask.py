@@ -60,8 +60,9 @@ TRANSFER_PREFIX = "dask-xfer-"
 #: The handshake key carrying the host token and the receiver's pid and start time.
 HANDSHAKE_KEY = "shmarrow-host"
 #: Defaults: data of at least ``DEFAULT_THRESHOLD`` bytes that lies in a segment is handed over
-#: by a link; other data of at least ``DEFAULT_WRITE_THRESHOLD`` bytes is written once into a
-#: segment (below it, writing does not beat Dask's own path: see bench/dask.py).
+#: by a link; other tables and record batches of at least ``DEFAULT_WRITE_THRESHOLD`` bytes are
+#: written once into a segment (below it, and for NumPy arrays not in a segment at any size,
+#: writing did not beat Dask's own path in bench/dask.py).
 DEFAULT_THRESHOLD = 1 << 20
 DEFAULT_WRITE_THRESHOLD = 64 << 20
 #: Default: a transfer segment whose two processes are alive is reclaimed after this long.
@@ -420,7 +421,7 @@ def _dumps(kind: type) -> Callable[..., Any]:
         done = _linked(x, receiver)
         if done is not None:
             _COUNTS["linked"] += 1
-        elif nbytes >= _CONFIG["write_threshold"]:
+        elif nbytes >= _CONFIG["write_threshold"] and not isinstance(x, np.ndarray):
             try:
                 done = (*_write(x, receiver), {})
             except (ShmarrowError, OSError):  # a full directory: Dask's path still works
@@ -437,10 +438,8 @@ def _dumps(kind: type) -> Callable[..., Any]:
 
 
 def _eligible(x: Any) -> bool:
-    if isinstance(x, np.ndarray):
-        numeric = x.dtype.kind in "iu" or (x.dtype.kind == "f" and x.dtype.itemsize in (4, 8))
-        return numeric and x.ndim >= 1 and x.dtype.isnative
-    return True
+    """Arrays of one plain fixed-width type (their dtype string names it exactly)."""
+    return not isinstance(x, np.ndarray) or (x.dtype.kind in "biufcmM" and x.dtype.names is None)
 
 
 def _call(fn: Callable[..., Any], x: Any, context: Optional[Dict[str, Any]]) -> Any:
@@ -459,8 +458,6 @@ def _loads(kind: type) -> Callable[..., Any]:
         try:
             if "offset" in info:
                 obj: Any = _map_array(name, directory, identity, info)
-            elif kind is np.ndarray:
-                obj = Shared(name, directory, identity).numpy()
             else:
                 obj = Shared(name, directory, identity).table()
                 if kind is pa.RecordBatch:
@@ -603,8 +600,9 @@ def install(
 
     A table attached from a segment (and a NumPy array lying in a segment's mapping) of at
     least ``threshold`` bytes is handed over with no copy: its file is hard-linked to a
-    transfer name. Other data of at least ``write_threshold`` bytes is written once into a
-    transfer segment; smaller data takes Dask's own path. The receiver attaches it zero-copy and removes the transfer name
+    transfer name. Other tables and record batches of at least ``write_threshold`` bytes are
+    written once into a transfer segment. Everything else (smaller data, NumPy arrays on the
+    heap) takes Dask's own path, which measured as fast or faster (bench/dask.py). The receiver attaches it zero-copy and removes the transfer name
     at once. Workers sweep transfer segments whose sender or receiver died at start, every
     ``interval`` seconds, and their own at close; ``ttl`` bounds the life of a transfer whose
     two ends live on (a message lost between them).

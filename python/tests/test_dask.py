@@ -233,6 +233,10 @@ def test_handoff_same_host_goes_through_a_segment(hosts):
     assert shared  # the receiver reads the sender's pages
     assert moved == {"linked": {a1: 0, a2: 0}, "written": {a1: 1, a2: 0}, "received": {a1: 0, a2: 1}}
     assert _transfers(hosts) == []  # the receiver removed the transfer name
+    # A heap table under write_threshold (4 MiB here) takes Dask's path.
+    total, shared, moved, _ = _hand_off(hosts["client"], a1, a2, _make_table, 2 << 20)
+    assert (total, shared) == (_arange_sum(2 << 20), False)
+    assert moved == {k: {a1: 0, a2: 0} for k in ("linked", "written", "received")}
 
 
 def test_handoff_of_a_segment_backed_table_is_a_link(hosts, made):
@@ -244,32 +248,31 @@ def test_handoff_of_a_segment_backed_table_is_a_link(hosts, made):
     assert _transfers(hosts) == []
 
 
-def _make_array(n):
-    return np.arange(n, dtype="f8").reshape(-1, 4)
-
-
 def _array_view(name):
     return shmarrow.Shared(name).numpy()
+
+
+def _shape_and_flags(x):
+    return x.shape, x.flags.writeable
 
 
 def test_handoff_of_numpy_arrays(hosts, made):
     client = hosts["client"]
     a1, a2 = hosts["on"]["A"]
-    total, shared, moved, heap = _hand_off(client, a1, a2, _make_array, 1 << 20)
-    assert (total, shared) == (_arange_sum(8 << 20), True)
-    assert moved == {"linked": {a1: 0, a2: 0}, "written": {a1: 1, a2: 0}, "received": {a1: 0, a2: 1}}
-    shaped = client.submit(lambda x: (x.shape, x.flags.writeable), heap, workers=[a2], pure=False)
-    assert shaped.result() == ((1 << 18, 4), False)  # shape kept; read-only
-    _put(hosts, made, "A", "arr", np.arange(1 << 20, dtype="f8"))
-    total, shared, moved, _ = _hand_off(client, a1, a2, _array_view, "arr")
+    # A view of a shared 2-d array goes by link, keeps its shape, and is read-only.
+    _put(hosts, made, "A", "arr", np.arange(1 << 20, dtype="f8").reshape(-1, 4))
+    total, shared, moved, view = _hand_off(client, a1, a2, _array_view, "arr")
     assert (total, shared) == (_arange_sum(8 << 20), True)
     assert moved == {"linked": {a1: 1, a2: 0}, "written": {a1: 0, a2: 0}, "received": {a1: 0, a2: 1}}
-    # Heap data under write_threshold (4 MiB here), and anything under threshold, stay on
-    # Dask's path.
-    total, shared, moved, _ = _hand_off(client, a1, a2, np.ones, 2 << 17)
-    assert (total, shared) == (float(2 << 17), False)
+    shaped = client.submit(_shape_and_flags, view, workers=[a2], pure=False)
+    assert shaped.result() == ((1 << 18, 4), False)
+    # Arrays on the heap take Dask's path at any size (writing them did not win), as does
+    # anything under threshold.
+    dask_before = _counts(client, [a1])[a1]["dask"]
+    total, shared, moved, _ = _hand_off(client, a1, a2, np.ones, 1 << 20)
+    assert (total, shared) == (float(1 << 20), False)
     assert moved == {k: {a1: 0, a2: 0} for k in ("linked", "written", "received")}
-    assert _counts(client, [a1])[a1]["dask"] >= 1
+    assert _counts(client, [a1])[a1]["dask"] == dask_before + 1
     total, shared, moved, _ = _hand_off(client, a1, a2, np.ones, 10)
     assert moved == {k: {a1: 0, a2: 0} for k in ("linked", "written", "received")}
     assert _transfers(hosts) == []
