@@ -59,12 +59,10 @@ __all__ = [
 TRANSFER_PREFIX = "dask-xfer-"
 #: The handshake key carrying the host token and the receiver's pid and start time.
 HANDSHAKE_KEY = "shmarrow-host"
-#: Defaults: data of at least ``DEFAULT_THRESHOLD`` bytes that lies in a segment is handed over
-#: by a link; other tables and record batches of at least ``DEFAULT_WRITE_THRESHOLD`` bytes are
-#: written once into a segment (below it, and for NumPy arrays not in a segment at any size,
-#: writing did not beat Dask's own path in bench/dask.py).
+#: Default: data of at least this many bytes that lies in a segment is handed over by a link.
+#: Writing other data into a segment is off unless ``install(write_threshold=...)`` asks for
+#: it: in bench/dask.py it measured 0.9x to 1.3x Dask's own path, within the noise.
 DEFAULT_THRESHOLD = 1 << 20
-DEFAULT_WRITE_THRESHOLD = 64 << 20
 #: Default: a transfer segment whose two processes are alive is reclaimed after this long.
 DEFAULT_TTL = 300.0
 
@@ -320,8 +318,7 @@ def publish(collection: Any, prefix: str) -> List[str]:
 # Same-host hand-offs
 
 _COUNTS = {"linked": 0, "written": 0, "received": 0, "dask": 0}
-_CONFIG: Dict[str, Any] = {"threshold": DEFAULT_THRESHOLD, "write_threshold": DEFAULT_WRITE_THRESHOLD,
-                           "token": None, "dir": None}
+_CONFIG: Dict[str, Any] = {"threshold": DEFAULT_THRESHOLD, "write_threshold": None, "token": None, "dir": None}
 _ORIGINAL: Dict[type, Tuple[Callable[..., Any], Callable[..., Any]]] = {}
 
 
@@ -329,7 +326,7 @@ def transfer_counts() -> Dict[str, int]:
     """In this process: hand-offs sent through a link of an existing segment (``linked``),
     written once into a new segment (``written``), received from a segment (``received``),
     and objects of at least ``threshold`` bytes for a same-host receiver left to Dask's own
-    path (``dask``: below ``write_threshold``, or the directory full)."""
+    path (``dask``: not in a segment and under ``write_threshold``, or the directory full)."""
     return dict(_COUNTS)
 
 
@@ -421,7 +418,7 @@ def _dumps(kind: type) -> Callable[..., Any]:
         done = _linked(x, receiver)
         if done is not None:
             _COUNTS["linked"] += 1
-        elif nbytes >= _CONFIG["write_threshold"] and not isinstance(x, np.ndarray):
+        elif _CONFIG["write_threshold"] is not None and nbytes >= _CONFIG["write_threshold"] and _writable(x):
             try:
                 done = (*_write(x, receiver), {})
             except (ShmarrowError, OSError):  # a full directory: Dask's path still works
@@ -435,6 +432,13 @@ def _dumps(kind: type) -> Callable[..., Any]:
         return {"shmarrow": {**header, "name": xfer, "identity": list(identity)}}, []
 
     return dumps
+
+
+def _writable(x: Any) -> bool:
+    """Arrays whose segment gives a NumPy view back (integers, float32/64)."""
+    if not isinstance(x, np.ndarray):
+        return True
+    return x.dtype.kind in "iu" or (x.dtype.kind == "f" and x.dtype.itemsize in (4, 8))
 
 
 def _eligible(x: Any) -> bool:
@@ -458,6 +462,8 @@ def _loads(kind: type) -> Callable[..., Any]:
         try:
             if "offset" in info:
                 obj: Any = _map_array(name, directory, identity, info)
+            elif kind is np.ndarray:
+                obj = Shared(name, directory, identity).numpy()
             else:
                 obj = Shared(name, directory, identity).table()
                 if kind is pa.RecordBatch:
@@ -489,10 +495,10 @@ def _map_array(name: str, directory: str, identity: Tuple[int, int], info: Dict[
     return np.frombuffer(mapping, dtype, count, offset).reshape(shape)
 
 
-def _enable(threshold: int, write_threshold: int) -> str:
+def _enable(threshold: int, write_threshold: Optional[int]) -> str:
     """Register the segment serializers in this process; returns its host token."""
     _CONFIG["threshold"] = int(threshold)
-    _CONFIG["write_threshold"] = int(write_threshold)
+    _CONFIG["write_threshold"] = write_threshold
     _CONFIG["dir"] = _segment_dir()
     _CONFIG["token"] = host_token()
     for kind in (pa.Table, pa.RecordBatch, np.ndarray):
@@ -549,7 +555,7 @@ class ShmarrowWorkerPlugin(WorkerPlugin):  # type: ignore[misc]
 
     name = "shmarrow"
 
-    def __init__(self, threshold: int, write_threshold: int, interval: float, ttl: float):
+    def __init__(self, threshold: int, write_threshold: Optional[int], interval: float, ttl: float):
         self.threshold, self.write_threshold = threshold, write_threshold
         self.interval, self.ttl = interval, ttl
         self._callback: Any = None
@@ -591,7 +597,7 @@ class ShmarrowNannyPlugin(NannyPlugin):  # type: ignore[misc]
 def install(
     client: Any,
     threshold: int = DEFAULT_THRESHOLD,
-    write_threshold: int = DEFAULT_WRITE_THRESHOLD,
+    write_threshold: Optional[int] = None,
     interval: float = 10.0,
     ttl: float = DEFAULT_TTL,
 ) -> None:
@@ -600,9 +606,10 @@ def install(
 
     A table attached from a segment (and a NumPy array lying in a segment's mapping) of at
     least ``threshold`` bytes is handed over with no copy: its file is hard-linked to a
-    transfer name. Other tables and record batches of at least ``write_threshold`` bytes are
-    written once into a transfer segment. Everything else (smaller data, NumPy arrays on the
-    heap) takes Dask's own path, which measured as fast or faster (bench/dask.py). The receiver attaches it zero-copy and removes the transfer name
+    transfer name. With ``write_threshold``, other tables, record batches and integer or
+    float arrays of at least that many bytes are written once into a transfer segment (off by
+    default: it measured within the noise of Dask's own path, bench/dask.py). Everything else
+    takes Dask's own path. The receiver attaches it zero-copy and removes the transfer name
     at once. Workers sweep transfer segments whose sender or receiver died at start, every
     ``interval`` seconds, and their own at close; ``ttl`` bounds the life of a transfer whose
     two ends live on (a message lost between them).
@@ -612,10 +619,12 @@ def install(
     Raises
     ------
     ValueError
-        ``threshold`` or ``write_threshold`` not a non-negative int, ``interval`` not a finite positive number of
+        ``threshold`` (or ``write_threshold``, unless None) not a non-negative int, ``interval`` not a finite positive number of
         seconds, or ``ttl`` not a finite non-negative one.
     """
     for what, size in (("threshold", threshold), ("write_threshold", write_threshold)):
+        if what == "write_threshold" and size is None:
+            continue
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"{what} must be a non-negative int of bytes, not {size!r}")
     for what, value, low in (("interval", interval, 1e-3), ("ttl", ttl, 0.0)):

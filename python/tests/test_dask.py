@@ -45,7 +45,8 @@ def hosts():
     )
     client = Client(cluster)
     client.wait_for_workers(3)
-    sd.install(client, write_threshold=4 << 20)  # small data, so the tests stay quick
+    # Writing heap data into segments is off by default; on here, from 4 MiB (quick tests).
+    sd.install(client, write_threshold=4 << 20)
     addrs = sorted(client.scheduler_info()["workers"])
     on = {"A": [a for a in addrs if "127.0.0.1" in a], "B": [a for a in addrs if "127.0.0.2" in a]}
     try:
@@ -266,11 +267,13 @@ def test_handoff_of_numpy_arrays(hosts, made):
     assert moved == {"linked": {a1: 1, a2: 0}, "written": {a1: 0, a2: 0}, "received": {a1: 0, a2: 1}}
     shaped = client.submit(_shape_and_flags, view, workers=[a2], pure=False)
     assert shaped.result() == ((1 << 18, 4), False)
-    # Arrays on the heap take Dask's path at any size (writing them did not win), as does
-    # anything under threshold.
-    dask_before = _counts(client, [a1])[a1]["dask"]
+    # A heap array from write_threshold (4 MiB here) is written once; under it, Dask's path.
     total, shared, moved, _ = _hand_off(client, a1, a2, np.ones, 1 << 20)
-    assert (total, shared) == (float(1 << 20), False)
+    assert (total, shared) == (float(1 << 20), True)
+    assert moved == {"linked": {a1: 0, a2: 0}, "written": {a1: 1, a2: 0}, "received": {a1: 0, a2: 1}}
+    dask_before = _counts(client, [a1])[a1]["dask"]
+    total, shared, moved, _ = _hand_off(client, a1, a2, np.ones, 1 << 18)
+    assert (total, shared) == (float(1 << 18), False)
     assert moved == {k: {a1: 0, a2: 0} for k in ("linked", "written", "received")}
     assert _counts(client, [a1])[a1]["dask"] == dask_before + 1
     total, shared, moved, _ = _hand_off(client, a1, a2, np.ones, 10)
