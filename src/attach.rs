@@ -114,6 +114,20 @@ pub struct ColumnInfo {
 ///
 /// The mapping lives as long as the segment or any array taken from it. A segment replaced
 /// after attaching stays readable, unchanged (the old file lives while it is mapped).
+///
+/// # Memory other processes may write
+///
+/// Like any file mapping (see `memmap2::Mmap`), the bytes behind these arrays belong to a file
+/// that other processes with write permission can change while this process reads them. The
+/// contract shmarrow keeps, and asks of every writer: a published segment's file is never
+/// truncated, and only the *values* of fixed-width columns are ever rewritten in place
+/// ([`WritableSegment`](crate::WritableSegment), which refuses files whose value ranges touch
+/// any other buffer). Under that contract a reader may see a value change between two reads
+/// (take [`SegmentDir::lock`] shared for a stable view) but every offset, length, validity
+/// bit and dictionary key it validated at attach stays as validated. A process that breaks it
+/// (truncating the file, rewriting offsets) can make readers read wrong bytes within the
+/// mapping, or fault (SIGBUS) on truncated pages: give write permission only to processes
+/// you trust.
 #[derive(Debug, Clone)]
 pub struct Segment {
     info: SegmentInfo,
@@ -223,7 +237,9 @@ impl SegmentDir {
     /// # Errors
     /// As [`attach_with`](Self::attach_with), except [`Error::NotZeroCopy`].
     pub fn info(&self, name: &str) -> Result<SegmentInfo> {
-        Ok(map_and_read(name, &self.segment_path(name)?, false)?.2)
+        let path = self.segment_path(name)?;
+        let (file, meta) = open(name, &path)?;
+        Ok(map_and_read(name, &path, &file, &meta, false)?.2)
     }
 }
 
@@ -232,7 +248,20 @@ impl SegmentDir {
 /// # Errors
 /// As [`SegmentDir::attach_with`].
 pub fn attach_path(label: &str, path: &Path, options: &AttachOptions) -> Result<Segment> {
-    let file = IpcFile::open_with(label, path, options.populate)?;
+    let (file, meta) = open(label, path)?;
+    attach_file(label, path, &file, &meta, options)
+}
+
+/// Attach the already open `file` (`meta` is its `fstat`): the layout comes from this very
+/// file, whatever its path names meanwhile. `path` only labels errors.
+pub(crate) fn attach_file(
+    label: &str,
+    path: &Path,
+    file: &File,
+    meta: &std::fs::Metadata,
+    options: &AttachOptions,
+) -> Result<Segment> {
+    let file = IpcFile::from_file(label, path, file, meta, options.populate)?;
     let (info, map) = (file.info.clone(), file.map.clone());
     let batches = file.collect::<Result<Vec<_>>>()?;
     let mut segment = Segment {
@@ -272,11 +301,19 @@ impl IpcFile {
     /// # Errors
     /// As [`SegmentDir::attach_with`], except [`Error::NotZeroCopy`].
     pub fn open(label: &str, path: &Path) -> Result<Self> {
-        Self::open_with(label, path, false)
+        let (file, meta) = open(label, path)?;
+        Self::from_file(label, path, &file, &meta, false)
     }
 
-    fn open_with(label: &str, path: &Path, populate: bool) -> Result<Self> {
-        let (map, layout, info) = map_and_read(label, path, populate)?;
+    /// Map and check the open `file` (`meta` is its `fstat`; `path` labels errors).
+    fn from_file(
+        label: &str,
+        path: &Path,
+        file: &File,
+        meta: &std::fs::Metadata,
+        populate: bool,
+    ) -> Result<Self> {
+        let (map, layout, info) = map_and_read(label, path, file, meta, populate)?;
         let mut decoder = Decoder::with_schema(label, layout.schema.clone(), layout.swap);
         guarded(label, || {
             for block in &layout.dictionaries {
@@ -339,9 +376,14 @@ fn block_message(meta: &[u8]) -> std::result::Result<arrow_ipc::Message<'_>, Str
     arrow_ipc::root_as_message(fb).map_err(|e| format!("message header: {e}"))
 }
 
-/// Open, map and read the layout of the file at `path`.
-fn map_and_read(name: &str, path: &Path, populate: bool) -> Result<(Buffer, Layout, SegmentInfo)> {
-    let (file, meta) = open(name, path)?;
+/// Map and read the layout of `file` (opened at `path`; `meta` is its `fstat`).
+fn map_and_read(
+    name: &str,
+    path: &Path,
+    file: &File,
+    meta: &std::fs::Metadata,
+    populate: bool,
+) -> Result<(Buffer, Layout, SegmentInfo)> {
     if meta.len() < MIN_FILE_LEN {
         return Err(Error::corrupt(
             name,
@@ -351,16 +393,17 @@ fn map_and_read(name: &str, path: &Path, populate: bool) -> Result<(Buffer, Layo
     // SAFETY: the mapping is read-only and shared. Rust requires that the bytes behind the
     // `&[u8]` that `Mmap` hands out do not change or vanish while borrowed. shmarrow never
     // truncates or rewrites a published segment (publishing replaces the name, not the file);
-    // the one exception is the documented in-place write of fixed-width *values*, which never
-    // changes any offset, length or metadata this crate reads. A foreign process that truncates
+    // the one exception is the documented in-place write of fixed-width *values*, whose byte
+    // ranges the writable open proves disjoint from every offsets, validity, dictionary and
+    // other buffer (`inplace::check_writable_layout`), so it never changes any offset, length
+    // or metadata this crate reads. A foreign process that truncates
     // the file breaks that contract (SIGBUS on access), as documented in SECURITY.md.
     let mmap = unsafe {
         memmap2::MmapOptions::new()
             .len(meta.len() as usize)
-            .map(&file)
+            .map(file)
     }
     .map_err(|e| Error::from_io(e, "map", name, path))?;
-    drop(file); // the mapping keeps the file alive
     if populate {
         // Best effort: an old kernel (EINVAL) just leaves the faults to the first reads.
         let _ = mmap.advise(memmap2::Advice::PopulateRead);

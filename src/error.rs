@@ -55,7 +55,9 @@ pub enum Error {
     NoSpace {
         /// The segment name.
         name: String,
-        /// Exact size of the segment in bytes.
+        /// Exact size of the segment in bytes (for an [`allocate`](crate::SegmentDir::allocate)
+        /// refused before its layout was made: the bytes of its values, a lower bound,
+        /// saturated at `u64::MAX`).
         needed: u64,
         /// The segment directory.
         dir: PathBuf,
@@ -111,6 +113,28 @@ pub enum Error {
         /// The column path as given (`pos.x` for a struct child).
         column: String,
         /// What is wrong with it.
+        reason: String,
+    },
+    /// A `map` constant does not fit the column's type (`0.5`, NaN or `2**40` for an int32
+    /// column): nothing was written.
+    #[error("segment {name:?}: column {column:?}: {reason}")]
+    InvalidConstant {
+        /// The segment name.
+        name: String,
+        /// The column path as given.
+        column: String,
+        /// Which constant and why.
+        reason: String,
+    },
+    /// An integer `map` would overflow the column's type. Checked over the values before any
+    /// is written (nothing was); ask for wrapping arithmetic to wrap around as NumPy does.
+    #[error("segment {name:?}: column {column:?}: {reason}")]
+    Overflow {
+        /// The segment name.
+        name: String,
+        /// The column path as given.
+        column: String,
+        /// The value and result that do not fit.
         reason: String,
     },
     /// The data handed to `create` is not a valid table (schema mismatch, unsupported type).

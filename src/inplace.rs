@@ -16,12 +16,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch, make_array};
 use arrow_buffer::Buffer;
+use arrow_buffer::NullBuffer;
 use arrow_data::ArrayData;
-use arrow_schema::{DataType, Schema};
+use arrow_schema::{ArrowError, DataType, Schema};
 use memmap2::MmapRaw;
 use nix::fcntl::{Flock, FlockArg};
 
-use crate::attach::{AttachOptions, Segment, attach_path};
+use crate::attach::{AttachOptions, Segment, attach_file};
 use crate::create::{CreateOptions, Created, write_ipc};
 use crate::error::{Error, Result};
 use crate::meta::SegmentMeta;
@@ -29,14 +30,63 @@ use crate::name::SegmentDir;
 use crate::reduce::CHUNK_ROWS;
 use crate::sys;
 
-/// Where a column's values lie in the file: one `(byte offset, elements)` per batch.
+/// Where one batch's part of a column's values lies in the file.
+#[derive(Debug, Clone)]
+struct Part {
+    /// Byte offset of the first value in the mapping.
+    offset: usize,
+    /// Values (elements) in the part.
+    len: usize,
+    /// Global index of the batch's first row.
+    first_row: u64,
+    /// Rows of the batch.
+    rows: u64,
+    /// Values per row: the product of the fixed-size list sizes (1 for a primitive column).
+    per_row: usize,
+    /// The values as the read-only view decoded them (read by the overflow pass).
+    data: ArrayData,
+}
+
+impl Part {
+    /// The values of the global rows `rows` that lie in this part.
+    fn elements(&self, rows: &Range<u64>) -> Range<usize> {
+        let end = self.first_row + self.rows;
+        let lo = rows.start.clamp(self.first_row, end) - self.first_row;
+        let hi = rows.end.clamp(self.first_row, end) - self.first_row;
+        let at = |r: u64| {
+            usize::try_from(r)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(self.per_row)
+                .min(self.len)
+        };
+        at(lo)..at(hi)
+    }
+}
+
+/// Where a column's values lie in the file: one part per batch.
 #[derive(Debug, Clone)]
 struct Placement {
     data_type: DataType,
-    parts: Vec<(usize, usize)>,
+    parts: Vec<Part>,
 }
 
 /// A segment mapped writable: mutable access to the values of fixed-width columns.
+///
+/// # Memory other processes may write
+///
+/// The mapping is shared: other processes (and other handles in this one) may read and write
+/// the same bytes, and Rust cannot see them, as with any file mapping (see `memmap2::MmapMut`).
+/// What makes the `&mut [T]` this type hands out sound is the contract every writer of a
+/// segment keeps: only fixed-width *values* are written, by one writer per row at a time
+/// (disjoint row ranges, or the segment's exclusive [`lock`](Self::lock)), and the file is
+/// never truncated. This type enforces its side: the file is mapped and its layout read from
+/// one descriptor (a rename of the name cannot swap files in between); a file whose writable
+/// value ranges overlap each other or any offsets, validity, dictionary or other buffer is
+/// refused ([`Error::Corrupt`]); [`values_mut`](Self::values_mut) hands each column out once
+/// per handle, and [`values_mut_rows`](Self::values_mut_rows) / [`map`](Self::map) make slices
+/// over the requested rows only, so workers of disjoint row ranges never hold references to
+/// each other's rows. A process that writes rows it was not given breaks the contract (its
+/// readers and writers may see torn values, never out-of-mapping accesses).
 #[derive(Debug)]
 pub struct WritableSegment {
     name: String,
@@ -63,13 +113,33 @@ pub struct RawValues {
 // value; sending the view to another thread moves no data and creates no reference.
 unsafe impl Send for RawValues {}
 
+/// Options for [`WritableSegment::map_with`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MapOptions {
+    wrap: bool,
+}
+
+impl MapOptions {
+    /// Integer results that do not fit the column's type wrap around (two's complement, as
+    /// NumPy does) instead of failing with [`Error::Overflow`] before anything is written.
+    /// Float columns always follow IEEE 754 (overflow gives infinities).
+    pub fn wrap(mut self, wrap: bool) -> Self {
+        self.wrap = wrap;
+        self
+    }
+}
+
 impl SegmentDir {
     /// Open segment `name` for in-place writes (read-write mapping).
     ///
     /// # Errors
-    /// As [`SegmentDir::attach`], plus [`Error::PermissionDenied`] without write permission.
+    /// As [`SegmentDir::attach`], plus [`Error::PermissionDenied`] without write permission
+    /// and [`Error::Corrupt`] for a file whose value ranges overlap other buffers (see
+    /// [`WritableSegment`]).
     pub fn open_writable(&self, name: &str) -> Result<WritableSegment> {
-        WritableSegment::open(name, &self.segment_path(name)?)
+        let path = self.segment_path(name)?;
+        let (file, meta) = open(name, &path, true)?;
+        WritableSegment::from_file(name, &path, file, &meta)
     }
 
     /// Take segment `name`'s advisory lock: shared (readers that need a stable view) or
@@ -113,14 +183,23 @@ fn open(name: &str, path: &Path, write: bool) -> Result<(File, std::fs::Metadata
 }
 
 impl WritableSegment {
-    fn open(name: &str, path: &Path) -> Result<Self> {
-        let (file, meta) = open(name, path, true)?;
-        // The layout comes from a checked read-only attach of the same file.
-        let view = attach_path(name, path, &AttachOptions::default().strict(true))?;
-        if view.info().bytes != meta.len() {
-            return Err(Error::corrupt(name, "file changed while opening"));
-        }
-        let map = MmapRaw::map_raw(&file).map_err(|e| Error::from_io(e, "map", name, path))?;
+    /// Map `file` (open read-write; `meta` is its `fstat`) and read its layout from the same
+    /// descriptor: whatever `path` names meanwhile, the layout is this file's.
+    fn from_file(name: &str, path: &Path, file: File, meta: &std::fs::Metadata) -> Result<Self> {
+        let view = attach_file(
+            name,
+            path,
+            &file,
+            meta,
+            &AttachOptions::default().strict(true),
+        )?;
+        check_writable_layout(&view)?;
+        // The same length as the view's mapping: every placement inside the view (checked by
+        // the strict attach) is inside this mapping too.
+        let map = memmap2::MmapOptions::new()
+            .len(view.bytes().len())
+            .map_raw(&file)
+            .map_err(|e| Error::from_io(e, "map", name, path))?;
         Ok(Self {
             name: name.to_owned(),
             map: Arc::new(map),
@@ -148,12 +227,16 @@ impl WritableSegment {
         lock_file(&self.name, Path::new(&self.name), file, shared)
     }
 
-    fn placement(&self, path: &str) -> Result<Placement> {
-        let err = |reason: String| Error::InvalidColumn {
+    fn column_error(&self, path: &str, reason: String) -> Error {
+        Error::InvalidColumn {
             name: self.name.clone(),
             column: path.to_owned(),
             reason,
-        };
+        }
+    }
+
+    fn placement(&self, path: &str) -> Result<Placement> {
+        let err = |reason: String| self.column_error(path, reason);
         let base = self.view.bytes().as_ptr() as usize;
         let mut data_type = None;
         let mut parts = Vec::new();
@@ -165,23 +248,65 @@ impl WritableSegment {
         } else {
             batches
         };
+        let mut first_row = 0u64;
         for batch in batches {
             let array = column_at(batch, path).ok_or_else(|| err("no such column".into()))?;
-            let values = fixed_width_values(&array)
+            let (values, width, per_row) = fixed_width_values(&array)
                 .ok_or_else(|| err(format!("{} has no fixed-width values to write in place (variable-width and nested columns cannot change size)", array.data_type())))?;
             data_type = Some(values.data_type().clone());
             if self.view.batches().is_empty() {
                 break; // the stand-in empty batch lies outside the mapping: no values to place
             }
-            let buffer = &values.buffers()[0];
-            let width = values.data_type().primitive_width().expect("primitive");
-            let offset = buffer.as_ptr() as usize - base + values.offset() * width;
-            parts.push((offset, values.len()));
+            let rows = batch.num_rows() as u64;
+            let offset = if values.is_empty() {
+                0 // nothing to write: the mapping's (page-aligned) start serves as the pointer
+            } else {
+                // Inside the mapping: the attach was strict (no buffer outside it), and this
+                // checks it again rather than trusting it.
+                values
+                    .buffers()
+                    .first()
+                    .and_then(|b| (b.as_ptr() as usize).checked_sub(base))
+                    .and_then(|start| start.checked_add(values.offset().checked_mul(width)?))
+                    .filter(|&o| {
+                        values
+                            .len()
+                            .checked_mul(width)
+                            .and_then(|n| n.checked_add(o))
+                            .is_some_and(|end| end <= self.map.len())
+                    })
+                    .ok_or_else(|| err("values lie outside the mapping".into()))?
+            };
+            parts.push(Part {
+                offset,
+                len: values.len(),
+                first_row,
+                rows,
+                per_row,
+                data: values,
+            });
+            first_row += rows;
         }
         Ok(Placement {
-            data_type: data_type.expect("at least one batch"),
+            data_type: data_type.ok_or_else(|| err("no such column".into()))?,
             parts,
         })
+    }
+
+    /// The placement of column `path`, checked to hold `T` values aligned for `T`.
+    fn typed_placement<T: ArrowPrimitiveType>(&self, path: &str) -> Result<Placement> {
+        let placement = self.placement(path)?;
+        if !same_type(&placement.data_type, &T::DATA_TYPE) {
+            return Err(self.column_error(
+                path,
+                format!("values are {}, not {}", placement.data_type, T::DATA_TYPE),
+            ));
+        }
+        let align = std::mem::align_of::<T::Native>();
+        if placement.parts.iter().any(|p| p.offset % align != 0) {
+            return Err(self.column_error(path, "values are misaligned in the file".into()));
+        }
+        Ok(placement)
     }
 
     /// Mutable access to the values of fixed-width column `path` (a top-level name,
@@ -196,50 +321,52 @@ impl WritableSegment {
         &self,
         path: &str,
     ) -> Result<ValuesMut<'_, T::Native>> {
-        let placement = self.placement(path)?;
-        let err = |reason: String| Error::InvalidColumn {
-            name: self.name.clone(),
-            column: path.to_owned(),
-            reason,
-        };
-        if !same_type(&placement.data_type, &T::DATA_TYPE) {
-            return Err(err(format!(
-                "values are {}, not {}",
-                placement.data_type,
-                T::DATA_TYPE
-            )));
-        }
-        let size = std::mem::size_of::<T::Native>();
-        for &(offset, len) in &placement.parts {
-            assert!(
-                offset + len * size <= self.map.len(),
-                "placement inside the mapping"
-            );
-            if offset % std::mem::align_of::<T::Native>() != 0 {
-                return Err(err("values are misaligned in the file".into()));
-            }
-        }
+        self.values_mut_rows::<T>(path, 0..u64::MAX)
+    }
+
+    /// As [`values_mut`](Self::values_mut), but each batch's slice covers only the values of
+    /// the global rows in `rows` (empty for a batch outside it): a worker given a row range
+    /// holds no reference to any other worker's rows.
+    ///
+    /// # Errors
+    /// As [`values_mut`](Self::values_mut).
+    pub fn values_mut_rows<T: ArrowPrimitiveType>(
+        &self,
+        path: &str,
+        rows: Range<u64>,
+    ) -> Result<ValuesMut<'_, T::Native>> {
+        let placement = self.typed_placement::<T>(path)?;
         {
             let mut taken = self.taken.lock().unwrap_or_else(PoisonError::into_inner);
             if taken.iter().any(|t| t == path) {
-                return Err(err("already taken from this WritableSegment".into()));
+                return Err(
+                    self.column_error(path, "already taken from this WritableSegment".into())
+                );
             }
             taken.push(path.to_owned());
         }
+        let size = std::mem::size_of::<T::Native>();
         let slices = placement
             .parts
             .iter()
-            .map(|&(offset, len)| {
-                // SAFETY: `offset..offset + len * size` lies inside the live read-write mapping
-                // and is aligned for `T::Native` (both checked above; the layout itself comes
-                // from the strict, validated attach). The range holds this column's values
-                // only (the buffers of an Arrow file do not overlap), and `taken` hands each
-                // column out once at a time, so no other reference to it exists in this
-                // process while the guard lives. Any bit pattern is a valid primitive number.
+            .map(|part| {
+                let elements = part.elements(&rows);
+                // SAFETY: `part.offset .. part.offset + part.len * size` lies inside the live
+                // read-write mapping (`placement` checks it against the mapping's length) and
+                // is aligned for `T::Native` (`typed_placement`), and `elements` lies within
+                // `0..part.len`. `check_writable_layout` proved at open that this range
+                // overlaps no other column's values, no other batch and no offsets, validity
+                // or dictionary buffer, and `taken` hands each column out once at a time, so
+                // no other reference to these bytes exists in this process while the guard
+                // lives (other processes: see the type's contract). Any bit pattern is a
+                // valid primitive number.
                 unsafe {
                     std::slice::from_raw_parts_mut(
-                        self.map.as_mut_ptr().add(offset).cast::<T::Native>(),
-                        len,
+                        self.map
+                            .as_mut_ptr()
+                            .add(part.offset + elements.start * size)
+                            .cast::<T::Native>(),
+                        elements.len(),
                     )
                 }
             })
@@ -262,7 +389,7 @@ impl WritableSegment {
                 .parts
                 .iter()
                 // `wrapping_add`: pointer arithmetic only; nothing is dereferenced here.
-                .map(|&(offset, len)| (self.map.as_mut_ptr().wrapping_add(offset), len))
+                .map(|p| (self.map.as_mut_ptr().wrapping_add(p.offset), p.len))
                 .collect(),
             data_type: placement.data_type,
             owner: self.map.clone(),
@@ -270,36 +397,87 @@ impl WritableSegment {
     }
 
     /// Apply `op` to the values of column `path` whose global row index lies in `rows`
-    /// (all rows: `0..u64::MAX`), in parallel chunks of [`CHUNK_ROWS`].
+    /// (all rows: `0..u64::MAX`), in parallel chunks of [`CHUNK_ROWS`]. Integer results that
+    /// would not fit the column's type are an [`Error::Overflow`] raised before any value is
+    /// written (see [`map_with`](Self::map_with) to wrap instead).
     ///
     /// # Errors
-    /// As [`values_mut`](Self::values_mut), and [`Error::InvalidColumn`] if `op`'s constants do
-    /// not fit an integer column.
+    /// As [`values_mut`](Self::values_mut); [`Error::InvalidConstant`] if `op`'s constants do
+    /// not fit an integer column; [`Error::Overflow`].
     pub fn map(&self, path: &str, op: MapOp, rows: Range<u64>) -> Result<()> {
+        self.map_with(path, op, rows, &MapOptions::default())
+    }
+
+    /// [`map`](Self::map) with options (wrapping integer arithmetic).
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    pub fn map_with(
+        &self,
+        path: &str,
+        op: MapOp,
+        rows: Range<u64>,
+        options: &MapOptions,
+    ) -> Result<()> {
+        self.run_map(path, op, rows, options, true)
+    }
+
+    /// Everything [`map_with`](Self::map_with) checks (column, constants, and unless wrapping,
+    /// that no result overflows), reading the values of `rows` without writing any: a
+    /// coordinator checks all rows once before its workers write their parts.
+    ///
+    /// # Errors
+    /// As [`map`](Self::map).
+    pub fn check_map(
+        &self,
+        path: &str,
+        op: MapOp,
+        rows: Range<u64>,
+        options: &MapOptions,
+    ) -> Result<()> {
+        self.run_map(path, op, rows, options, false)
+    }
+
+    fn run_map(
+        &self,
+        path: &str,
+        op: MapOp,
+        rows: Range<u64>,
+        options: &MapOptions,
+        write: bool,
+    ) -> Result<()> {
         let placement = self.placement(path)?;
         macro_rules! go {
             ($t:ty) => {{
-                let mut values = self.values_mut::<$t>(path)?;
-                let slices = values.batches_mut();
-                let op = <<$t as ArrowPrimitiveType>::Native as MapValue>::prepare(op).map_err(
-                    |reason| Error::InvalidColumn {
+                type Native = <$t as ArrowPrimitiveType>::Native;
+                let op =
+                    <Native as MapValue>::prepare(op).map_err(|reason| Error::InvalidConstant {
                         name: self.name.clone(),
                         column: path.to_owned(),
                         reason,
-                    },
-                )?;
-                apply(slices, &op, rows)
+                    })?;
+                let placement = self.typed_placement::<$t>(path)?;
+                if !options.wrap {
+                    overflow::<Native>(&placement, &op, &rows).map_err(|reason| {
+                        Error::Overflow {
+                            name: self.name.clone(),
+                            column: path.to_owned(),
+                            reason,
+                        }
+                    })?;
+                }
+                if write {
+                    let mut values = self.values_mut_rows::<$t>(path, rows)?;
+                    apply(values.batches_mut(), &op);
+                }
+                Ok(())
             }};
         }
         let data_type = placement.data_type.clone();
         map_dispatch!(
             data_type,
             go,
-            Err(Error::InvalidColumn {
-                name: self.name.clone(),
-                column: path.to_owned(),
-                reason: format!("{data_type} values cannot be mapped"),
-            })
+            Err(self.column_error(path, format!("{data_type} values cannot be mapped")))
         )
     }
 }
@@ -400,19 +578,125 @@ fn column_at(batch: &RecordBatch, path: &str) -> Option<ArrayRef> {
     Some(array)
 }
 
-/// The primitive values array of a fixed-width column (a fixed-size list's child values).
-fn fixed_width_values(array: &ArrayRef) -> Option<ArrayData> {
+/// The primitive values array of a fixed-width column (a fixed-size list's child values), its
+/// value width in bytes, and how many values make one row.
+fn fixed_width_values(array: &ArrayRef) -> Option<(ArrayData, usize, usize)> {
     let data = array.to_data();
     match data.data_type() {
-        DataType::FixedSizeList(..) => {
-            let child = data.child_data()[0].clone();
-            let values = make_array(child);
-            fixed_width_values(&values)
+        DataType::FixedSizeList(_, n) => {
+            let n = usize::try_from(*n).ok()?;
+            let values = make_array(data.child_data().first()?.clone());
+            let (values, width, per_row) = fixed_width_values(&values)?;
+            Some((values, width, per_row.checked_mul(n)?))
         }
-        DataType::Boolean => None, // bit-packed: not addressable per value
-        dt if dt.primitive_width().is_some() => Some(data),
-        _ => None,
+        // Boolean has no primitive width: bit-packed, not addressable per value.
+        dt => dt.primitive_width().map(|width| (data, width, 1)),
     }
+}
+
+/// Refuse (as [`Error::Corrupt`]) a file in which any value range that can be written in place
+/// (a fixed-width column, struct child or fixed-size list's values, in any batch) overlaps
+/// another such range or any other buffer (offsets, validity, dictionary, keys, values of
+/// other types): writing values must never change what another column reads, nor anything a
+/// reader validated at attach. Linear in the number of buffers, not in the data.
+fn check_writable_layout(segment: &Segment) -> Result<()> {
+    /// A buffer's byte range in the mapping, whether it may be written, and what it is.
+    struct Span {
+        range: Range<usize>,
+        writable: bool,
+        batch: usize,
+        path: String,
+        what: &'static str,
+    }
+    fn collect(data: &ArrayData, path: &str, writable: bool, batch: usize, out: &mut Vec<Span>) {
+        let width = data.data_type().primitive_width().filter(|_| writable);
+        let mut push = |range: Range<usize>, writable: bool, what: &'static str| {
+            if !range.is_empty() {
+                out.push(Span {
+                    range,
+                    writable,
+                    batch,
+                    path: path.to_owned(),
+                    what,
+                });
+            }
+        };
+        for (i, buffer) in data.buffers().iter().enumerate() {
+            let start = buffer.as_ptr() as usize;
+            match width {
+                Some(w) if i == 0 => {
+                    let first = start.saturating_add(data.offset().saturating_mul(w));
+                    let len = data.len().saturating_mul(w);
+                    push(first..first.saturating_add(len), true, "values");
+                }
+                _ => push(start..start + buffer.len(), false, "buffer"),
+            }
+        }
+        if let Some(nulls) = data.nulls() {
+            let b = nulls.buffer();
+            push(
+                b.as_ptr() as usize..b.as_ptr() as usize + b.len(),
+                false,
+                "validity",
+            );
+        }
+        let inner = writable
+            && matches!(
+                data.data_type(),
+                DataType::Struct(_) | DataType::FixedSizeList(..)
+            );
+        for (i, child) in data.child_data().iter().enumerate() {
+            let name = match data.data_type() {
+                DataType::Struct(fields) => fields.get(i).map(|f| f.name().clone()),
+                DataType::Dictionary(..) => Some("dictionary".to_owned()),
+                _ => None,
+            }
+            .unwrap_or_else(|| i.to_string());
+            collect(child, &format!("{path}.{name}"), inner, batch, out);
+        }
+    }
+    let mut spans = Vec::new();
+    for (b, batch) in segment.batches().iter().enumerate() {
+        for (field, column) in batch.schema_ref().fields().iter().zip(batch.columns()) {
+            collect(&column.to_data(), field.name(), true, b, &mut spans);
+        }
+    }
+    spans.sort_by_key(|s| s.range.start);
+    // Sweep in order of start: a range overlaps an earlier one iff it starts before the
+    // furthest end seen so far (of any range, for a writable one; of writable ones otherwise).
+    let (mut far_any, mut far_writable): (Option<usize>, Option<usize>) = (None, None);
+    for (i, span) in spans.iter().enumerate() {
+        let against = if span.writable { far_any } else { far_writable };
+        if let Some(j) = against.filter(|&j| span.range.start < spans[j].range.end) {
+            let other = &spans[j];
+            let base = segment.bytes().as_ptr() as usize;
+            let at = |s: &Span| {
+                format!(
+                    "the {} of {:?} in batch {} (bytes {}..{})",
+                    s.what,
+                    s.path,
+                    s.batch,
+                    s.range.start.saturating_sub(base),
+                    s.range.end.saturating_sub(base)
+                )
+            };
+            return Err(Error::corrupt(
+                &segment.info().name,
+                format!(
+                    "cannot be written in place: {} overlaps {}",
+                    at(span),
+                    at(other)
+                ),
+            ));
+        }
+        if far_any.is_none_or(|j| span.range.end > spans[j].range.end) {
+            far_any = Some(i);
+        }
+        if span.writable && far_writable.is_none_or(|j| span.range.end > spans[j].range.end) {
+            far_writable = Some(i);
+        }
+    }
+    Ok(())
 }
 
 /// A constant of a [`MapOp`]: a float, or an exact integer (which integer columns require).
@@ -435,6 +719,16 @@ impl From<i64> for Constant {
         Self {
             value: value as f64,
             exact: Some(value.into()),
+        }
+    }
+}
+
+impl From<i128> for Constant {
+    /// An exact integer constant (the range of `u64` columns included).
+    fn from(value: i128) -> Self {
+        Self {
+            value: value as f64,
+            exact: Some(value),
         }
     }
 }
@@ -485,6 +779,40 @@ impl std::fmt::Display for MapOp {
     }
 }
 
+impl MapOp {
+    /// The op named `name` (`square`, `scale`, `add`, `clip`) with its constants.
+    ///
+    /// # Errors
+    /// An unknown name, the wrong number of constants, or `clip` with `LO > HI` (or NaN).
+    pub fn new(name: &str, args: &[Constant]) -> Result<Self, String> {
+        Ok(match (name, args) {
+            ("square", []) => MapOp::Square,
+            ("scale", [k]) => MapOp::Scale(*k),
+            ("add", [k]) => MapOp::Add(*k),
+            ("clip", [lo, hi]) => {
+                let ordered = match (lo.exact, hi.exact) {
+                    (Some(a), Some(b)) => a <= b, // exact: 2**53 + 1 > 2**53 as floats are not
+                    _ => lo.value <= hi.value,    // false for NaN
+                };
+                if !ordered {
+                    return Err(format!("clip needs LO <= HI (got {lo} and {hi})"));
+                }
+                MapOp::Clip(*lo, *hi)
+            }
+            _ => {
+                let args: Vec<String> = args.iter().map(ToString::to_string).collect();
+                return Err(format!(
+                    "unknown op {:?} (expected square, scale K, add K or clip LO HI)",
+                    std::iter::once(name.to_owned())
+                        .chain(args)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                ));
+            }
+        })
+    }
+}
+
 impl std::str::FromStr for MapOp {
     type Err = String;
     /// `square`, `scale:K`, `add:K`, `clip:LO:HI`.
@@ -492,27 +820,18 @@ impl std::str::FromStr for MapOp {
         let mut parts = s.split(':');
         let name = parts.next().unwrap_or_default();
         let args: Vec<Constant> = parts.map(str::parse).collect::<Result<_, _>>()?;
-        let op = match (name, args.as_slice()) {
-            ("square", []) => MapOp::Square,
-            ("scale", [k]) => MapOp::Scale(*k),
-            ("add", [k]) => MapOp::Add(*k),
-            ("clip", [lo, hi]) if lo.value <= hi.value => MapOp::Clip(*lo, *hi),
-            ("clip", [_, _]) => return Err("clip needs LO <= HI".into()),
-            _ => {
-                return Err(format!(
-                    "unknown op {s:?} (expected square, scale:K, add:K or clip:LO:HI)"
-                ));
-            }
-        };
-        Ok(op)
+        MapOp::new(name, &args)
     }
 }
 
-/// A value type `map` can transform. Integers follow NumPy: arithmetic wraps; constants must be
-/// integers that fit the type.
+/// A value type `map` can transform. Integer constants must be integers that fit the type;
+/// integer results that do not fit are found by [`MapValue::overflow`] before anything is
+/// written, and `apply` wraps (NumPy's behaviour, asked for, or proven not to happen).
 trait MapValue: Copy + Send + Sync + Sized {
     type Op: Sync;
     fn prepare(op: MapOp) -> Result<Self::Op, String>;
+    /// Why applying `op` to the valid values of `values` would overflow, if it would.
+    fn overflow(values: &[Self], nulls: Option<&NullBuffer>, op: &Self::Op) -> Option<String>;
     fn apply(values: &mut [Self], op: &Self::Op);
 }
 
@@ -521,6 +840,9 @@ macro_rules! float_map {
         impl MapValue for $t {
             type Op = MapOp;
             fn prepare(op: MapOp) -> Result<MapOp, String> { Ok(op) }
+            fn overflow(_: &[Self], _: Option<&NullBuffer>, _: &MapOp) -> Option<String> {
+                None // IEEE 754: overflow gives an infinity, as in NumPy
+            }
             fn apply(values: &mut [Self], op: &MapOp) {
                 match *op {
                     MapOp::Square => values.iter_mut().for_each(|x| *x *= *x),
@@ -563,6 +885,52 @@ macro_rules! int_map {
                     MapOp::Clip(lo, hi) => IntOp::Clip(conv(lo)?, conv(hi)?),
                 })
             }
+            fn overflow(values: &[Self], nulls: Option<&NullBuffer>, op: &IntOp<$t>) -> Option<String> {
+                let exact = |x: $t| -> Option<i128> {
+                    let x = i128::from(x);
+                    match *op {
+                        IntOp::Square => x.checked_mul(x),
+                        IntOp::Scale(k) => x.checked_mul(i128::from(k)),
+                        IntOp::Add(k) => x.checked_add(i128::from(k)),
+                        IntOp::Clip(..) => Some(x),
+                    }
+                };
+                if matches!(op, IntOp::Clip(..)) {
+                    return None;
+                }
+                // Square, scale and add are monotonic or convex: the extremes of the results
+                // are the results of the extreme values.
+                let extremes = |(lo, hi): ($t, $t), x: $t| (lo.min(x), hi.max(x));
+                let (lo, hi) = match nulls {
+                    None => values.iter().copied().fold((<$t>::MAX, <$t>::MIN), extremes),
+                    Some(n) => values
+                        .iter()
+                        .zip(n.iter())
+                        .filter_map(|(&x, valid)| valid.then_some(x))
+                        .fold((<$t>::MAX, <$t>::MIN), extremes),
+                };
+                if lo > hi {
+                    return None; // no valid value
+                }
+                [lo, hi].into_iter().find_map(|x| {
+                    let result = exact(x);
+                    result.and_then(|r| <$t>::try_from(r).ok()).is_none().then(|| {
+                        let what = match *op {
+                            IntOp::Square => format!("{x} squared"),
+                            IntOp::Scale(k) => format!("{x} * {k}"),
+                            IntOp::Add(k) => format!("{x} + {k}"),
+                            IntOp::Clip(..) => unreachable!("clip cannot overflow"),
+                        };
+                        format!(
+                            "{what} = {} does not fit {} ({}..={}); nothing was written (wrapping around as NumPy does must be asked for: CLI --wrap, Python wrap=True)",
+                            result.map_or_else(|| "more than 128 bits".to_owned(), |r| r.to_string()),
+                            stringify!($t),
+                            <$t>::MIN,
+                            <$t>::MAX,
+                        )
+                    })
+                })
+            }
             fn apply(values: &mut [Self], op: &IntOp<$t>) {
                 match *op {
                     IntOp::Square => values.iter_mut().for_each(|x| *x = x.wrapping_mul(*x)),
@@ -576,20 +944,52 @@ macro_rules! int_map {
 }
 int_map!(i8, i16, i32, i64, u8, u16, u32, u64);
 
-/// Apply `op` to the rows of `slices` (consecutive batches) inside `rows`, in parallel chunks.
-fn apply<T: MapValue>(slices: Vec<&mut [T]>, op: &T::Op, rows: Range<u64>) -> Result<()> {
+/// Apply `op` to every value of `slices`, in parallel chunks.
+fn apply<T: MapValue>(slices: Vec<&mut [T]>, op: &T::Op) {
     use rayon::prelude::*;
-    let mut chunks: Vec<&mut [T]> = Vec::new();
-    let mut start = 0u64;
-    for slice in slices {
-        let len = slice.len() as u64;
-        let lo = rows.start.clamp(start, start + len) - start;
-        let hi = rows.end.clamp(start, start + len) - start;
-        start += len;
-        chunks.extend(slice[lo as usize..hi as usize].chunks_mut(CHUNK_ROWS));
-    }
+    let chunks: Vec<&mut [T]> = slices
+        .into_iter()
+        .flat_map(|s| s.chunks_mut(CHUNK_ROWS))
+        .collect();
     chunks.into_par_iter().for_each(|c| T::apply(c, op));
-    Ok(())
+}
+
+/// The read pass before an integer `map`: why `op` would overflow on a valid value of the rows
+/// `rows` of `placement` (read through the read-only view), in parallel chunks, first in row
+/// order; `Ok` if no result overflows.
+fn overflow<T: MapValue + arrow_buffer::ArrowNativeType>(
+    placement: &Placement,
+    op: &T::Op,
+    rows: &Range<u64>,
+) -> Result<(), String> {
+    use rayon::prelude::*;
+    let mut chunks: Vec<(&[T], Option<NullBuffer>)> = Vec::new();
+    for part in &placement.parts {
+        let elements = part.elements(rows);
+        let data = &part.data;
+        // `typed_data` cannot panic here: `typed_placement` checked the alignment.
+        let values = data
+            .buffers()
+            .first()
+            .map(|b| b.typed_data::<T>())
+            .and_then(|v| v.get(data.offset()..data.offset() + part.len))
+            .and_then(|v| v.get(elements.clone()))
+            .ok_or("values lie outside their buffer")?;
+        for start in (0..values.len()).step_by(CHUNK_ROWS) {
+            let end = (start + CHUNK_ROWS).min(values.len());
+            let nulls = data
+                .nulls()
+                .map(|n| n.slice(elements.start + start, end - start));
+            chunks.push((&values[start..end], nulls));
+        }
+    }
+    match chunks
+        .par_iter()
+        .find_map_first(|(values, nulls)| T::overflow(values, nulls.as_ref(), op))
+    {
+        Some(reason) => Err(reason),
+        None => Ok(()),
+    }
 }
 
 /// Cut `0..total` into `parts` contiguous ranges that cover it and cannot overlap (the
@@ -632,12 +1032,38 @@ impl Allocation {
     ///
     /// # Errors
     /// [`Error::Exists`] with `replace(false)`; [`Error::Io`].
+    ///
+    /// Before the rename, this process's writable mapping becomes a private copy-on-write one
+    /// (same address, same bytes): pointers handed out earlier ([`raw_values`], NumPy views)
+    /// stay valid memory, but what is written through them after this no longer reaches the
+    /// published file, so readers keep the snapshot they attached. (Other processes that
+    /// opened [`temp_path`](Self::temp_path) themselves keep their own mappings.)
+    ///
+    /// [`raw_values`]: WritableSegment::raw_values
     pub fn publish(mut self) -> Result<Created> {
-        self.writable = None; // unmap before the rename; other mappings keep working
+        if let Some(writable) = self.writable.take() {
+            writable.detach_writes()?;
+        }
         let created =
             crate::create::commit(&self.dir, &self.name, &self.temp, &self.options, self.bytes)?;
         self.temp = PathBuf::new(); // published: nothing to clean up
         Ok(created)
+    }
+}
+
+impl WritableSegment {
+    /// Make this process's writable mapping private (see [`Allocation::publish`]).
+    fn detach_writes(&self) -> Result<()> {
+        // SAFETY: `self.map` is a live shared read-write mapping of `self.file` from offset 0
+        // that this value owns (the `Arc` keeps it mapped until the last holder drops it);
+        // memmap2 maps it at a page-aligned address with exactly `self.map.len()` bytes.
+        unsafe { sys::remap_private(self.map.as_mut_ptr(), self.map.len(), &self.file) }.map_err(
+            |source| Error::Io {
+                op: "make private the writable mapping of",
+                path: PathBuf::from(&self.name),
+                source,
+            },
+        )
     }
 }
 
@@ -697,7 +1123,28 @@ impl SegmentDir {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let largest = widths.iter().map(|w| w * rows).max().unwrap_or(0).max(64);
+        // The values alone: a lower bound of the file's size, in u128 (no overflow for any
+        // `rows` and list sizes), checked against the free space before anything is made.
+        let values: u128 = widths.iter().fold(0u128, |sum, w| {
+            sum.saturating_add(w.saturating_mul(rows as u128))
+        });
+        let needed = u64::try_from(values).unwrap_or(u64::MAX);
+        let available = sys::available_bytes(self.path())
+            .map_err(|e| Error::from_io(e, "check free space of", name, self.path()))?;
+        if needed > available {
+            return Err(Error::NoSpace {
+                name: name.to_owned(),
+                needed,
+                dir: self.path().to_owned(),
+            });
+        }
+        // Each column fits in the free space, so in usize and in the address space's terms.
+        let largest = widths
+            .iter()
+            .map(|w| usize::try_from(w * rows as u128).unwrap_or(usize::MAX))
+            .max()
+            .unwrap_or(0)
+            .max(64);
         // Untouched anonymous memory: reading it would give zeros, and nothing reads it (the
         // writer below seeks over it), so it costs address space only.
         let zeros = memmap2::MmapOptions::new()
@@ -711,17 +1158,16 @@ impl SegmentDir {
             })?;
         let zero_range = zeros.as_ptr() as usize..zeros.as_ptr() as usize + zeros.len();
         let zero_buffer = Buffer::from(bytes::Bytes::from_owner(zeros));
-        let columns = schema
+        let batch = schema
             .fields()
             .iter()
-            .map(|f| make_array(zero_data(f.data_type(), rows, &zero_buffer)))
-            .collect::<Vec<_>>();
-        let batch = RecordBatch::try_new(Arc::new(schema.clone()), columns).map_err(|source| {
-            Error::InvalidTable {
+            .map(|f| zero_data(f.data_type(), rows, &zero_buffer).map(make_array))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|columns| RecordBatch::try_new(Arc::new(schema.clone()), columns))
+            .map_err(|source| Error::InvalidTable {
                 name: name.to_owned(),
                 source,
-            }
-        })?;
+            })?;
 
         let meta = SegmentMeta::now(options.lifetime_value());
         let schema = crate::create::with_meta(schema, &meta);
@@ -738,8 +1184,10 @@ impl SegmentDir {
         )
         .map_err(|e| crate::create::write_error(self, name, &temp, plan, e))?;
         crate::create::check_written(name, &temp, written, plan)?;
-        drop(file);
-        let writable = WritableSegment::open(name, &temp)?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::from_io(e, "stat", name, &temp))?;
+        let writable = WritableSegment::from_file(name, &temp, file, &meta)?;
         guard.disarm();
         Ok(Allocation {
             dir: self.clone(),
@@ -752,25 +1200,39 @@ impl SegmentDir {
     }
 }
 
-/// Bytes per row of a fixed-width type (fixed-size lists flattened), if fixed-width.
-fn flat_width(dt: &DataType) -> Option<usize> {
+/// Bytes per row of a fixed-width type (fixed-size lists flattened), if fixed-width
+/// (saturated: a nest of huge list sizes is simply more than any directory holds).
+fn flat_width(dt: &DataType) -> Option<u128> {
     match dt {
-        DataType::FixedSizeList(f, n) => Some(flat_width(f.data_type())? * *n as usize),
-        DataType::Boolean => None,
-        dt => dt.primitive_width(),
+        DataType::FixedSizeList(f, n) => {
+            Some(flat_width(f.data_type())?.saturating_mul(u128::try_from(*n).ok()?))
+        }
+        dt => dt.primitive_width().map(|w| w as u128),
     }
 }
 
-/// All-valid array data of `rows` rows whose values are a prefix of `zeros`.
-fn zero_data(dt: &DataType, rows: usize, zeros: &Buffer) -> ArrayData {
+/// All-valid array data of `rows` rows whose values are a prefix of `zeros` (which the caller
+/// made as large as the widest column).
+fn zero_data(dt: &DataType, rows: usize, zeros: &Buffer) -> Result<ArrayData, ArrowError> {
+    let too_many =
+        || ArrowError::InvalidArgumentError(format!("{rows} rows of {dt} are too many values"));
     let builder = ArrayData::builder(dt.clone()).len(rows);
     let data = match dt {
         DataType::FixedSizeList(f, n) => {
-            builder.add_child_data(zero_data(f.data_type(), rows * *n as usize, zeros))
+            let values = usize::try_from(*n)
+                .ok()
+                .and_then(|n| n.checked_mul(rows))
+                .ok_or_else(too_many)?;
+            builder.add_child_data(zero_data(f.data_type(), values, zeros)?)
         }
         dt => {
-            builder.add_buffer(zeros.slice_with_length(0, dt.primitive_width().unwrap_or(0) * rows))
+            let bytes = dt
+                .primitive_width()
+                .and_then(|w| w.checked_mul(rows))
+                .filter(|&b| b <= zeros.len())
+                .ok_or_else(too_many)?;
+            builder.add_buffer(zeros.slice_with_length(0, bytes))
         }
     };
-    data.build().expect("fixed-width layout")
+    data.build()
 }

@@ -59,7 +59,8 @@ pub use create::{
 };
 pub use error::{Error, Result};
 pub use inplace::{
-    Allocation, Constant, MapOp, RawValues, SegmentLock, ValuesMut, WritableSegment, split_rows,
+    Allocation, Constant, MapOp, MapOptions, RawValues, SegmentLock, ValuesMut, WritableSegment,
+    split_rows,
 };
 pub use ipc::guarded;
 pub use lifecycle::{GcReason, ListedSegment, Listing, Reclaimed, TempFile};

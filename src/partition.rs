@@ -116,17 +116,20 @@ pub fn write_partial(results: &WritableSegment, row: usize, partial: &Partial) -
     set::<UInt8Type>(results, "done", row, 1)
 }
 
-/// Set one value of a results column.
+/// Set one value of a results column, through a slice over that row only (other workers
+/// write the other rows meanwhile).
 fn set<T: ArrowPrimitiveType>(
     results: &WritableSegment,
     column: &str,
     row: usize,
     value: T::Native,
 ) -> Result<()> {
-    let mut values = results.values_mut::<T>(column)?;
-    let slot = (!values.is_empty())
-        .then(|| values[0].get_mut(row))
-        .flatten()
+    let row64 = row as u64;
+    let mut values = results.values_mut_rows::<T>(column, row64..row64 + 1)?;
+    let slot = values
+        .batches_mut()
+        .into_iter()
+        .find_map(|slice| slice.first_mut())
         .ok_or_else(|| Error::InvalidColumn {
             name: results.segment().info().name.clone(),
             column: column.into(),

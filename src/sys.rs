@@ -145,6 +145,60 @@ pub fn identity_at(path: &Path) -> Option<(u64, u64)> {
         .map(|m| file_identity(&m))
 }
 
+/// Bytes an unprivileged process can still allocate in the filesystem holding `dir`.
+pub fn available_bytes(dir: &Path) -> io::Result<u64> {
+    let stat = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
+    Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
+}
+
+/// Replace the shared mapping `addr..addr + len` of `file` (mapped at offset 0, read-write)
+/// with a *private* copy-on-write mapping of the same file at the same address: the bytes
+/// read the same, but writes through any pointer into the range stop reaching the file.
+/// The new mapping is made elsewhere and moved over the old one by `mremap`, which replaces it
+/// atomically; on failure the old mapping is left as it was.
+///
+/// # Safety
+/// `addr..addr + len` must be exactly one live, page-aligned, read-write mapping of `file`
+/// from offset 0 that the caller owns (it stays mapped until the caller unmaps it), so that no
+/// other object's memory is replaced.
+pub unsafe fn remap_private(addr: *mut u8, len: usize, file: &File) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh mapping at an address the kernel chooses (no MAP_FIXED) replaces nothing;
+    // `file` is an open descriptor and `len` the length the caller mapped.
+    let fresh = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if fresh == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fresh` is the mapping just made, of `len` bytes; MREMAP_FIXED moves it onto
+    // `addr..addr + len`, which the caller guarantees is its own live mapping of the same
+    // length (so only that mapping is replaced, and every pointer into it stays valid).
+    let moved = unsafe {
+        libc::mremap(
+            fresh,
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+            addr.cast::<libc::c_void>(),
+        )
+    };
+    if moved == libc::MAP_FAILED {
+        let err = io::Error::last_os_error();
+        // SAFETY: `fresh` is still our own mapping of `len` bytes, referenced by nothing.
+        unsafe { libc::munmap(fresh, len) };
+        return Err(err);
+    }
+    Ok(())
+}
+
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()

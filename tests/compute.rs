@@ -12,7 +12,7 @@ use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema};
 use common::{Name, TempDir};
 use shmarrow::reduce::{CHUNK_ROWS, Number, ReduceOptions};
-use shmarrow::{CreateOptions, Error, MapOp, split_rows};
+use shmarrow::{CreateOptions, Error, MapOp, MapOptions, SegmentDir, split_rows};
 
 /// Deterministic pseudo-random floats in [-1, 1) plus an offset.
 fn noise(n: usize, seed: u64, offset: f64) -> Vec<f64> {
@@ -254,13 +254,6 @@ fn in_place_ops_are_seen_by_earlier_readers_and_keep_validity() {
 
     for (col, op, why) in [
         ("s", MapOp::Square, "fixed-width"),
-        ("n", MapOp::Add(0.5.into()), "not an integer"),
-        ("n", MapOp::Scale(3.0.into()), "not an integer"),
-        (
-            "n",
-            MapOp::Add((1i64 << 40).into()),
-            "not an integer in the range of i32",
-        ),
         ("nope", MapOp::Square, "no such column"),
     ] {
         match w.map(col, op, 0..u64::MAX) {
@@ -268,6 +261,22 @@ fn in_place_ops_are_seen_by_earlier_readers_and_keep_validity() {
                 assert!(reason.contains(why), "{col}: {reason}")
             }
             other => panic!("{col}: {other:?}"),
+        }
+    }
+    for (op, why) in [
+        (MapOp::Add(0.5.into()), "not an integer"),
+        (MapOp::Scale(3.0.into()), "not an integer"),
+        (MapOp::Add(f64::NAN.into()), "not an integer"),
+        (
+            MapOp::Add((1i64 << 40).into()),
+            "not an integer in the range of i32",
+        ),
+    ] {
+        match w.map("n", op, 0..u64::MAX) {
+            Err(Error::InvalidConstant { reason, .. }) => {
+                assert!(reason.contains(why), "{op}: {reason}")
+            }
+            other => panic!("{op}: {other:?}"),
         }
     }
     // Each column's values are handed out once per writable handle: no aliasing.
@@ -376,4 +385,473 @@ fn split_rows_covers_without_overlap() {
         assert_eq!(ranges.last().unwrap().end, total);
         assert!(ranges.windows(2).all(|w| w[0].end == w[1].start));
     }
+}
+
+/// Publish one batch of `columns` as segment `name` of `dir`.
+fn publish(dir: &SegmentDir, name: &str, columns: Vec<(&str, arrow_array::ArrayRef)>) {
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    dir.create(name, &batch.schema(), &[batch], &CreateOptions::default())
+        .unwrap();
+}
+
+fn int_values<T: arrow_array::ArrowPrimitiveType>(
+    dir: &SegmentDir,
+    name: &str,
+    col: &str,
+) -> Vec<Option<T::Native>> {
+    dir.attach(name)
+        .unwrap()
+        .batches()
+        .iter()
+        .flat_map(|b| {
+            b.column_by_name(col)
+                .unwrap()
+                .as_any()
+                .downcast_ref::<arrow_array::PrimitiveArray<T>>()
+                .unwrap()
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[test]
+fn integer_overflow_is_an_error_before_any_value_is_written_unless_wrapping() {
+    use arrow_array::types::{Int64Type, UInt8Type, UInt64Type};
+    let tmp = TempDir::new("overflow");
+    let dir = tmp.dir();
+    // Several chunks, the value that overflows in the last one: nothing may be written before
+    // the read pass has seen it.
+    let mut n: Vec<Option<i32>> = (0..CHUNK_ROWS as i32 * 3).map(|i| Some(i % 1000)).collect();
+    n[1] = None;
+    *n.last_mut().unwrap() = Some(50_000);
+    publish(
+        &dir,
+        "t",
+        vec![("n", Arc::new(Int32Array::from(n.clone())) as _)],
+    );
+    let w = dir.open_writable("t").unwrap();
+    match w.map("n", MapOp::Square, 0..u64::MAX) {
+        Err(Error::Overflow { reason, .. }) => {
+            assert!(
+                reason.contains("50000 squared = 2500000000 does not fit i32"),
+                "{reason}"
+            );
+            assert!(reason.contains("nothing was written"), "{reason}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        int_values::<Int32Type>(&dir, "t", "n"),
+        n,
+        "nothing was written"
+    );
+    // The rows that do not hold the big value square fine; twice overflows (the issue's case:
+    // square twice gave -2146556319), again before writing.
+    let last = n.len() as u64 - 1;
+    w.map("n", MapOp::Square, 0..last).unwrap();
+    assert!(matches!(
+        w.map("n", MapOp::Square, 0..last),
+        Err(Error::Overflow { .. })
+    ));
+    let squared: Vec<Option<i32>> = n[..last as usize]
+        .iter()
+        .map(|v| v.map(|x| x * x))
+        .collect();
+    assert_eq!(
+        int_values::<Int32Type>(&dir, "t", "n")[..last as usize],
+        squared[..]
+    );
+    // Asked for, wrapping is NumPy's two's complement.
+    w.map_with(
+        "n",
+        MapOp::Square,
+        last..last + 1,
+        &MapOptions::default().wrap(true),
+    )
+    .unwrap();
+    assert_eq!(
+        int_values::<Int32Type>(&dir, "t", "n")[last as usize],
+        Some(50_000i32.wrapping_mul(50_000))
+    );
+    // check_map reads only: a coordinator's check over all rows.
+    assert!(matches!(
+        w.check_map("n", MapOp::Square, 0..u64::MAX, &MapOptions::default()),
+        Err(Error::Overflow { .. })
+    ));
+    w.check_map(
+        "n",
+        MapOp::Square,
+        0..u64::MAX,
+        &MapOptions::default().wrap(true),
+    )
+    .unwrap();
+
+    // Every op and the limits of several types; a null slot holding a value that would
+    // overflow does not count (its value is not part of the data).
+    let nulls = NullBuffer::from(vec![true, true, false]);
+    publish(
+        &dir,
+        "u",
+        vec![
+            (
+                "u8",
+                Arc::new(arrow_array::UInt8Array::from(vec![0u8, 200, 7])) as _,
+            ),
+            (
+                "u64",
+                Arc::new(UInt64Array::from(vec![1u64, 1 << 32, 3])) as _,
+            ),
+            (
+                "i64",
+                Arc::new(Int64Array::from(vec![
+                    i64::MIN / 2 - 1,
+                    i64::MAX / 2 + 1,
+                    0,
+                ])) as _,
+            ),
+            (
+                "masked",
+                Arc::new(Int64Array::new(vec![1, 2, i64::MAX].into(), Some(nulls))) as _,
+            ),
+        ],
+    );
+    let w = dir.open_writable("u").unwrap();
+    for (col, op) in [
+        ("u8", MapOp::Add(56i64.into())),
+        ("u8", MapOp::Scale(2i64.into())),
+        ("u64", MapOp::Square),
+        ("u64", MapOp::Scale((u64::MAX as i128).into())),
+        ("i64", MapOp::Scale(2i64.into())),
+        ("i64", MapOp::Scale((-3i64).into())),
+        ("i64", MapOp::Add(i64::MAX.into())),
+        ("i64", MapOp::Square),
+    ] {
+        assert!(
+            matches!(w.map(col, op, 0..u64::MAX), Err(Error::Overflow { .. })),
+            "{col} {op}"
+        );
+    }
+    w.map("u8", MapOp::Add(55i64.into()), 0..u64::MAX).unwrap();
+    w.map("i64", MapOp::Scale(2i64.into()), 2..3).unwrap();
+    w.map("masked", MapOp::Add(1i64.into()), 0..u64::MAX)
+        .unwrap();
+    assert_eq!(
+        int_values::<UInt8Type>(&dir, "u", "u8"),
+        [Some(55), Some(255), Some(62)]
+    );
+    assert_eq!(
+        int_values::<Int64Type>(&dir, "u", "masked"),
+        [Some(2), Some(3), None]
+    );
+    assert_eq!(
+        int_values::<UInt64Type>(&dir, "u", "u64"),
+        [Some(1), Some(1 << 32), Some(3)],
+        "untouched by the refused ops"
+    );
+    // Clip never overflows; LO > HI is refused exactly, even where floats cannot tell them apart.
+    let (lo, hi) = ((1i128 << 53) + 1, 1i128 << 53);
+    assert_eq!(lo as f64, hi as f64);
+    assert!(MapOp::new("clip", &[lo.into(), hi.into()]).is_err());
+    assert!(format!("clip:{lo}:{hi}").parse::<MapOp>().is_err());
+    assert!("clip:nan:1.0".parse::<MapOp>().is_err());
+
+    // Floats keep IEEE 754: overflow is infinity, not an error.
+    publish(
+        &dir,
+        "f",
+        vec![("x", Arc::new(Float64Array::from(vec![1e200, -1.0])) as _)],
+    );
+    dir.open_writable("f")
+        .unwrap()
+        .map("x", MapOp::Square, 0..u64::MAX)
+        .unwrap();
+    let seg = dir.attach("f").unwrap();
+    let x = seg.batches()[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Float64Array>()
+        .unwrap();
+    assert_eq!(x.values().to_vec(), [f64::INFINITY, 1.0]);
+}
+
+#[test]
+fn row_slices_cover_only_their_rows() {
+    let tmp = TempDir::new("rows");
+    let dir = tmp.dir();
+    let batches: Vec<RecordBatch> = [3usize, 4, 5]
+        .iter()
+        .scan(0i32, |start, &n| {
+            let b = RecordBatch::try_from_iter([(
+                "n",
+                Arc::new(Int32Array::from_iter_values(*start..*start + n as i32)) as _,
+            )])
+            .unwrap();
+            *start += n as i32;
+            Some(b)
+        })
+        .collect();
+    dir.create(
+        "r",
+        &batches[0].schema(),
+        &batches,
+        &CreateOptions::default(),
+    )
+    .unwrap();
+    let w = dir.open_writable("r").unwrap();
+    {
+        let mut v = w.values_mut_rows::<Int32Type>("n", 2..8).unwrap();
+        let lens: Vec<usize> = v.batches_mut().iter().map(|s| s.len()).collect();
+        assert_eq!(lens, [1, 4, 1]);
+        assert_eq!((v[0][0], v[1][0], v[2][0]), (2, 3, 7));
+        v.batches_mut().into_iter().flatten().for_each(|x| *x = -*x);
+    }
+    let all: Vec<i32> = int_values::<Int32Type>(&dir, "r", "n")
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(all, [0, 1, -2, -3, -4, -5, -6, -7, 8, 9, 10, 11]);
+
+    // Fixed-size lists: a row is `size` values.
+    let schema = Schema::new(vec![Field::new(
+        "pos",
+        DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, false)), 3),
+        false,
+    )]);
+    let alloc = dir
+        .allocate("fsl", &schema, 10, &CreateOptions::default())
+        .unwrap();
+    let mut pos = alloc.values_mut_rows::<Float32Type>("pos", 4..6).unwrap();
+    assert_eq!(pos[0].len(), 6);
+    pos[0].fill(1.0);
+    drop(pos);
+    let pos = alloc.values_mut::<Float32Type>("pos").unwrap();
+    assert_eq!(pos[0].iter().filter(|&&x| x == 1.0).count(), 6);
+    assert_eq!(pos[0][12..18], [1.0; 6]);
+}
+
+/// The byte position, in `file`, of buffer `index`'s `{offset, length}` in record batch
+/// `batch`'s message, and the position of the footer's block of record batch `batch`.
+fn positions(file: &[u8], batch: usize, index: usize) -> (usize, usize) {
+    let len = file.len();
+    let footer_len = i32::from_le_bytes(file[len - 10..len - 6].try_into().unwrap()) as usize;
+    let footer = arrow_ipc::root_as_footer(&file[len - 10 - footer_len..len - 10]).unwrap();
+    let block = footer.recordBatches().unwrap().get(batch);
+    let block_at = block as *const _ as usize - file.as_ptr() as usize;
+    let start = block.offset() as usize;
+    let meta = &file[start..start + block.metaDataLength() as usize];
+    let fb = if meta[..4] == [0xff; 4] {
+        &meta[8..]
+    } else {
+        &meta[4..]
+    };
+    let message = arrow_ipc::root_as_message(fb).unwrap();
+    let buffer = message
+        .header_as_record_batch()
+        .unwrap()
+        .buffers()
+        .unwrap()
+        .get(index);
+    (
+        buffer as *const _ as usize - file.as_ptr() as usize,
+        block_at,
+    )
+}
+
+/// Segments of `dir` whose layouts make writable value ranges overlap, each still a valid,
+/// readable Arrow file: (name, writable column, what overlaps).
+fn overlapping_segments(dir: &SegmentDir) -> Vec<(&'static str, &'static str)> {
+    let ints = |start: i64| Arc::new(Int64Array::from_iter_values(start..start + 8)) as _;
+    // Two batches sharing bytes: the footer's second block points at the first batch.
+    let b = |start| RecordBatch::try_from_iter([("x", ints(start))]).unwrap();
+    dir.create(
+        "batches",
+        &b(0).schema(),
+        &[b(0), b(100)],
+        &CreateOptions::default(),
+    )
+    .unwrap();
+    let path = dir.segment_path("batches").unwrap();
+    let mut file = std::fs::read(&path).unwrap();
+    let (_, block0) = positions(&file, 0, 0);
+    let (_, block1) = positions(&file, 1, 0);
+    file.copy_within(block0..block0 + 24, block1);
+    std::fs::write(&path, &file).unwrap();
+
+    // Two columns sharing bytes: b's values buffer (buffer 3) is a's (buffer 1).
+    publish(dir, "columns", vec![("a", ints(0)), ("b", ints(100))]);
+    let path = dir.segment_path("columns").unwrap();
+    let mut file = std::fs::read(&path).unwrap();
+    let (a, _) = positions(&file, 0, 1);
+    let (b, _) = positions(&file, 0, 3);
+    file.copy_within(a..a + 8, b);
+    std::fs::write(&path, &file).unwrap();
+
+    // A values buffer over an offsets buffer: n's values (buffer 4) are s's offsets (buffer 1).
+    publish(
+        dir,
+        "offsets",
+        vec![
+            (
+                "s",
+                Arc::new(StringArray::from(vec!["ab", "c", "", "def"])) as _,
+            ),
+            ("n", Arc::new(Int32Array::from(vec![0, 2, 3, 3])) as _),
+        ],
+    );
+    let path = dir.segment_path("offsets").unwrap();
+    let mut file = std::fs::read(&path).unwrap();
+    let (s, _) = positions(&file, 0, 1);
+    let (n, _) = positions(&file, 0, 4);
+    file.copy_within(s..s + 8, n);
+    std::fs::write(&path, &file).unwrap();
+    vec![("batches", "x"), ("columns", "b"), ("offsets", "n")]
+}
+
+#[test]
+fn overlapping_value_ranges_are_refused_for_writing() {
+    let tmp = TempDir::new("overlap");
+    let dir = tmp.dir();
+    for (name, column) in overlapping_segments(&dir) {
+        // Readable (the bytes are a valid Arrow file), but not writable in place.
+        let before = dir.attach(name).unwrap();
+        match dir.open_writable(name) {
+            Err(Error::Corrupt { reason, .. }) => {
+                assert!(
+                    reason.contains("cannot be written in place"),
+                    "{name}: {reason}"
+                );
+                assert!(reason.contains("overlaps"), "{name}: {reason}");
+            }
+            other => panic!("{name}: {other:?}"),
+        }
+        // The CLI: exit 1, one line, nothing written.
+        let out = common::run(&tmp, &["map", name, "-c", column, "--op", "add", "1"]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{name}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{name}: {stderr}");
+        assert!(
+            stderr.contains("cannot be written in place"),
+            "{name}: {stderr}"
+        );
+        let out = common::run(
+            &tmp,
+            &[
+                "map",
+                name,
+                "-c",
+                column,
+                "--op",
+                "add",
+                "1",
+                "--processes",
+                "2",
+            ],
+        );
+        assert_eq!(out.status.code(), Some(1), "{name}");
+        let after = dir.attach(name).unwrap();
+        common::assert_same_batches(after.batches(), before.batches());
+    }
+    // What the crafted files look like to a reader: the overlap is real.
+    let seg = dir.attach("offsets").unwrap();
+    let n = seg.batches()[0]
+        .column(1)
+        .as_any()
+        .downcast_ref::<Int32Array>()
+        .unwrap();
+    assert_eq!(n.values().to_vec(), [0, 2, 3, 3], "n reads s's offsets");
+}
+
+#[test]
+fn a_writable_handle_writes_the_file_it_opened_whatever_the_name_holds_later() {
+    let tmp = TempDir::new("rename");
+    let dir = tmp.dir();
+    publish(
+        &dir,
+        "s",
+        vec![("x", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)],
+    );
+    let old_reader = dir.attach("s").unwrap();
+    let w = dir.open_writable("s").unwrap();
+    // The name now holds another file (same size and layout).
+    publish(
+        &dir,
+        "s",
+        vec![("x", Arc::new(Int64Array::from(vec![7, 8, 9])) as _)],
+    );
+    w.map("x", MapOp::Add(10i64.into()), 0..u64::MAX).unwrap();
+    assert_eq!(
+        int_values::<arrow_array::types::Int64Type>(&dir, "s", "x"),
+        [Some(7), Some(8), Some(9)]
+    );
+    let x = old_reader.batches()[0]
+        .column(0)
+        .as_any()
+        .downcast_ref::<Int64Array>()
+        .unwrap();
+    assert_eq!(x.values().to_vec(), [11, 12, 13]);
+}
+
+#[test]
+fn a_writable_open_racing_renames_never_applies_one_files_layout_to_another() {
+    use arrow_array::types::Int64Type;
+    let tmp = TempDir::new("race");
+    let dir = tmp.dir();
+    // Same size, columns swapped: applying one file's layout to the other writes the wrong
+    // column.
+    let col = |v: i64| Arc::new(Int64Array::from(vec![v; 8])) as _;
+    publish(&dir, "a", vec![("x", col(0)), ("y", col(-1))]);
+    publish(&dir, "b", vec![("y", col(-1)), ("x", col(0))]);
+    let (a, b) = (
+        dir.segment_path("a").unwrap(),
+        dir.segment_path("b").unwrap(),
+    );
+    assert_eq!(
+        std::fs::metadata(&a).unwrap().len(),
+        std::fs::metadata(&b).unwrap().len()
+    );
+    let race = dir.segment_path("race").unwrap();
+    std::fs::hard_link(&a, &race).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let tmp_link = tmp.0.join("swap");
+            let mut flips = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let from = if flips.is_multiple_of(2) { &b } else { &a };
+                std::fs::hard_link(from, &tmp_link).unwrap();
+                std::fs::rename(&tmp_link, &race).unwrap();
+                flips += 1;
+            }
+        });
+        // Stops the renaming thread however this one leaves the scope (a failed assertion
+        // included), so a failure is reported rather than waiting for it forever.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _stop = Stop(&stop);
+        for i in 1..=2000i64 {
+            let w = dir.open_writable("race").unwrap();
+            let first = w.segment().schema().field(0).name().clone();
+            w.values_mut::<Int64Type>("x").unwrap()[0][0] = i;
+            drop(w);
+            let which = if first == "x" { "a" } else { "b" };
+            assert_eq!(
+                int_values::<Int64Type>(&dir, which, "x")[0],
+                Some(i),
+                "iteration {i}"
+            );
+            for name in ["a", "b"] {
+                assert!(
+                    int_values::<Int64Type>(&dir, name, "y")
+                        .iter()
+                        .all(|&v| v == Some(-1)),
+                    "iteration {i}: y of {name} was written"
+                );
+            }
+        }
+    });
 }

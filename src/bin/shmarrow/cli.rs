@@ -164,6 +164,10 @@ pub struct MapArgs {
     /// The op's constants (integers for integer columns: `3`, not `3.0`).
     #[arg(allow_negative_numbers = true)]
     pub args: Vec<String>,
+    /// Integer results that do not fit the column's type wrap around (as NumPy does) instead
+    /// of failing before anything is written.
+    #[arg(long)]
+    pub wrap: bool,
     #[command(flatten)]
     pub parallel: Parallel,
 }
@@ -264,6 +268,8 @@ pub enum WorkerJob {
         column: String,
         #[arg(long)]
         op: shmarrow::MapOp,
+        #[arg(long)]
+        wrap: bool,
     },
 }
 

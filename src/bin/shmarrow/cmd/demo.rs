@@ -149,6 +149,7 @@ pub fn run(dir: &SegmentDir, args: &DemoArgs, out: &mut dyn Write) -> anyhow::Re
         column: "x".into(),
         op: "square".into(),
         args: vec![],
+        wrap: false,
         parallel: Parallel {
             threads: None,
             processes: Some(w),

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use serde_json::json;
-use shmarrow::{MapOp, SegmentDir};
+use shmarrow::{MapOp, MapOptions, SegmentDir};
 
 use crate::cli::MapArgs;
 
@@ -26,6 +26,7 @@ pub fn run(
     let writable = dir.open_writable(&args.name)?;
     let _lock = writable.lock(false)?;
     let rows = writable.segment().num_rows();
+    let options = MapOptions::default().wrap(args.wrap);
     let t0 = Instant::now();
     match args.parallel.processes {
         None => {
@@ -33,24 +34,25 @@ pub fn run(
                 .num_threads(args.parallel.threads.unwrap_or(0))
                 .build()
                 .context("start threads")?;
-            pool.install(|| writable.map(&args.column, op, 0..u64::MAX))?;
+            pool.install(|| writable.map_with(&args.column, op, 0..u64::MAX, &options))?;
         }
         Some(p) => {
-            // Check column and op here (on no rows), so a bad one is one clear error rather
-            // than P worker failures.
-            writable.map(&args.column, op, 0..0)?;
-            super::workers::run(
-                dir.path(),
-                p,
-                &[
-                    "map".into(),
-                    args.name.clone(),
-                    "--column".into(),
-                    args.column.clone(),
-                    "--op".into(),
-                    spec.clone(),
-                ],
-            )?;
+            // Check column, op and (unless wrapping) overflow over all rows here, with the
+            // exclusive lock held: a bad one is one clear error before any worker writes,
+            // rather than P worker failures after some of them wrote.
+            writable.check_map(&args.column, op, 0..u64::MAX, &options)?;
+            let mut job = vec![
+                "map".into(),
+                args.name.clone(),
+                "--column".into(),
+                args.column.clone(),
+                "--op".into(),
+                spec.clone(),
+            ];
+            if args.wrap {
+                job.push("--wrap".into());
+            }
+            super::workers::run(dir.path(), p, &job)?;
         }
     }
     let elapsed = t0.elapsed();

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use shmarrow::{SegmentDir, partition, split_rows};
+use shmarrow::{MapOptions, SegmentDir, partition, split_rows};
 
 use crate::cli::{WorkerArgs, WorkerJob};
 
@@ -29,13 +29,24 @@ pub fn run(dir: &SegmentDir, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
                 partition::write_partial(&out, args.index * columns.len() + c, &partial)?;
             }
         }
-        WorkerJob::Map { name, column, op } => {
+        WorkerJob::Map {
+            name,
+            column,
+            op,
+            wrap,
+        } => {
             let writable = dir.open_writable(name)?;
-            let rows = split_rows(writable.segment().num_rows(), args.of)[args.index].clone();
+            let rows = split_rows(writable.segment().num_rows(), args.of)
+                .get(args.index)
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("worker {} of {}", args.index, args.of))?;
+            // `map` makes slices over this worker's rows only: the other workers' rows are
+            // never referenced here.
+            let options = MapOptions::default().wrap(*wrap);
             rayon::ThreadPoolBuilder::new()
                 .num_threads(1)
                 .build()?
-                .install(|| writable.map(column, *op, rows))?;
+                .install(|| writable.map_with(column, *op, rows, &options))?;
         }
     }
     Ok(ExitCode::SUCCESS)
