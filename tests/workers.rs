@@ -240,6 +240,54 @@ fn map_by_processes_and_threads() {
     }
 }
 
+/// Every value of the int column `n`.
+fn ns(dir: &TempDir, name: &str) -> Vec<i32> {
+    let seg = dir.dir().attach(name).unwrap();
+    seg.batches()
+        .iter()
+        .flat_map(|b| {
+            let n = b.column(1).as_any().downcast_ref::<Int32Array>().unwrap();
+            n.values().to_vec()
+        })
+        .collect()
+}
+
+#[test]
+fn integer_overflow_fails_the_map_before_any_worker_writes_unless_wrap() {
+    let tmp = TempDir::new("w-overflow");
+    publish(&tmp, "d", 100_000, 30_000);
+    let before = ns(&tmp, "d");
+    // n * 2**30 fits int32 only for n in -2..=1: it overflows in every worker's rows.
+    let scale = (1i64 << 30).to_string();
+    for parallel in [&["--threads", "2"][..], &["--processes", "3"][..]] {
+        let mut args = vec!["map", "d", "-c", "n", "--op", "scale", &scale];
+        args.extend_from_slice(parallel);
+        let out = run(&tmp, &args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("does not fit i32"), "{stderr}");
+        assert!(stderr.contains("nothing was written"), "{stderr}");
+        assert_eq!(ns(&tmp, "d"), before, "{args:?} wrote");
+    }
+    // --wrap: NumPy's two's complement, by threads and by worker processes alike.
+    for (parallel, times) in [(&["--threads", "2"][..], 1), (&["--processes", "3"][..], 2)] {
+        let mut args = vec!["map", "d", "-c", "n", "--op", "scale", &scale, "--wrap"];
+        args.extend_from_slice(parallel);
+        let out = run(&tmp, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let want: Vec<i32> = before
+            .iter()
+            .map(|&n| (0..times).fold(n, |v, _| v.wrapping_mul(1 << 30)))
+            .collect();
+        assert_eq!(ns(&tmp, "d"), want, "{args:?}");
+    }
+}
+
 /// Direct children of `pid` (from /proc).
 fn children(pid: u32) -> Vec<u32> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))

@@ -35,6 +35,7 @@ from ._shmarrow import (
     InvalidColumn,
     InvalidName,
     InvalidTable,
+    MapOverflow,
     NoSpace,
     NotAFile,
     NotZeroCopy,
@@ -59,6 +60,6 @@ __all__ = [
     "reduce", "map_inplace", "lock", "allocate", "Allocation", "subscribe", "producer",
     "Created", "ShmarrowError", "SegmentNotFound", "SegmentExists", "NoSpace",
     "AccessDenied", "InvalidName", "InvalidColumn", "NotAFile", "CorruptSegment",
-    "NotZeroCopy", "InvalidTable", "ChannelError", "ChannelTimeout",
+    "NotZeroCopy", "InvalidTable", "ChannelError", "ChannelTimeout", "MapOverflow",
     "from_numpy", "to_numpy_structured", "field_views",
 ]

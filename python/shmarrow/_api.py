@@ -292,7 +292,12 @@ def _arrow_type(spec: Any) -> pa.DataType:
     """A NumPy dtype spec (``"f8"``, ``("f4", 3)``, ``("i2", (2, 3))``) as an Arrow type."""
     if isinstance(spec, tuple):
         base, shape = spec
-        shape = (shape,) if isinstance(shape, int) else tuple(shape)
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+        for n in shape:
+            if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)):
+                raise TypeError(f"subarray sizes are integers, not {type(n).__name__}")
+            if not 0 <= n <= 2**31 - 1:  # Arrow's fixed-size list sizes are int32
+                raise ValueError(f"subarray size {n} is not between 0 and {2**31 - 1}")
         t = _arrow_type(base)
         for n in reversed(shape):
             t = pa.list_(pa.field("item", t, nullable=False), n)
@@ -317,6 +322,14 @@ class Allocation:
     ``alloc["x"]`` is a writable NumPy view of column ``x``'s values in shared memory (shape
     ``(rows,) + subarray shape``). :meth:`publish` makes the table visible under its name
     atomically; an allocation closed or garbage-collected unpublished leaves nothing behind.
+
+    After :meth:`publish` or :meth:`close` the views handed out are read-only (writing raises
+    ``ValueError``), and this process's mapping of the table is private (copy-on-write): a view
+    NumPy derived from them earlier (``v = alloc["x"][:10]``) stays valid memory, but what is
+    written through it no longer reaches the published segment, so readers keep the snapshot
+    they attached. Flipping NumPy's ``writeable`` flag alone would not be enough (derived
+    views keep their own flag); making the mapping read-only would turn such a write into a
+    SIGSEGV of the interpreter.
     """
 
     def __init__(self, raw: Any, schema: pa.Schema, rows: int):
@@ -336,7 +349,7 @@ class Allocation:
         return self._views[column]
 
     def publish(self) -> Created:
-        """Make the table visible under its name, atomically.
+        """Make the table visible under its name, atomically; the views become read-only.
 
         Returns
         -------
@@ -349,11 +362,17 @@ class Allocation:
             Already published or closed; SegmentExists if created with ``replace=False`` and
             the name was taken meanwhile.
         """
+        self._seal()
         created: Created = self._raw.publish()
         return created
 
+    def _seal(self) -> None:
+        for view in self._views.values():
+            view.flags.writeable = False
+
     def close(self) -> None:
-        """Drop without publishing (views stay valid memory but the table is gone)."""
+        """Drop without publishing (views stay valid, read-only memory; the table is gone)."""
+        self._seal()
         self._raw.close()
 
     def __enter__(self) -> "Allocation":

@@ -13,7 +13,9 @@ use pyo3::types::{PyDict, PyType};
 use std::sync::Arc;
 
 use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats, merge_in_order};
-use shmarrow::{AttachOptions, CreateOptions, Error, Lifetime, MapOp, SegmentDir};
+use shmarrow::{
+    AttachOptions, Constant, CreateOptions, Error, Lifetime, MapOp, MapOptions, SegmentDir,
+};
 
 // Module `shmarrow`: the classes are re-exported there, so `pickle` (and with it a
 // ProcessPoolExecutor sending a worker's exception back) finds them by name.
@@ -66,10 +68,11 @@ enum Dual {
     InvalidName,
     InvalidColumn,
     ChannelTimeout,
+    MapOverflow,
 }
 
 impl Dual {
-    const ALL: [Dual; 7] = [
+    const ALL: [Dual; 8] = [
         Dual::SegmentNotFound,
         Dual::SegmentExists,
         Dual::AccessDenied,
@@ -77,6 +80,7 @@ impl Dual {
         Dual::InvalidName,
         Dual::InvalidColumn,
         Dual::ChannelTimeout,
+        Dual::MapOverflow,
     ];
 
     /// Name, docstring and errno name (OSError subclasses are built as `cls(errno, message)`,
@@ -120,6 +124,13 @@ impl Dual {
                 "A channel wait timed out. A ChannelError and a TimeoutError.",
                 Some("ETIMEDOUT"),
             ),
+            Dual::MapOverflow => (
+                "MapOverflow",
+                "An integer map_inplace whose results would not fit the column's type; nothing \
+                 was written (wrap=True wraps around as NumPy does). Also an OverflowError; \
+                 `.column` is the column.",
+                None,
+            ),
         }
     }
 
@@ -136,6 +147,7 @@ impl Dual {
                 py.get_type::<ChannelError>(),
                 py.get_type::<e::PyTimeoutError>(),
             ),
+            Dual::MapOverflow => (shmarrow, py.get_type::<e::PyOverflowError>()),
         }
     }
 
@@ -201,8 +213,14 @@ fn exception(py: Python<'_>, err: &Error, msg: String) -> PyResult<PyErr> {
         }
         Error::PermissionDenied { name, .. } => (Dual::AccessDenied.instance(py, msg)?, Some(name)),
         Error::InvalidName { name, .. } => (Dual::InvalidName.instance(py, msg)?, Some(name)),
-        Error::InvalidColumn { name, column, .. } => {
+        // A constant the column cannot take is a ValueError about that column.
+        Error::InvalidColumn { name, column, .. } | Error::InvalidConstant { name, column, .. } => {
             let value = Dual::InvalidColumn.instance(py, msg)?;
+            value.setattr("column", column)?;
+            (value, Some(name))
+        }
+        Error::Overflow { name, column, .. } => {
+            let value = Dual::MapOverflow.instance(py, msg)?;
             value.setattr("column", column)?;
             (value, Some(name))
         }
@@ -623,11 +641,51 @@ fn merge_partials<'py>(
     )
 }
 
+/// A `map_inplace` constant: Python and NumPy integers stay exact integers (`2**63` is not
+/// rounded, `np.int64(1)` is an integer), floats stay floats (`3.0` is not an integer, as in
+/// NumPy); bools, strings and anything else are refused.
+fn map_constant(a: &Bound<'_, PyAny>) -> PyResult<Constant> {
+    let refuse = || {
+        let ty = a
+            .get_type()
+            .name()
+            .map_or_else(|_| "?".to_owned(), |n| n.to_string());
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "map constants are ints or floats (Python or NumPy scalars), not {ty}"
+        ))
+    };
+    if a.is_instance_of::<pyo3::types::PyBool>() {
+        return Err(refuse());
+    }
+    if a.is_instance_of::<pyo3::types::PyInt>() {
+        return Ok(Constant::from(a.extract::<i128>()?));
+    }
+    if a.is_instance_of::<pyo3::types::PyFloat>() {
+        return Ok(Constant::from(a.extract::<f64>()?));
+    }
+    // NumPy scalars: np.int64, np.uint64, np.float32, ... (np.bool_ has kind "b").
+    let kind = a
+        .getattr("dtype")
+        .and_then(|d| d.getattr("kind"))
+        .and_then(|k| k.extract::<String>())
+        .map_err(|_| refuse())?;
+    match kind.as_str() {
+        "i" | "u" => Ok(Constant::from(
+            a.call_method0("__int__")?.extract::<i128>()?,
+        )),
+        "f" => Ok(Constant::from(
+            a.call_method0("__float__")?.extract::<f64>()?,
+        )),
+        _ => Err(refuse()),
+    }
+}
+
 /// Transform a fixed-width column of a segment in place.
 ///
 /// Holds the segment's exclusive lock meanwhile (waiting for it without a timeout); runs the
 /// Rust code with the GIL released. Readers that attached earlier see the new values; only
-/// values change, never lengths, validity or null counts.
+/// values change, never lengths, validity or null counts. Integer results that would not fit
+/// the column's type raise MapOverflow before any value is written, unless `wrap=True`.
 ///
 /// Parameters
 /// ----------
@@ -638,11 +696,15 @@ fn merge_partials<'py>(
 /// op : str
 ///     "square", "scale" (one constant K), "add" (K) or "clip" (LO, HI).
 /// *args : int or float
-///     The op's constants (Python ints stay exact).
+///     The op's constants: Python or NumPy integers stay exact integers, floats stay floats
+///     (integer columns need integers; bools and strings are refused).
 /// threads : int, optional
-///     Worker threads; default one per core.
+///     Worker threads (1 to 256); default one per core.
 /// dir : str or os.PathLike, optional
 ///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+/// wrap : bool, optional
+///     Let integer results wrap around (two's complement, as NumPy does) instead of raising
+///     MapOverflow. Float columns always follow IEEE 754.
 ///
 /// Returns
 /// -------
@@ -651,13 +713,21 @@ fn merge_partials<'py>(
 /// Raises
 /// ------
 /// InvalidColumn
-///     No such column, or one of a type that cannot be written in place.
+///     No such column, one of a type that cannot be written in place, or a constant the
+///     column cannot take (`0.5`, NaN or `2**40` for an int32 column); a ValueError.
+/// MapOverflow
+///     An integer result would not fit (nothing was written); an OverflowError.
+/// CorruptSegment
+///     The segment's value ranges overlap other buffers: it cannot be written in place.
+/// TypeError
+///     A constant that is not an int or float.
 /// ValueError
-///     An unknown op, or the wrong constants for it.
+///     An unknown op, the wrong number of constants, or a bad thread count.
 /// SegmentNotFound, InvalidName, AccessDenied
 ///     As for `attach`.
+#[allow(clippy::too_many_arguments)] // Python keyword arguments
 #[pyfunction]
-#[pyo3(signature = (name, column, op, *args, threads=None, dir=None))]
+#[pyo3(signature = (name, column, op, *args, threads=None, dir=None, wrap=false))]
 fn map_inplace(
     py: Python<'_>,
     name: &str,
@@ -666,25 +736,14 @@ fn map_inplace(
     args: Vec<Bound<'_, PyAny>>,
     threads: Option<usize>,
     dir: Option<std::path::PathBuf>,
+    wrap: bool,
 ) -> PyResult<()> {
-    // Python ints stay exact (`2**63` is not rounded); floats keep their float-ness (`3.0`).
     let constants = args
         .iter()
-        .map(|a| {
-            if a.is_instance_of::<pyo3::types::PyInt>() {
-                Ok(a.extract::<i128>()?.to_string())
-            } else {
-                Ok(format!("{:?}", a.extract::<f64>()?))
-            }
-        })
-        .collect::<PyResult<Vec<String>>>()?;
-    let spec = std::iter::once(op.to_owned())
-        .chain(constants)
-        .collect::<Vec<_>>()
-        .join(":");
-    let op: MapOp = spec
-        .parse()
-        .map_err(pyo3::exceptions::PyValueError::new_err)?;
+        .map(map_constant)
+        .collect::<PyResult<Vec<_>>>()?;
+    let op = MapOp::new(op, &constants).map_err(pyo3::exceptions::PyValueError::new_err)?;
+    let options = MapOptions::default().wrap(wrap);
     let dir = segment_dir(dir);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(thread_count(threads)?.unwrap_or(0))
@@ -693,7 +752,7 @@ fn map_inplace(
     py.detach(|| {
         let writable = dir.open_writable(name)?;
         let _lock = writable.lock(false)?;
-        pool.install(|| writable.map(column, op, 0..u64::MAX))
+        pool.install(|| writable.map_with(column, op, 0..u64::MAX, &options))
     })
     .map_err(to_py)
 }

@@ -217,3 +217,74 @@ def test_invalid_allocations(seg_name, shm_dir):
         w["nope"]
     w.close()
     assert files_for(seg_name, shm_dir) == []
+
+
+def test_views_cannot_write_into_the_published_segment(seg_name, shm_dir):
+    w = shmarrow.allocate(seg_name, {"x": "i4", "pos": ("f4", 2)}, 4, dir=shm_dir, lifetime="owner")
+    x, pos = w["x"], w["pos"]
+    derived = x[1:]  # a view NumPy made of ours: it has its own ``writeable`` flag
+    x[:] = [1, 2, 3, 4]
+    pos[:] = 1.5
+    created = w.publish()
+    path = shmarrow.path(seg_name, dir=shm_dir)
+    readers = [shmarrow.attach(seg_name, dir=shm_dir), pa.ipc.open_file(pa.memory_map(path)).read_all()]
+    # The views handed out are read-only now: writing raises, nothing crashes.
+    with pytest.raises(ValueError, match="read-only"):
+        x[0] = 99
+    with pytest.raises(ValueError, match="read-only"):
+        pos[:, 0] = 5.0
+    assert not x.flags.writeable and not pos.flags.writeable
+    # A derived view is still writable to NumPy, but its writes land in this process's private
+    # copy: never in the published segment.
+    assert derived.flags.writeable
+    derived[:] = -7
+    assert derived.tolist() == [-7, -7, -7]
+    readers += [shmarrow.attach(seg_name, dir=shm_dir), pa.ipc.open_file(pa.memory_map(path)).read_all()]
+    for table in readers:
+        assert table.column("x").to_pylist() == [1, 2, 3, 4]
+        assert table.column("pos").to_pylist() == [[1.5, 1.5]] * 4
+    assert shmarrow.reduce(seg_name, ["x"], dir=shm_dir)["x"]["sum"] == 10
+    # After the segment is removed too, the views stay valid memory.
+    created.close()
+    assert not os.path.exists(path)
+    derived[0] = 5
+    assert x.tolist() == [1, 5, -7, -7]
+
+
+def test_views_are_read_only_after_close(seg_name, shm_dir):
+    w = shmarrow.allocate(seg_name, {"x": "f8"}, 3, dir=shm_dir)
+    x = w["x"]
+    derived = x.reshape(3, 1)
+    w.close()
+    with pytest.raises(ValueError, match="read-only"):
+        x[:] = 1.0
+    derived[:] = 2.0  # private memory of this process: harmless, no crash
+    assert files_for(seg_name, shm_dir) == []
+
+
+@pytest.mark.parametrize("rows", [2**62, 2**63 - 1, 2**40])
+def test_huge_allocations_fail_with_no_space_before_anything_is_made(rows, seg_name, shm_dir):
+    with pytest.raises(shmarrow.NoSpace, match="bytes needed"):
+        shmarrow.allocate(seg_name, {"x": "f8"}, rows, dir=shm_dir)
+    assert files_for(seg_name, shm_dir) == []
+
+
+@pytest.mark.parametrize("spec, rows", [
+    ({"x": "f8"}, 2**64),
+    ({"x": "f8"}, -1),
+    ({"x": "f8"}, -(2**63)),
+    ({"x": "f8"}, 1.5),
+    ({"x": "f8"}, "10"),
+    ({"x": ("f4", -1)}, 10),
+    ({"x": ("f4", 2**31)}, 10),
+    ({"x": ("f4", 2**31 - 1)}, 2**40),
+    ({"x": ("f8", (2**30, 2**30))}, 2**20),
+    ({"x": ("i8", (2**31 - 1, 2**31 - 1, 2**31 - 1))}, 2**62),
+    ({"x": ("f4", 1.5)}, 10),
+    ({"x": "f8", "y": "nope"}, 10),
+])
+def test_hostile_allocate_arguments_raise_ordinary_exceptions(spec, rows, seg_name, shm_dir):
+    # PanicException is a BaseException: it would escape this `raises` and fail the test.
+    with pytest.raises((ValueError, OverflowError, TypeError, shmarrow.NoSpace)):
+        shmarrow.allocate(seg_name, spec, rows, dir=shm_dir)
+    assert files_for(seg_name, shm_dir) == []

@@ -517,22 +517,37 @@ def test_map_float_ops_visible_to_earlier_readers(seg_name, shm_dir):
     assert stats["min"] >= -1.0 and stats["max"] <= 2.0
 
 
-def test_map_int32_scale_and_clip_wrap_like_numpy(seg_name, shm_dir):
+def test_map_int32_scale_and_clip_wrap_like_numpy_when_asked(seg_name, shm_dir):
     data = np.array([0, 1, -7, 2**31 - 1, -(2**31), 10**9, 123_456, -5], dtype=np.int32)
     valid = np.array([1, 1, 1, 1, 1, 1, 0, 1], bool)
     make(seg_name, shm_dir, i=masked_array(data, valid, 123_456))
     tables = _attached_both(seg_name, shm_dir)
-    shmarrow.map_inplace(seg_name, "i", "scale", 3, dir=shm_dir)
+    with pytest.raises(OverflowError, match="does not fit i32.*nothing was written"):
+        shmarrow.map_inplace(seg_name, "i", "scale", 3, dir=shm_dir)
+    _check(tables, "i", data, valid, data.size)
+    shmarrow.map_inplace(seg_name, "i", "scale", 3, dir=shm_dir, wrap=True)
     expected = data * np.int32(3)  # wraps
     assert expected.dtype == np.int32 and expected[3] == 2**31 - 3
     _check(tables, "i", expected, valid, data.size)
     shmarrow.map_inplace(seg_name, "i", "clip", -1000, 1000, dir=shm_dir)
     expected = np.clip(expected, -1000, 1000)
     _check(tables, "i", expected, valid, data.size)
-    shmarrow.map_inplace(seg_name, "i", "add", -2**31, dir=shm_dir)
+    with pytest.raises(OverflowError):
+        shmarrow.map_inplace(seg_name, "i", "add", -2**31, dir=shm_dir)
+    shmarrow.map_inplace(seg_name, "i", "add", -2**31, dir=shm_dir, wrap=True)
     expected = expected + np.int32(-(2**31))
     _check(tables, "i", expected, valid, data.size)
     assert tables[0].column("i").type == pa.int32()
+
+
+def test_map_square_twice_on_int32_raises_instead_of_wrapping(seg_name, shm_dir):
+    # The issue's case: square twice used to give -2146556319 silently.
+    make(seg_name, shm_dir, i=pa.array([3, -1000, 46_000], pa.int32()))
+    shmarrow.map_inplace(seg_name, "i", "square", dir=shm_dir)
+    assert shmarrow.attach(seg_name, dir=shm_dir).column("i").to_pylist() == [9, 1_000_000, 2_116_000_000]
+    with pytest.raises(OverflowError, match="2116000000 squared = 4477456000000000000 does not fit i32"):
+        shmarrow.map_inplace(seg_name, "i", "square", dir=shm_dir)
+    assert shmarrow.attach(seg_name, dir=shm_dir).column("i").to_pylist() == [9, 1_000_000, 2_116_000_000]
 
 
 @pytest.mark.parametrize("np_type", INT_TYPES, ids=lambda t: np.dtype(t).name)
@@ -542,10 +557,14 @@ def test_map_integer_square_and_add_wrap(np_type, seg_name, shm_dir):
     valid = np.ones(data.size, bool)
     make(seg_name, shm_dir, v=pa.array(data))
     tables = _attached_both(seg_name, shm_dir)
-    shmarrow.map_inplace(seg_name, "v", "square", dir=shm_dir)
+    for op, args in (("square", ()), ("add", (int(info.max),)), ("scale", (2,))):
+        with pytest.raises(OverflowError):
+            shmarrow.map_inplace(seg_name, "v", op, *args, dir=shm_dir)
+    _check(tables, "v", data, valid, data.size)
+    shmarrow.map_inplace(seg_name, "v", "square", dir=shm_dir, wrap=True)
     expected = data * data
     _check(tables, "v", expected, valid, data.size)
-    shmarrow.map_inplace(seg_name, "v", "add", int(info.max), dir=shm_dir)
+    shmarrow.map_inplace(seg_name, "v", "add", int(info.max), dir=shm_dir, wrap=True)
     expected = expected + np.array(info.max, dtype=np_type)
     _check(tables, "v", expected, valid, data.size)
     assert tables[1].column("v").to_pylist() == [int(x) for x in expected]
@@ -554,7 +573,7 @@ def test_map_integer_square_and_add_wrap(np_type, seg_name, shm_dir):
 @pytest.mark.parametrize("args", [("scale", 2.5), ("add", 0.1), ("clip", -1.5, 3), ("add", 128), ("add", -129)])
 def test_map_int_column_rejects_constants_that_are_not_fitting_integers(args, seg_name, shm_dir):
     make(seg_name, shm_dir, b=pa.array([1, 2, 3], pa.int8()))
-    with pytest.raises(shmarrow.ShmarrowError) as info:
+    with pytest.raises(ValueError) as info:
         shmarrow.map_inplace(seg_name, "b", *args, dir=shm_dir)
     assert '"b"' in str(info.value)
     assert shmarrow.attach(seg_name, dir=shm_dir).column("b").to_pylist() == [1, 2, 3]
@@ -562,16 +581,18 @@ def test_map_int_column_rejects_constants_that_are_not_fitting_integers(args, se
 
 def test_map_int_column_rejects_float_typed_integral_constant(seg_name, shm_dir):
     make(seg_name, shm_dir, b=pa.array([1, 2, 3], pa.int32()))
-    with pytest.raises((shmarrow.ShmarrowError, TypeError)):
+    with pytest.raises(ValueError, match="3.0 is not an integer"):
         shmarrow.map_inplace(seg_name, "b", "scale", 3.0, dir=shm_dir)
 
 
 def test_map_int64_constant_just_out_of_range_is_rejected(seg_name, shm_dir):
     make(seg_name, shm_dir, i=pa.array([0, 1], pa.int64()), u=pa.array([0, 1], pa.uint64()))
-    with pytest.raises(shmarrow.ShmarrowError):
+    with pytest.raises(ValueError):
         shmarrow.map_inplace(seg_name, "i", "add", 2**63, dir=shm_dir)
-    with pytest.raises(shmarrow.ShmarrowError):
+    with pytest.raises(ValueError):
         shmarrow.map_inplace(seg_name, "u", "add", 2**64, dir=shm_dir)
+    with pytest.raises(OverflowError):  # not even a 128-bit integer
+        shmarrow.map_inplace(seg_name, "u", "add", 2**200, dir=shm_dir)
 
 
 def test_map_int64_large_constant_is_exact(seg_name, shm_dir):
@@ -613,9 +634,125 @@ def test_map_on_zero_row_table(seg_name, shm_dir):
     make(seg_name, shm_dir, x=pa.array([], pa.float64()), i=pa.array([], pa.int32()))
     shmarrow.map_inplace(seg_name, "x", "square", dir=shm_dir)
     shmarrow.map_inplace(seg_name, "i", "add", 1, dir=shm_dir)
-    with pytest.raises(shmarrow.ShmarrowError, match="0.5"):
+    with pytest.raises(ValueError, match="0.5"):
         shmarrow.map_inplace(seg_name, "i", "add", 0.5, dir=shm_dir)
     assert shmarrow.attach(seg_name, dir=shm_dir).num_rows == 0
+
+
+def test_map_numpy_scalars_are_ints_or_floats_like_python_numbers(seg_name, shm_dir):
+    make(seg_name, shm_dir, i=pa.array([1, 2, 3], pa.int32()), u=pa.array([0, 1, 2], pa.uint64()),
+         x=pa.array([1.0, 2.0, 4.0]))
+    shmarrow.map_inplace(seg_name, "i", "add", np.int64(1), dir=shm_dir)
+    shmarrow.map_inplace(seg_name, "i", "scale", np.uint8(2), dir=shm_dir)
+    shmarrow.map_inplace(seg_name, "i", "clip", np.int16(5), np.int64(7), dir=shm_dir)
+    shmarrow.map_inplace(seg_name, "u", "add", np.uint64(2**63), dir=shm_dir)  # exact, not rounded
+    shmarrow.map_inplace(seg_name, "x", "scale", np.float32(0.5), dir=shm_dir)
+    shmarrow.map_inplace(seg_name, "x", "add", np.int64(1), dir=shm_dir)
+    t = shmarrow.attach(seg_name, dir=shm_dir)
+    assert t.column("i").to_pylist() == [5, 6, 7]
+    assert t.column("u").to_pylist() == [2**63, 2**63 + 1, 2**63 + 2]
+    assert t.column("x").to_pylist() == [1.5, 2.0, 3.0]
+    # Refused before anything is opened: bools, strings, None, containers; NaN, inf and
+    # float-typed constants for integer columns.
+    for bad in (True, np.bool_(False), "1", None, [1], b"1"):
+        with pytest.raises(TypeError):
+            shmarrow.map_inplace(seg_name, "i", "add", bad, dir=shm_dir)
+    for bad in (math.nan, np.float64("nan"), math.inf, np.float32(1.0), 1e30):
+        with pytest.raises(ValueError, match='column "i"'):
+            shmarrow.map_inplace(seg_name, "i", "add", bad, dir=shm_dir)
+    with pytest.raises(ValueError, match="LO <= HI"):
+        shmarrow.map_inplace(seg_name, "x", "clip", math.nan, 1.0, dir=shm_dir)
+    assert shmarrow.attach(seg_name, dir=shm_dir).column("i").to_pylist() == [5, 6, 7]
+    # Float columns keep IEEE behaviour: NaN and inf constants are values like any other.
+    shmarrow.map_inplace(seg_name, "x", "add", math.inf, dir=shm_dir)
+    assert shmarrow.attach(seg_name, dir=shm_dir).column("x").to_pylist() == [math.inf] * 3
+    for threads in (0, -1, 10**6):
+        with pytest.raises((ValueError, OverflowError)):
+            shmarrow.map_inplace(seg_name, "x", "square", threads=threads, dir=shm_dir)
+
+
+def _messages(data: bytes):
+    """``(start, end)`` of each message's metadata (schema first), and where the footer starts."""
+    footer_start = len(data) - 10 - struct.unpack_from("<i", data, len(data) - 10)[0]
+    found = []
+    for i in range(8, footer_start, 8):
+        if data[i:i + 4] == b"\xff" * 4 and struct.unpack_from("<i", data, i + 4)[0] > 0:
+            found.append((i, i + 8 + struct.unpack_from("<i", data, i + 4)[0]))
+    return found, footer_start
+
+
+def _buffer_struct(data: bytes, length: int, where) -> int:
+    """Position of the one 16-byte ``{offset, length}`` buffer struct with this ``length`` in
+    the metadata range ``where``."""
+    hits = [i for i in range(where[0], where[1] - 15, 8)
+            if struct.unpack_from("<qq", data, i)[1] == length]
+    assert len(hits) == 1, (length, hits)
+    return hits[0]
+
+
+def _craft_overlaps(new_name, shm_dir):
+    """Readable segments whose writable value ranges overlap: (name, column) pairs."""
+    crafted = []
+
+    def craft(name, patch):
+        path = shmarrow.path(name, dir=shm_dir)
+        data = bytearray(open(path, "rb").read())
+        messages, footer_start = _messages(bytes(data))
+        patch(data, messages, footer_start)
+        open(path, "wb").write(bytes(data))
+
+    # Two columns sharing bytes: b's values (the second 72-byte buffer; buffers start at
+    # multiples of 64, so 72 is no offset) start at a's.
+    def columns(data, messages, _):
+        batch = messages[1]
+        hits = [i for i in range(batch[0], batch[1] - 15, 8) if struct.unpack_from("<qq", data, i)[1] == 72]
+        assert len(hits) == 2
+        data[hits[1]:hits[1] + 8] = data[hits[0]:hits[0] + 8]
+
+    name = new_name()
+    make(name, shm_dir, a=pa.array(np.arange(9, dtype=np.int64)), b=pa.array(np.arange(100, 109, dtype=np.int64)))
+    craft(name, columns)
+    assert shmarrow.attach(name, dir=shm_dir).column("b").to_pylist() == list(range(9))
+    crafted.append((name, "b"))
+
+    # A values buffer over an offsets buffer: n's values (16 bytes) start at s's offsets (20).
+    def offsets(data, messages, _):
+        n = _buffer_struct(bytes(data), 16, messages[1])
+        s = _buffer_struct(bytes(data), 20, messages[1])
+        data[n:n + 8] = data[s:s + 8]
+
+    name = new_name()
+    make(name, shm_dir, s=pa.array(["ab", "c", "", "def"]), n=pa.array([9, 9, 9, 9], pa.int32()))
+    craft(name, offsets)
+    assert shmarrow.attach(name, dir=shm_dir).column("n").to_pylist() == [0, 2, 3, 3]
+    crafted.append((name, "n"))
+
+    # Two batches sharing bytes: the footer's second block is a copy of the first.
+    def batches(data, messages, footer_start):
+        assert len(messages) == 3  # schema, batch 0, batch 1
+        blocks = [i for start, _ in messages[1:] for i in range(footer_start, len(data) - 7, 8)
+                  if struct.unpack_from("<q", data, i)[0] == start]
+        assert len(blocks) == 2
+        data[blocks[1]:blocks[1] + 24] = data[blocks[0]:blocks[0] + 24]
+
+    name = new_name()
+    x = lambda start: pa.record_batch({"x": pa.array(np.arange(start, start + 8, dtype=np.int64))})
+    shmarrow.create(name, pa.Table.from_batches([x(0), x(100)]), dir=shm_dir)
+    craft(name, batches)
+    assert shmarrow.attach(name, dir=shm_dir).column("x").to_pylist() == [*range(8), *range(8)]
+    crafted.append((name, "x"))
+    return crafted
+
+
+def test_overlapping_value_ranges_are_refused_for_writing(new_name, shm_dir, shmarrow_bin):
+    for name, column in _craft_overlaps(new_name, shm_dir):
+        before = shmarrow.attach(name, dir=shm_dir)
+        with pytest.raises(shmarrow.CorruptSegment, match="cannot be written in place.*overlaps"):
+            shmarrow.map_inplace(name, column, "add", 1, dir=shm_dir)
+        r = run_cli(shmarrow_bin, "--dir", shm_dir, "map", name, "-c", column, "--op", "add", "1", check=False)
+        assert r.returncode == 1 and len(r.stderr.splitlines()) == 1, r.stderr
+        assert "cannot be written in place" in r.stderr
+        assert shmarrow.attach(name, dir=shm_dir).equals(before)
 
 
 def test_map_cli_on_zero_row_table(seg_name, shm_dir, shmarrow_bin):
