@@ -1030,14 +1030,17 @@ impl Allocation {
 
     /// Publish atomically under the name (the rename of [`SegmentDir::create`]).
     ///
-    /// # Errors
-    /// [`Error::Exists`] with `replace(false)`; [`Error::Io`].
-    ///
     /// Before the rename, this process's writable mapping becomes a private copy-on-write one
     /// (same address, same bytes): pointers handed out earlier ([`raw_values`], NumPy views)
     /// stay valid memory, but what is written through them after this no longer reaches the
-    /// published file, so readers keep the snapshot they attached. (Other processes that
-    /// opened [`temp_path`](Self::temp_path) themselves keep their own mappings.)
+    /// published file, so readers keep the snapshot they attached. (Slices from
+    /// [`values_mut`](WritableSegment::values_mut) cannot outlive this call: it consumes the
+    /// allocation. Other processes that opened [`temp_path`](Self::temp_path) themselves keep
+    /// their own mappings.)
+    ///
+    /// # Errors
+    /// [`Error::Exists`] with `replace(false)`; [`Error::Io`] (also if the mapping cannot be
+    /// made private: then nothing is published).
     ///
     /// [`raw_values`]: WritableSegment::raw_values
     pub fn publish(mut self) -> Result<Created> {
