@@ -117,6 +117,7 @@ unsafe impl Send for RawValues {}
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MapOptions {
     wrap: bool,
+    dry_run: bool,
 }
 
 impl MapOptions {
@@ -125,6 +126,14 @@ impl MapOptions {
     /// Float columns always follow IEEE 754 (overflow gives infinities).
     pub fn wrap(mut self, wrap: bool) -> Self {
         self.wrap = wrap;
+        self
+    }
+
+    /// Check everything (column, constants and, unless wrapping, that no result overflows),
+    /// reading the values without writing any: a coordinator checks all rows once before its
+    /// workers write their parts.
+    pub fn dry_run(mut self, dry_run: bool) -> Self {
+        self.dry_run = dry_run;
         self
     }
 }
@@ -408,7 +417,7 @@ impl WritableSegment {
         self.map_with(path, op, rows, &MapOptions::default())
     }
 
-    /// [`map`](Self::map) with options (wrapping integer arithmetic).
+    /// [`map`](Self::map) with options (wrapping integer arithmetic, dry run).
     ///
     /// # Errors
     /// As [`map`](Self::map).
@@ -418,33 +427,6 @@ impl WritableSegment {
         op: MapOp,
         rows: Range<u64>,
         options: &MapOptions,
-    ) -> Result<()> {
-        self.run_map(path, op, rows, options, true)
-    }
-
-    /// Everything [`map_with`](Self::map_with) checks (column, constants, and unless wrapping,
-    /// that no result overflows), reading the values of `rows` without writing any: a
-    /// coordinator checks all rows once before its workers write their parts.
-    ///
-    /// # Errors
-    /// As [`map`](Self::map).
-    pub fn check_map(
-        &self,
-        path: &str,
-        op: MapOp,
-        rows: Range<u64>,
-        options: &MapOptions,
-    ) -> Result<()> {
-        self.run_map(path, op, rows, options, false)
-    }
-
-    fn run_map(
-        &self,
-        path: &str,
-        op: MapOp,
-        rows: Range<u64>,
-        options: &MapOptions,
-        write: bool,
     ) -> Result<()> {
         let placement = self.placement(path)?;
         macro_rules! go {
@@ -466,7 +448,7 @@ impl WritableSegment {
                         }
                     })?;
                 }
-                if write {
+                if !options.dry_run {
                     let mut values = self.values_mut_rows::<$t>(path, rows)?;
                     apply(values.batches_mut(), &op);
                 }

@@ -16,13 +16,9 @@ fn floats(values: &[f64]) -> RecordBatch {
 }
 
 fn x_values(segment: &shmarrow::Segment) -> Vec<f64> {
-    segment
-        .batches()
-        .iter()
-        .flat_map(|b| {
-            let a = b.column(0).as_any().downcast_ref::<Float64Array>().unwrap();
-            a.values().to_vec()
-        })
+    common::column_values::<arrow_array::types::Float64Type>(segment, "x")
+        .into_iter()
+        .flatten()
         .collect()
 }
 

@@ -242,13 +242,10 @@ fn map_by_processes_and_threads() {
 
 /// Every value of the int column `n`.
 fn ns(dir: &TempDir, name: &str) -> Vec<i32> {
-    let seg = dir.dir().attach(name).unwrap();
-    seg.batches()
-        .iter()
-        .flat_map(|b| {
-            let n = b.column(1).as_any().downcast_ref::<Int32Array>().unwrap();
-            n.values().to_vec()
-        })
+    let segment = dir.dir().attach(name).unwrap();
+    common::column_values::<arrow_array::types::Int32Type>(&segment, "n")
+        .into_iter()
+        .flatten()
         .collect()
 }
 

@@ -546,6 +546,26 @@ pub fn ok(dir: &TempDir, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Every value of primitive column `column` over all batches of `segment` (`None` for nulls).
+pub fn column_values<T: ArrowPrimitiveType>(
+    segment: &Segment,
+    column: &str,
+) -> Vec<Option<T::Native>> {
+    segment
+        .batches()
+        .iter()
+        .flat_map(|b| {
+            let array = b.column_by_name(column).expect("column");
+            array
+                .as_any()
+                .downcast_ref::<PrimitiveArray<T>>()
+                .expect("column type")
+                .iter()
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
 /// Write `schema` + `batches` as an IPC file into a temporary file outside any segment dir.
 pub fn write_ipc_file(path: &Path, schema: &Schema, batches: &[RecordBatch]) {
     let file = std::fs::File::create(path).unwrap();

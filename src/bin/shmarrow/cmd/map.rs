@@ -40,7 +40,7 @@ pub fn run(
             // Check column, op and (unless wrapping) overflow over all rows here, with the
             // exclusive lock held: a bad one is one clear error before any worker writes,
             // rather than P worker failures after some of them wrote.
-            writable.check_map(&args.column, op, 0..u64::MAX, &options)?;
+            writable.map_with(&args.column, op, 0..u64::MAX, &options.dry_run(true))?;
             let mut job = vec![
                 "map".into(),
                 args.name.clone(),
