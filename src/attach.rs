@@ -418,7 +418,7 @@ fn map_and_read(
         schema: layout.schema.clone(),
         mode: meta.permissions().mode() & 0o7777,
         uid: meta.uid(),
-        identity: sys::file_identity(&meta),
+        identity: sys::file_identity(meta),
     };
     Ok((map, layout, info))
 }

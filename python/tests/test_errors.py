@@ -30,6 +30,7 @@ ALL_ERRORS = [
     shmarrow.InvalidColumn,
     shmarrow.ChannelError,
     shmarrow.ChannelTimeout,
+    shmarrow.MapOverflow,
 ]
 
 # The classes that are also Python's own, and the errno their OSError side carries.
@@ -41,6 +42,7 @@ ALSO_BUILTIN = [
     (shmarrow.InvalidName, ValueError, None),
     (shmarrow.InvalidColumn, ValueError, None),
     (shmarrow.ChannelTimeout, TimeoutError, errno.ETIMEDOUT),
+    (shmarrow.MapOverflow, OverflowError, None),
 ]
 
 INVALID_NAMES = ["", ".x", "a/b", "../x", "x" * 201, "sp ace", "a\x00b", "ü", "a\nb"]
