@@ -641,72 +641,52 @@ fn positions(file: &[u8], batch: usize, index: usize) -> (usize, usize) {
     let block = footer.recordBatches().unwrap().get(batch);
     let block_at = block as *const _ as usize - file.as_ptr() as usize;
     let start = block.offset() as usize;
-    let meta = &file[start..start + block.metaDataLength() as usize];
-    let fb = if meta[..4] == [0xff; 4] {
-        &meta[8..]
+    let skip = if file[start..start + 4] == [0xff; 4] {
+        8
     } else {
-        &meta[4..]
+        4
     };
-    let message = arrow_ipc::root_as_message(fb).unwrap();
-    let buffer = message
-        .header_as_record_batch()
-        .unwrap()
-        .buffers()
-        .unwrap()
-        .get(index);
-    (
-        buffer as *const _ as usize - file.as_ptr() as usize,
-        block_at,
-    )
+    let message = start + skip;
+    let meta = &file[message..start + block.metaDataLength() as usize];
+    (message + common::buffer_entries(meta)[index], block_at)
+}
+
+/// Rewrite segment `name` of `dir` with `patch` applied to its bytes.
+fn patch(dir: &SegmentDir, name: &str, patch: impl FnOnce(&mut Vec<u8>)) {
+    let path = dir.segment_path(name).unwrap();
+    let mut file = std::fs::read(&path).unwrap();
+    patch(&mut file);
+    std::fs::write(&path, &file).unwrap();
 }
 
 /// Segments of `dir` whose layouts make writable value ranges overlap, each still a valid,
-/// readable Arrow file: (name, writable column, what overlaps).
+/// readable Arrow file: (name, writable column).
 fn overlapping_segments(dir: &SegmentDir) -> Vec<(&'static str, &'static str)> {
     let ints = |start: i64| Arc::new(Int64Array::from_iter_values(start..start + 8)) as _;
     // Two batches sharing bytes: the footer's second block points at the first batch.
     let b = |start| RecordBatch::try_from_iter([("x", ints(start))]).unwrap();
-    dir.create(
-        "batches",
-        &b(0).schema(),
-        &[b(0), b(100)],
-        &CreateOptions::default(),
-    )
-    .unwrap();
-    let path = dir.segment_path("batches").unwrap();
-    let mut file = std::fs::read(&path).unwrap();
-    let (_, block0) = positions(&file, 0, 0);
-    let (_, block1) = positions(&file, 1, 0);
-    file.copy_within(block0..block0 + 24, block1);
-    std::fs::write(&path, &file).unwrap();
-
+    let options = CreateOptions::default();
+    dir.create("batches", &b(0).schema(), &[b(0), b(100)], &options)
+        .unwrap();
+    patch(dir, "batches", |file| {
+        let (_, block0) = positions(file, 0, 0);
+        let (_, block1) = positions(file, 1, 0);
+        file.copy_within(block0..block0 + 24, block1);
+    });
     // Two columns sharing bytes: b's values buffer (buffer 3) is a's (buffer 1).
     publish(dir, "columns", vec![("a", ints(0)), ("b", ints(100))]);
-    let path = dir.segment_path("columns").unwrap();
-    let mut file = std::fs::read(&path).unwrap();
-    let (a, _) = positions(&file, 0, 1);
-    let (b, _) = positions(&file, 0, 3);
-    file.copy_within(a..a + 8, b);
-    std::fs::write(&path, &file).unwrap();
-
+    patch(dir, "columns", |file| {
+        let (a, b) = (positions(file, 0, 1).0, positions(file, 0, 3).0);
+        file.copy_within(a..a + 8, b);
+    });
     // A values buffer over an offsets buffer: n's values (buffer 4) are s's offsets (buffer 1).
-    publish(
-        dir,
-        "offsets",
-        vec![
-            (
-                "s",
-                Arc::new(StringArray::from(vec!["ab", "c", "", "def"])) as _,
-            ),
-            ("n", Arc::new(Int32Array::from(vec![0, 2, 3, 3])) as _),
-        ],
-    );
-    let path = dir.segment_path("offsets").unwrap();
-    let mut file = std::fs::read(&path).unwrap();
-    let (s, _) = positions(&file, 0, 1);
-    let (n, _) = positions(&file, 0, 4);
-    file.copy_within(s..s + 8, n);
-    std::fs::write(&path, &file).unwrap();
+    let strings = Arc::new(StringArray::from(vec!["ab", "c", "", "def"])) as _;
+    let n = Arc::new(Int32Array::from(vec![9, 9, 9, 9])) as _;
+    publish(dir, "offsets", vec![("s", strings), ("n", n)]);
+    patch(dir, "offsets", |file| {
+        let (s, n) = (positions(file, 0, 1).0, positions(file, 0, 4).0);
+        file.copy_within(s..s + 8, n);
+    });
     vec![("batches", "x"), ("columns", "b"), ("offsets", "n")]
 }
 

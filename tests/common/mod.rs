@@ -589,22 +589,25 @@ pub fn fails_clean(dir: &TempDir, args: &[&str], needle: &str) {
     assert_eq!(before, after, "{args:?} left something behind");
 }
 
+/// Where each buffer's 16-byte `{offset, length}` entry lies in `message` (the flatbuffer of a
+/// record batch message), in buffer order.
+pub fn buffer_entries(message: &[u8]) -> Vec<usize> {
+    let parsed = arrow_ipc::root_as_message(message).unwrap();
+    let buffers = parsed.header_as_record_batch().unwrap().buffers().unwrap();
+    buffers
+        .iter()
+        .map(|b| b as *const arrow_ipc::Buffer as usize - message.as_ptr() as usize)
+        .collect()
+}
+
 /// In `message` (the flatbuffer of a record batch message), move the first non-empty buffer
 /// 4 GiB past the body (bit 32 of its offset), as in the fuzzer's `slice offset=4294967344
 /// length=8` panic of arrow-ipc.
 pub fn lie_about_a_buffer_offset(message: &mut [u8]) {
-    let parsed = arrow_ipc::root_as_message(message).unwrap();
-    let buffer = parsed
-        .header_as_record_batch()
-        .unwrap()
-        .buffers()
-        .unwrap()
-        .iter()
-        .find(|b| b.length() > 0)
+    let at = buffer_entries(message)
+        .into_iter()
+        .find(|&at| message[at + 8..at + 16] != [0; 8])
         .unwrap();
-    let mut entry = buffer.offset().to_le_bytes().to_vec();
-    entry.extend_from_slice(&buffer.length().to_le_bytes());
-    let at = message.windows(16).position(|w| w == entry).unwrap();
     message[at + 4] |= 1;
 }
 
