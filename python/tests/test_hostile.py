@@ -59,7 +59,6 @@ PENDING = {
     for label in ("subscribe timeout", "producer timeout")
     for value in (-1, float("nan"), float("inf"), float("-inf"), 2**64, 1e300, -(2**63))
 }
-PENDING[("allocate rows", _key(2**63))] = "allocate sizes are checked on the in-place branch"
 
 
 class Env:
