@@ -13,13 +13,9 @@ use shmarrow::SegmentDir;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let name = std::env::args().nth(1).unwrap_or_else(|| "ticks".into());
     let dir = SegmentDir::from_env();
-    let mut consumer = loop {
-        match dir.subscribe(&name) {
-            Ok(c) => break c.timeout(Some(Duration::from_secs(30))),
-            Err(shmarrow::Error::NotFound { .. }) => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => return Err(e.into()),
-        }
-    };
+    // The producer may not have created the channel yet: wait up to 30 s for it.
+    let patience = Some(Duration::from_secs(30));
+    let mut consumer = dir.subscribe_within(&name, patience)?.timeout(patience);
     let (mut batches, mut rows, mut ok, mut sum) = (0i64, 0u64, true, 0.0f64);
     while let Some(received) = consumer.recv()? {
         let b = &received.batch;

@@ -408,6 +408,11 @@ fn map_and_read(
         // Best effort: an old kernel (EINVAL) just leaves the faults to the first reads.
         let _ = mmap.advise(memmap2::Advice::PopulateRead);
     }
+    if mmap.starts_with(crate::CHANNEL_MAGIC) {
+        return Err(Error::IsChannel {
+            name: name.to_owned(),
+        });
+    }
     let map = Buffer::from(bytes::Bytes::from_owner(mmap));
     let layout = guarded(name, || read_layout(name, &map))?;
     let info = SegmentInfo {

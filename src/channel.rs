@@ -18,6 +18,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,7 +31,7 @@ use arrow_ipc::writer::{IpcDataGenerator, IpcWriteOptions, StreamWriter};
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use memmap2::MmapRaw;
 
-use crate::create::{CreateOptions, commit, reserve_temp};
+use crate::create::{CreateOptions, Created, commit, reserve_temp, with_meta};
 use crate::error::{Error, Result};
 use crate::ipc::{Decoded, Decoder, guarded, read_schema};
 use crate::meta::{Lifetime, SegmentMeta};
@@ -39,27 +40,29 @@ use crate::sys::{self, ProcessId};
 
 /// First bytes of a channel segment.
 pub const CHANNEL_MAGIC: &[u8; 8] = b"SHMARCH1";
-/// Version of the layout in `schemas/CHANNEL.md`.
-pub const CHANNEL_VERSION: u32 = 1;
+/// Version of the layout in `schemas/CHANNEL.md` (2: slots whose encoding failed are marked
+/// unreadable; the creator's identity and lifetime are in the schema's metadata).
+pub const CHANNEL_VERSION: u32 = 2;
+/// Most entries a consumer table may have.
+pub const MAX_CONSUMERS: u32 = 4096;
 /// A slot's `seq` while the producer rewrites it (lossy mode).
 const WRITING: u64 = u64::MAX;
+/// A slot's `len` when its bytes are torn (the producer failed to encode a batch into it):
+/// consumers skip it and count it missed, never decode it.
+const UNREADABLE: u64 = u64::MAX;
 /// How often a waiting side checks that the other side is alive.
 const LIVENESS: Duration = Duration::from_millis(50);
 const SLOT_HEADER: usize = 64;
+/// The control header: 64 bytes of plain fields written once by the creator, then [`Live`].
+const HEADER_LEN: usize = 192;
+const LIVE_OFFSET: usize = 64;
+const MIN_SLOT_SIZE: u64 = 128;
 
-/// The control header at offset 0 (`#[repr(C)]`, 192 bytes; see `schemas/CHANNEL.md`).
+/// The live part of the control header, at offset 64 (`#[repr(C)]`, 128 bytes; see
+/// `schemas/CHANNEL.md`). Only atomics: other processes write it while we hold references.
+/// The plain fields before it are never referenced; `Shared::open` reads them once.
 #[repr(C)]
-struct Header {
-    magic: [u8; 8],
-    version: u32,
-    flags: u32,
-    slot_count: u32,
-    max_consumers: u32,
-    slot_size: u64,
-    schema_offset: u64,
-    schema_len: u64,
-    consumers_offset: u64,
-    slots_offset: u64,
+struct Live {
     // cache line 1: written by the producer
     write_seq: AtomicU64,
     producer_pid: AtomicU32,
@@ -67,11 +70,11 @@ struct Header {
     producer_start: AtomicU64,
     data_futex: AtomicU32,
     data_waiters: AtomicU32,
-    _pad1: [u8; 32],
+    _pad1: [AtomicU64; 4],
     // cache line 2: written by consumers
     space_futex: AtomicU32,
     space_waiters: AtomicU32,
-    _pad2: [u8; 56],
+    _pad2: [AtomicU64; 7],
 }
 
 /// One consumer's entry in the table (64 bytes).
@@ -85,25 +88,27 @@ struct ConsumerEntry {
     cursor: AtomicU64,
     /// Oldest sequence number it still holds a batch from (`u64::MAX`: none).
     pinned: AtomicU64,
-    /// Batches it missed (lossy mode).
+    /// Batches it missed (lossy mode) or skipped as unreadable.
     missed: AtomicU64,
-    _pad: [u8; 24],
+    _pad: [AtomicU64; 3],
 }
 
 /// Each slot starts with this (64 bytes), then the encapsulated IPC messages.
 #[repr(C)]
 struct SlotHeader {
     seq: AtomicU64,
+    /// Bytes of messages, or [`UNREADABLE`].
     len: AtomicU64,
-    _pad: [u8; 48],
+    _pad: [AtomicU64; 6],
 }
 
 const FLAG_LOSSY: u32 = 1;
-const _: () = assert!(std::mem::size_of::<Header>() == 192);
+const _: () = assert!(LIVE_OFFSET + std::mem::size_of::<Live>() == HEADER_LEN);
 const _: () = assert!(std::mem::size_of::<ConsumerEntry>() == 64);
 const _: () = assert!(std::mem::size_of::<SlotHeader>() == SLOT_HEADER);
 
-/// Options for [`SegmentDir::create_channel`].
+/// Options for [`SegmentDir::create_channel`]. The values are checked when the channel is
+/// created ([`ChannelError::InvalidOptions`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelOptions {
     slots: u32,
@@ -126,22 +131,23 @@ impl Default for ChannelOptions {
 }
 
 impl ChannelOptions {
-    /// Slots in the ring (default 8).
+    /// Slots in the ring (default 8; at least 1).
     pub fn slots(mut self, slots: u32) -> Self {
-        self.slots = slots.max(1);
+        self.slots = slots;
         self
     }
 
-    /// Bytes per slot, rounded up to 64 (default 16 MiB). A batch whose encoded size (plus 64
-    /// bytes of slot header) exceeds it is refused with a clear error.
+    /// Bytes per slot, rounded up to a multiple of 64 (default 16 MiB; at least 128). A batch
+    /// whose encoded size (plus 64 bytes of slot header) exceeds it is refused with a clear
+    /// error.
     pub fn slot_size(mut self, bytes: u64) -> Self {
-        self.slot_size = bytes.max(128).div_ceil(64) * 64;
+        self.slot_size = bytes;
         self
     }
 
-    /// Most consumers at once (default 16).
+    /// Most consumers at once (default 16; 1 to [`MAX_CONSUMERS`]).
     pub fn max_consumers(mut self, n: u32) -> Self {
-        self.max_consumers = n.clamp(1, 4096);
+        self.max_consumers = n;
         self
     }
 
@@ -151,10 +157,43 @@ impl ChannelOptions {
         self
     }
 
-    /// Replace, mode and lifetime of the channel segment, as for tables.
+    /// Replace, mode and lifetime of the channel segment, as for tables. An
+    /// [`Owner`](Lifetime::Owner) channel is removed when the handle that created it
+    /// ([`Created`], or the [`Producer`] of [`SegmentDir::create_producer`]) drops, and by
+    /// `gc` once its creator and producer are dead and no live consumer holds it.
     pub fn create_options(mut self, options: CreateOptions) -> Self {
         self.create = options;
         self
+    }
+
+    /// The slot size as laid out (a multiple of 64), or why the options cannot make a channel.
+    fn checked_slot_size(&self) -> std::result::Result<u64, ChannelError> {
+        let bad = |why: String| Err(ChannelError::InvalidOptions(why));
+        if self.slots == 0 {
+            return bad("the ring needs at least 1 slot".into());
+        }
+        if self.max_consumers == 0 || self.max_consumers > MAX_CONSUMERS {
+            return bad(format!(
+                "max_consumers must be 1 to {MAX_CONSUMERS}, not {}",
+                self.max_consumers
+            ));
+        }
+        if self.slot_size < MIN_SLOT_SIZE {
+            return bad(format!(
+                "a slot must hold at least {MIN_SLOT_SIZE} bytes (64 are its header), not {}",
+                self.slot_size
+            ));
+        }
+        let slot_size = self.slot_size.checked_next_multiple_of(64);
+        // The file (header, schema and the ring) must fit in an `off_t`.
+        let ring = slot_size.and_then(|s| s.checked_mul(u64::from(self.slots)));
+        match (slot_size, ring) {
+            (Some(slot_size), Some(ring)) if ring <= (i64::MAX as u64) / 2 => Ok(slot_size),
+            _ => bad(format!(
+                "{} slots of {} bytes is more than a file can hold",
+                self.slots, self.slot_size
+            )),
+        }
     }
 }
 
@@ -176,6 +215,9 @@ pub enum ChannelError {
     /// The file is not a channel segment of a version we read.
     #[error("not a channel segment: {0}")]
     NotAChannel(String),
+    /// The [`ChannelOptions`] cannot make a channel.
+    #[error("invalid channel options: {0}")]
+    InvalidOptions(String),
     /// Another live process is the producer.
     #[error("another process (pid {0}) is its producer")]
     ProducerExists(u32),
@@ -201,12 +243,16 @@ pub enum ChannelError {
     /// The batch's fields differ from the channel's schema.
     #[error("batch fields differ from the channel schema: {0}")]
     SchemaMismatch(String),
-    /// The wait timed out.
+    /// The wait for a batch (consumer) or for space (producer) timed out.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// [`SegmentDir::subscribe_within`]: no channel appeared under the name in time.
+    #[error("no channel of that name appeared within {0:?}")]
+    NotCreated(Duration),
 }
 
-/// The shared mapping of a channel segment, with checked accessors.
+/// The shared mapping of a channel segment, with the header fields `open` checked (read once,
+/// never again from shared memory) and checked accessors.
 struct Shared {
     name: String,
     map: MmapRaw,
@@ -216,81 +262,142 @@ struct Shared {
     max_consumers: usize,
     consumers_offset: usize,
     lossy: bool,
+    /// Decoded from a private copy of the schema message.
+    schema: SchemaRef,
+}
+
+/// The plain header fields (offsets 0 to 64), as read once.
+struct Geometry {
+    magic: [u8; 8],
+    version: u32,
+    flags: u32,
+    slot_count: u32,
+    max_consumers: u32,
+    slot_size: u64,
+    schema_offset: u64,
+    schema_len: u64,
+    consumers_offset: u64,
+    slots_offset: u64,
+}
+
+impl Geometry {
+    /// Every offset and size consistent with a mapping of `len` bytes: the consumer table,
+    /// the schema and the ring lie inside it, without overlapping, aligned.
+    fn fits(&self, len: u64) -> bool {
+        self.slot_count > 0
+            && (1..=MAX_CONSUMERS).contains(&self.max_consumers)
+            && self.slot_size >= MIN_SLOT_SIZE
+            && self.slot_size.is_multiple_of(64)
+            && self.slots_offset.is_multiple_of(64)
+            && self.consumers_offset.is_multiple_of(64)
+            && self.consumers_offset >= HEADER_LEN as u64
+            && (64 * u64::from(self.max_consumers))
+                .checked_add(self.consumers_offset)
+                .is_some_and(|e| e <= self.schema_offset)
+            && self
+                .schema_offset
+                .checked_add(self.schema_len)
+                .is_some_and(|e| e <= self.slots_offset)
+            && u64::from(self.slot_count)
+                .checked_mul(self.slot_size)
+                .and_then(|s| s.checked_add(self.slots_offset))
+                == Some(len)
+    }
 }
 
 impl Shared {
-    fn open(name: &str, path: &Path) -> Result<Arc<Self>> {
-        let (file, meta) = sys::open_regular(path, true).map_err(|e| match e {
+    /// Open and map channel `name` at `path` (read-write to take part, read-only to look),
+    /// and check its header against the mapping.
+    fn open(name: &str, path: &Path, writable: bool) -> Result<Self> {
+        let (file, _) = sys::open_regular(path, writable).map_err(|e| match e {
             Ok(kind) => Error::NotAFile {
                 name: name.to_owned(),
                 kind,
             },
             Err(e) => Error::from_io(e, "open", name, path),
         })?;
-        let bad = |why: String| channel_err(name, ChannelError::NotAChannel(why));
-        if meta.len() < std::mem::size_of::<Header>() as u64 {
-            return Err(bad(format!("{} bytes is too short", meta.len())));
+        let map = if writable {
+            MmapRaw::map_raw(&file)
+        } else {
+            memmap2::MmapOptions::new().map_raw_read_only(&file)
         }
-        let map = MmapRaw::map_raw(&file).map_err(|e| Error::from_io(e, "map", name, path))?;
+        .map_err(|e| Error::from_io(e, "map", name, path))?;
         drop(file);
-        let mut shared = Shared {
-            name: name.to_owned(),
-            map,
-            slot_count: 0,
-            slot_size: 0,
-            slots_offset: 0,
-            max_consumers: 0,
-            consumers_offset: 0,
-            lossy: false,
-        };
-        // Copy the plain fields out: they are checked, then cached.
-        let h = shared.header();
-        let (slot_count, slot_size, slots_offset, max_consumers, consumers_offset, flags) = (
-            h.slot_count,
-            h.slot_size,
-            h.slots_offset,
-            h.max_consumers,
-            h.consumers_offset,
-            h.flags,
-        );
-        if &h.magic != CHANNEL_MAGIC || h.version != CHANNEL_VERSION {
-            return Err(bad("bad magic or version".into()));
+        let bad = |why: String| channel_err(name, ChannelError::NotAChannel(why));
+        // The mapping (not the file, which may have changed since) bounds every reference.
+        let len = map.len();
+        if len < HEADER_LEN {
+            return Err(bad(format!("{len} bytes is too short")));
         }
-        let len = shared.map.len() as u64;
-        let ok = h.slot_count > 0
-            && h.slot_size >= 128
-            && h.slot_size.is_multiple_of(64)
-            && h.slots_offset.is_multiple_of(64)
-            && h.consumers_offset.is_multiple_of(64)
-            && h.consumers_offset >= 192
-            && (64 * u64::from(h.max_consumers))
-                .checked_add(h.consumers_offset)
-                .is_some_and(|e| e <= h.schema_offset)
-            && h.schema_offset
-                .checked_add(h.schema_len)
-                .is_some_and(|e| e <= h.slots_offset)
-            && u64::from(h.slot_count)
-                .checked_mul(h.slot_size)
-                .and_then(|s| s.checked_add(h.slots_offset))
-                == Some(len);
-        if !ok {
+        let word = |offset: usize| {
+            // SAFETY: `offset + 8 <= 64 < len` (checked above) and 8-aligned in a page-aligned
+            // mapping; an atomic load is sound even while another process writes the word.
+            unsafe { &*map.as_ptr().add(offset).cast::<AtomicU64>() }
+                .load(SeqCst)
+                .to_le_bytes()
+        };
+        let low = |w: [u8; 8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+        let high = |w: [u8; 8]| u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
+        let g = Geometry {
+            magic: word(0),
+            version: low(word(8)),
+            flags: high(word(8)),
+            slot_count: low(word(16)),
+            max_consumers: high(word(16)),
+            slot_size: u64::from_le_bytes(word(24)),
+            schema_offset: u64::from_le_bytes(word(32)),
+            schema_len: u64::from_le_bytes(word(40)),
+            consumers_offset: u64::from_le_bytes(word(48)),
+            slots_offset: u64::from_le_bytes(word(56)),
+        };
+        if g.magic[..6] == *b"ARROW1" {
+            return Err(bad(
+                "it is a table (an Arrow IPC file): use attach to read it".into(),
+            ));
+        }
+        if &g.magic != CHANNEL_MAGIC {
+            return Err(bad("no channel magic".into()));
+        }
+        if g.version != CHANNEL_VERSION {
+            return Err(bad(format!(
+                "layout version {}, this shmarrow reads version {CHANNEL_VERSION}",
+                g.version
+            )));
+        }
+        if !g.fits(len as u64) {
             return Err(bad("inconsistent header sizes and offsets".into()));
         }
-        shared.slot_count = u64::from(slot_count);
-        shared.slot_size = slot_size as usize;
-        shared.slots_offset = slots_offset as usize;
-        shared.max_consumers = max_consumers as usize;
-        shared.consumers_offset = consumers_offset as usize;
-        shared.lossy = flags & FLAG_LOSSY != 0;
-        Ok(Arc::new(shared))
+        // `fits` bounds every value by `len`, a `usize`: the conversions below are exact.
+        let mut schema_copy = vec![0u8; g.schema_len as usize];
+        // SAFETY: `schema_offset + schema_len <= slots_offset <= len` (`fits`): the source lies
+        // in the mapping; the destination is a private buffer of that length. Copying once
+        // means the schema we check is the schema we use, whatever other processes write.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                map.as_ptr().add(g.schema_offset as usize),
+                schema_copy.as_mut_ptr(),
+                schema_copy.len(),
+            )
+        };
+        let schema = guarded(name, || decode_schema(name, &schema_copy))?;
+        Ok(Shared {
+            name: name.to_owned(),
+            map,
+            slot_count: u64::from(g.slot_count),
+            slot_size: g.slot_size as usize,
+            slots_offset: g.slots_offset as usize,
+            max_consumers: g.max_consumers as usize,
+            consumers_offset: g.consumers_offset as usize,
+            lossy: g.flags & FLAG_LOSSY != 0,
+            schema: Arc::new(schema),
+        })
     }
 
-    fn header(&self) -> &Header {
-        // SAFETY: the mapping is at least `size_of::<Header>()` bytes (checked in `open`) and
-        // page-aligned, so offset 0 is aligned for `Header`. Its plain fields are written once
-        // before the channel is published (rename) and never after; every field that changes
-        // is an atomic, so shared references are sound while other processes update them.
-        unsafe { &*self.map.as_ptr().cast::<Header>() }
+    fn header(&self) -> &Live {
+        // SAFETY: the mapping is at least HEADER_LEN bytes (checked in `open`) and
+        // page-aligned, so `Live` at offset 64 lies inside it, 64-aligned. Every field of
+        // `Live` is an atomic, so shared references are sound while other processes write it.
+        unsafe { &*self.map.as_ptr().add(LIVE_OFFSET).cast::<Live>() }
     }
 
     fn consumer(&self, i: usize) -> &ConsumerEntry {
@@ -315,21 +422,9 @@ impl Shared {
     }
 
     fn slot(&self, seq: u64) -> &SlotHeader {
-        // SAFETY: the slot starts inside the mapping at a 64-aligned offset (see `slot_ptr`);
-        // its header fields are atomics.
+        // SAFETY: the slot starts inside the mapping at a 64-aligned offset (see `slot_ptr`)
+        // and is at least 128 bytes long; its header fields are all atomics.
         unsafe { &*self.slot_ptr(seq).cast::<SlotHeader>() }
-    }
-
-    fn schema_bytes(&self) -> &[u8] {
-        let h = self.header();
-        // SAFETY: `schema_offset + schema_len <= slots_offset <= len` (checked in `open`), and
-        // the schema message is written before publishing and never changed.
-        unsafe {
-            std::slice::from_raw_parts(
-                self.map.as_ptr().add(h.schema_offset as usize),
-                h.schema_len as usize,
-            )
-        }
     }
 
     /// Bump a futex word and wake its waiters if there are any.
@@ -357,6 +452,16 @@ impl Shared {
         }
         waiters.fetch_sub(1, SeqCst);
     }
+
+    /// The producer recorded in the header, if any.
+    fn producer(&self) -> Option<ProcessId> {
+        let h = self.header();
+        let pid = h.producer_pid.load(SeqCst);
+        (pid != 0).then(|| ProcessId {
+            pid,
+            start_time: h.producer_start.load(SeqCst),
+        })
+    }
 }
 
 fn channel_err(name: &str, e: ChannelError) -> Error {
@@ -375,37 +480,38 @@ impl SegmentDir {
     /// Create channel segment `name` for batches of `schema` (published atomically like a
     /// table; its slots are reserved up front, so a full directory fails here). Replacing a
     /// channel whose producer is alive is refused with [`ChannelError::ProducerExists`].
+    /// The returned handle removes an [`Owner`](Lifetime::Owner) channel when dropped; to
+    /// create and send through one handle, use [`create_producer`](Self::create_producer).
     ///
     /// # Errors
-    /// As [`SegmentDir::create`].
+    /// [`ChannelError::InvalidOptions`]; otherwise as [`SegmentDir::create`].
     pub fn create_channel(
         &self,
         name: &str,
         schema: &Schema,
         options: &ChannelOptions,
-    ) -> Result<()> {
+    ) -> Result<Created> {
         let path = self.segment_path(name)?;
+        let slot_size = options
+            .checked_slot_size()
+            .map_err(|e| channel_err(name, e))?;
         // Never pull a channel out from under its live producer (its consumers would be left
         // on the old file while new ones join the new one).
-        if let Ok(existing) = Shared::open(name, &path) {
-            let h = existing.header();
-            let producer = ProcessId {
-                pid: h.producer_pid.load(SeqCst),
-                start_time: h.producer_start.load(SeqCst),
-            };
-            if producer.pid != 0 && producer.is_alive() {
-                return Err(channel_err(
-                    name,
-                    ChannelError::ProducerExists(producer.pid),
-                ));
-            }
+        if let Ok(existing) = Shared::open(name, &path, false)
+            && let Some(producer) = existing.producer()
+            && producer.is_alive()
+        {
+            return Err(channel_err(
+                name,
+                ChannelError::ProducerExists(producer.pid),
+            ));
         }
-        let meta = SegmentMeta::now(Lifetime::Persistent);
+        let meta = SegmentMeta::now(options.create.lifetime_value());
         let schema_msg = {
             let data_gen = IpcDataGenerator::default();
             let mut tracker = arrow_ipc::writer::DictionaryTracker::new(false);
             let encoded = data_gen.schema_to_bytes_with_dictionary_tracker(
-                schema,
+                &with_meta(schema, &meta),
                 &mut tracker,
                 &ipc_options(),
             );
@@ -418,10 +524,11 @@ impl SegmentDir {
             })?;
             bytes
         };
-        let consumers_offset = 192u64;
+        let consumers_offset = HEADER_LEN as u64;
         let schema_offset = consumers_offset + 64 * u64::from(options.max_consumers);
         let slots_offset = (schema_offset + schema_msg.len() as u64).div_ceil(4096) * 4096;
-        let total = slots_offset + u64::from(options.slots) * options.slot_size;
+        // `checked_slot_size` bounds the ring by i64::MAX / 2; the head is small.
+        let total = slots_offset + u64::from(options.slots) * slot_size;
         let (temp, file, guard) = reserve_temp(self, name, &meta, &options.create, total)?;
         let mut head = vec![0u8; schema_offset as usize];
         let put = |buf: &mut [u8], at: usize, bytes: &[u8]| {
@@ -436,7 +543,7 @@ impl SegmentDir {
         );
         put(&mut head, 16, &options.slots.to_le_bytes());
         put(&mut head, 20, &options.max_consumers.to_le_bytes());
-        put(&mut head, 24, &options.slot_size.to_le_bytes());
+        put(&mut head, 24, &slot_size.to_le_bytes());
         put(&mut head, 32, &schema_offset.to_le_bytes());
         put(&mut head, 40, &(schema_msg.len() as u64).to_le_bytes());
         put(&mut head, 48, &consumers_offset.to_le_bytes());
@@ -445,9 +552,28 @@ impl SegmentDir {
         (&file).write_all(&head).map_err(io)?;
         (&file).write_all(&schema_msg).map_err(io)?;
         drop::<File>(file);
-        commit(self, name, &temp, &options.create, total)?.disown();
+        let created = commit(self, name, &temp, &options.create, total)?;
         guard.disarm();
-        Ok(())
+        Ok(created)
+    }
+
+    /// Create channel `name` (as [`create_channel`](Self::create_channel)) and become its
+    /// producer. Dropping the producer closes the stream and, for an
+    /// [`Owner`](Lifetime::Owner) channel, removes it (consumers that joined read what was
+    /// sent, then the end of the stream).
+    ///
+    /// # Errors
+    /// As [`create_channel`](Self::create_channel) and [`producer`](Self::producer).
+    pub fn create_producer(
+        &self,
+        name: &str,
+        schema: &Schema,
+        options: &ChannelOptions,
+    ) -> Result<Producer> {
+        let created = self.create_channel(name, schema, options)?;
+        let mut producer = self.producer(name)?;
+        producer.created = Some(created);
+        Ok(producer)
     }
 
     /// Become the producer of channel `name` (one at a time: a live producer elsewhere is an
@@ -457,7 +583,7 @@ impl SegmentDir {
     /// [`Error::NotFound`], [`Error::Channel`] ([`ChannelError::ProducerExists`],
     /// [`ChannelError::Closed`], [`ChannelError::NotAChannel`]).
     pub fn producer(&self, name: &str) -> Result<Producer> {
-        let shared = Shared::open(name, &self.segment_path(name)?)?;
+        let shared = Arc::new(Shared::open(name, &self.segment_path(name)?, true)?);
         let h = shared.header();
         if h.closed.load(SeqCst) != 0 {
             return Err(channel_err(name, ChannelError::Closed));
@@ -465,14 +591,10 @@ impl SegmentDir {
         let me = ProcessId::current();
         loop {
             let pid = h.producer_pid.load(SeqCst);
-            if pid != 0 {
-                let other = ProcessId {
-                    pid,
-                    start_time: h.producer_start.load(SeqCst),
-                };
-                if other.is_alive() {
-                    return Err(channel_err(name, ChannelError::ProducerExists(pid)));
-                }
+            if let Some(other) = shared.producer()
+                && other.is_alive()
+            {
+                return Err(channel_err(name, ChannelError::ProducerExists(other.pid)));
             }
             if h.producer_pid
                 .compare_exchange(pid, me.pid, SeqCst, SeqCst)
@@ -482,7 +604,7 @@ impl SegmentDir {
                 break;
             }
         }
-        let schema = Arc::new(decode_schema(&shared)?);
+        let schema = shared.schema.clone();
         let has_dictionaries = schema
             .flattened_fields()
             .iter()
@@ -494,6 +616,7 @@ impl SegmentDir {
             has_dictionaries,
             wait: WaitMode::Block,
             timeout: None,
+            created: None,
         })
     }
 
@@ -503,7 +626,7 @@ impl SegmentDir {
     /// [`Error::NotFound`], [`Error::Channel`] ([`ChannelError::TooManyConsumers`],
     /// [`ChannelError::NotAChannel`]).
     pub fn subscribe(&self, name: &str) -> Result<Consumer> {
-        let shared = Shared::open(name, &self.segment_path(name)?)?;
+        let shared = Arc::new(Shared::open(name, &self.segment_path(name)?, true)?);
         let me = ProcessId::current();
         let index = (0..shared.max_consumers)
             .find(|&i| {
@@ -527,7 +650,7 @@ impl SegmentDir {
         entry.state.store(1, SeqCst);
         let next = shared.header().write_seq.load(SeqCst);
         entry.cursor.store(next, SeqCst);
-        let schema = Arc::new(decode_schema(&shared)?);
+        let schema = shared.schema.clone();
         Ok(Consumer {
             state: Arc::new(ConsumerState {
                 shared,
@@ -540,33 +663,172 @@ impl SegmentDir {
             timeout: None,
         })
     }
+
+    /// [`subscribe`](Self::subscribe), waiting up to `timeout` (`None`: forever) for channel
+    /// `name` to appear, as a consumer started before its producer does.
+    ///
+    /// # Errors
+    /// [`ChannelError::NotCreated`] once `timeout` has passed without the channel; otherwise
+    /// as [`subscribe`](Self::subscribe) (a segment that is not a channel fails at once).
+    pub fn subscribe_within(&self, name: &str, timeout: Option<Duration>) -> Result<Consumer> {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.subscribe(name) {
+                Err(Error::NotFound { .. }) => {}
+                other => return other,
+            }
+            let left = match timeout {
+                None => Duration::MAX,
+                Some(t) => t.saturating_sub(started.elapsed()),
+            };
+            if left.is_zero() {
+                return Err(channel_err(
+                    name,
+                    ChannelError::NotCreated(timeout.unwrap_or_default()),
+                ));
+            }
+            std::thread::sleep(pause.min(left));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+
+    /// What channel `name` is and who uses it, read without joining it (the file is opened
+    /// read-only).
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::PermissionDenied`], [`Error::NotAFile`],
+    /// [`ChannelError::NotAChannel`].
+    pub fn channel_info(&self, name: &str) -> Result<ChannelInfo> {
+        let path = self.segment_path(name)?;
+        let shared = Shared::open(name, &path, false)?;
+        let stat =
+            std::fs::symlink_metadata(&path).map_err(|e| Error::from_io(e, "stat", name, &path))?;
+        let h = shared.header();
+        let producer = shared.producer();
+        let consumers = (0..shared.max_consumers)
+            .map(|i| shared.consumer(i))
+            .filter(|c| c.state.load(SeqCst) == 1)
+            .map(|c| {
+                let process = ProcessId {
+                    pid: c.pid.load(SeqCst),
+                    start_time: c.start.load(SeqCst),
+                };
+                ConsumerInfo {
+                    process,
+                    alive: process.is_alive(),
+                    next: c.cursor.load(SeqCst),
+                    missed: c.missed.load(SeqCst),
+                }
+            })
+            .collect();
+        Ok(ChannelInfo {
+            name: name.to_owned(),
+            bytes: shared.map.len() as u64,
+            slots: shared.slot_count as u32,
+            slot_size: shared.slot_size as u64,
+            max_consumers: shared.max_consumers as u32,
+            lossy: shared.lossy,
+            meta: SegmentMeta::from_metadata(shared.schema.metadata()),
+            schema: shared.schema.clone(),
+            producer,
+            producer_alive: producer.is_some_and(|p| p.is_alive()),
+            closed: h.closed.load(SeqCst) != 0,
+            sent: h.write_seq.load(SeqCst),
+            consumers,
+            mode: stat.mode() & 0o7777,
+            uid: stat.uid(),
+        })
+    }
 }
 
-/// The schema in the header (untrusted bytes: decoded under the guard).
-fn decode_schema(shared: &Shared) -> Result<Schema> {
-    guarded(&shared.name, || {
-        let bytes = shared.schema_bytes();
-        let bad = |why: String| channel_err(&shared.name, ChannelError::NotAChannel(why));
-        if bytes.len() < 8 {
-            return Err(bad("schema message too short".into()));
-        }
-        let fb = if bytes[..4] == [0xff; 4] {
-            &bytes[8..]
-        } else {
-            &bytes[4..]
-        };
-        let message = arrow_ipc::root_as_message(fb).map_err(|e| bad(format!("schema: {e}")))?;
-        let ipc = message
-            .header_as_schema()
-            .ok_or_else(|| bad("no schema message".into()))?;
-        let (schema, swap) = read_schema(ipc).map_err(bad)?;
-        if swap {
-            return Err(bad(
-                "a schema in the other byte order (a channel carries its machine's own)".into(),
-            ));
-        }
-        Ok(schema)
-    })
+/// A process that joined a channel (see [`ChannelInfo`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerInfo {
+    /// The consumer process.
+    pub process: ProcessId,
+    /// Whether it is still running (a dead consumer's entry is freed by the producer).
+    pub alive: bool,
+    /// The next sequence number it will read (`u64::MAX` once it stopped reading but still
+    /// holds batches).
+    pub next: u64,
+    /// Batches it missed (lossy mode) or skipped as unreadable.
+    pub missed: u64,
+}
+
+/// What a channel segment is and who uses it ([`SegmentDir::channel_info`]).
+#[derive(Debug, Clone)]
+pub struct ChannelInfo {
+    /// The channel's name.
+    pub name: String,
+    /// Size of the file in bytes.
+    pub bytes: u64,
+    /// Slots in the ring.
+    pub slots: u32,
+    /// Bytes per slot (64 of them are the slot header).
+    pub slot_size: u64,
+    /// Entries in the consumer table.
+    pub max_consumers: u32,
+    /// Whether the producer overwrites batches slow consumers have not read.
+    pub lossy: bool,
+    /// The batches' schema (with the `shmarrow.` metadata keys).
+    pub schema: SchemaRef,
+    /// Creator, creation time and lifetime; `None` if the keys are missing.
+    pub meta: Option<SegmentMeta>,
+    /// The producer recorded in the channel (`None`: none now).
+    pub producer: Option<ProcessId>,
+    /// Whether that producer is running.
+    pub producer_alive: bool,
+    /// Whether the producer closed the stream.
+    pub closed: bool,
+    /// Batches sent so far.
+    pub sent: u64,
+    /// The consumer entries in use.
+    pub consumers: Vec<ConsumerInfo>,
+    /// Permission bits of the file.
+    pub mode: u32,
+    /// Owner uid of the file.
+    pub uid: u32,
+}
+
+impl ChannelInfo {
+    /// Consumers that are still running.
+    pub fn live_consumers(&self) -> usize {
+        self.consumers.iter().filter(|c| c.alive).count()
+    }
+
+    /// Whether `gc` may remove it: an [`Owner`](Lifetime::Owner) channel whose creator and
+    /// producer are dead and that no live consumer holds.
+    pub fn is_garbage(&self) -> bool {
+        self.meta
+            .is_some_and(|m| m.lifetime == Lifetime::Owner && !m.creator.is_alive())
+            && !self.producer_alive
+            && self.live_consumers() == 0
+    }
+}
+
+/// The schema message of the header (untrusted bytes, from a private copy; callers guard it).
+fn decode_schema(name: &str, bytes: &[u8]) -> Result<Schema> {
+    let bad = |why: String| channel_err(name, ChannelError::NotAChannel(why));
+    if bytes.len() < 8 {
+        return Err(bad("schema message too short".into()));
+    }
+    let fb = if bytes[..4] == [0xff; 4] {
+        &bytes[8..]
+    } else {
+        &bytes[4..]
+    };
+    let message = arrow_ipc::root_as_message(fb).map_err(|e| bad(format!("schema: {e}")))?;
+    let ipc = message
+        .header_as_schema()
+        .ok_or_else(|| bad("no schema message".into()))?;
+    let (schema, swap) = read_schema(ipc).map_err(bad)?;
+    if swap {
+        return Err(bad(
+            "a schema in the other byte order (a channel carries its machine's own)".into(),
+        ));
+    }
+    Ok(schema)
 }
 
 /// Writes into one slot's message area through a raw pointer; `None`: discard (the schema
@@ -613,6 +875,9 @@ pub struct Producer {
     has_dictionaries: bool,
     wait: WaitMode,
     timeout: Option<Duration>,
+    /// The channel this producer created ([`SegmentDir::create_producer`]): dropped after the
+    /// stream is closed, which removes an owner channel.
+    created: Option<Created>,
 }
 
 impl std::fmt::Debug for Producer {
@@ -635,6 +900,11 @@ impl Producer {
     pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
         self.timeout = timeout;
         self
+    }
+
+    /// Change the timeout of later sends (see [`timeout`](Self::timeout)).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
     }
 
     /// The channel's schema.
@@ -682,7 +952,11 @@ impl Producer {
         let len = match written {
             Ok(len) => len,
             Err(e) => {
-                // Nothing was published: give the slot back to its old sequence number.
+                // Nothing was published, but the slot's old bytes may be partly overwritten:
+                // mark them unreadable (a lagging lossy consumer skips the slot and counts it
+                // missed instead of decoding torn bytes), then give the slot back to its old
+                // sequence number.
+                slot.len.store(UNREADABLE, SeqCst);
                 slot.seq
                     .store(seq.wrapping_sub(self.shared.slot_count), SeqCst);
                 return Err(e);
@@ -958,12 +1232,17 @@ impl Consumer {
         self
     }
 
+    /// Change the timeout of later receives (see [`timeout`](Self::timeout)).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
     /// The channel's schema.
     pub fn schema(&self) -> SchemaRef {
         self.schema.clone()
     }
 
-    /// Total batches missed so far (lossy mode).
+    /// Total batches missed so far (lossy mode), unreadable slots skipped included.
     pub fn missed(&self) -> u64 {
         self.state.entry().missed.load(SeqCst)
     }
@@ -988,31 +1267,39 @@ impl Consumer {
                 if s.lossy && written - self.next > s.slot_count {
                     let skip = written - s.slot_count - self.next;
                     missed += skip;
+                    entry.missed.fetch_add(skip, SeqCst);
                     self.next += skip;
                 }
                 let seq = self.next;
                 state.pin(seq);
-                if s.slot(seq).seq.load(SeqCst) != seq {
-                    // Lossy: already (being) overwritten. Not lossy: cannot happen.
+                let slot = s.slot(seq);
+                // `len` after `seq`: the producer stores `len` first, then `seq`.
+                let (slot_seq, len) = (slot.seq.load(SeqCst), slot.len.load(SeqCst));
+                if slot_seq != seq || len == UNREADABLE {
+                    // Overwritten (lossy mode; otherwise it cannot happen), or torn by an
+                    // encoding that failed: skip it, count it, never decode it.
                     state.unpin(seq);
-                    if !s.lossy {
+                    if slot_seq != seq && !s.lossy {
                         return Err(Error::corrupt(
                             &s.name,
                             format!("slot of batch {seq} was overwritten"),
                         ));
                     }
                     missed += 1;
+                    entry.missed.fetch_add(1, SeqCst);
                     self.next += 1;
+                    entry.cursor.store(self.next, SeqCst);
                     continue;
                 }
                 self.next += 1;
                 entry.cursor.store(self.next, SeqCst);
-                entry.missed.fetch_add(missed, SeqCst);
                 let pinned = PinnedSlot {
                     state: state.clone(),
                     seq,
                     ptr: s.slot_ptr(seq).wrapping_add(SLOT_HEADER),
-                    len: (s.slot(seq).len.load(SeqCst) as usize).min(s.slot_size - SLOT_HEADER),
+                    len: usize::try_from(len)
+                        .unwrap_or(usize::MAX)
+                        .min(s.slot_size - SLOT_HEADER),
                 };
                 // The pin taken above now belongs to `pinned`: dropping the last buffer of the
                 // batch (or a decode error) releases it.
@@ -1093,7 +1380,10 @@ fn decode_slot(name: &str, schema: &SchemaRef, bytes: &Buffer) -> Result<RecordB
             .checked_add(meta_len)
             .filter(|&e| e <= bytes.len())
             .ok_or_else(|| corrupt("metadata past the slot".into()))?;
-        let message = arrow_ipc::root_as_message(&bytes[meta_start..meta_end])
+        // A private copy of the (small) metadata: what the verifier checked is what is used,
+        // whatever another process writes into the slot meanwhile.
+        let metadata = bytes[meta_start..meta_end].to_vec();
+        let message = arrow_ipc::root_as_message(&metadata)
             .map_err(|e| corrupt(format!("message header: {e}")))?;
         let body_len = usize::try_from(message.bodyLength())
             .map_err(|_| corrupt("negative body length".into()))?;

@@ -97,6 +97,15 @@ pub enum Error {
         /// What cannot be read, and why.
         what: String,
     },
+    /// The segment is a channel (a ring of batches), not a table: read it with
+    /// [`SegmentDir::subscribe`](crate::SegmentDir::subscribe).
+    #[error(
+        "segment {name:?} is a channel, not a table: use subscribe (`shmarrow consume`) to read it"
+    )]
+    IsChannel {
+        /// The segment name.
+        name: String,
+    },
     /// Strict attach: these columns could not be used in place and would need a copy.
     #[error("segment {name:?} is not zero-copy readable: column(s) {} would need a copy", columns.join(", "))]
     NotZeroCopy {

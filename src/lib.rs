@@ -52,7 +52,8 @@ pub use attach::{
     AttachOptions, BatchInfo, ColumnInfo, IpcFile, Segment, SegmentInfo, attach_path,
 };
 pub use channel::{
-    CHANNEL_MAGIC, ChannelError, ChannelOptions, Consumer, Producer, Received, WaitMode,
+    CHANNEL_MAGIC, CHANNEL_VERSION, ChannelError, ChannelInfo, ChannelOptions, Consumer,
+    ConsumerInfo, MAX_CONSUMERS, Producer, Received, WaitMode,
 };
 pub use create::{
     ALIGNMENT, Counting, CreateOptions, Created, SegmentWriter, TempGuard, abort_publishes,

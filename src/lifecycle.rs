@@ -36,8 +36,10 @@ pub struct TempFile {
 /// What [`SegmentDir::list`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Listing {
-    /// Arrow IPC files under valid segment names, sorted by name.
+    /// Tables (Arrow IPC files) under valid segment names, sorted by name.
     pub segments: Vec<ListedSegment>,
+    /// Channel segments (see [`SegmentDir::channel_info`]), sorted by name.
+    pub channels: Vec<ListedSegment>,
     /// Temporary files of publishes, sorted by file name.
     pub temps: Vec<TempFile>,
 }
@@ -49,6 +51,9 @@ pub enum GcReason {
     DeadWriter(ProcessId),
     /// An `owner` segment whose creator is dead.
     DeadOwner(ProcessId),
+    /// An `owner` channel whose creator (given) and producer are dead, and that no live
+    /// consumer holds.
+    DeadChannel(ProcessId),
 }
 
 /// A file [`SegmentDir::gc`] removed (or, in a dry run, would remove).
@@ -82,8 +87,9 @@ impl SegmentDir {
         }
     }
 
-    /// The segments (regular files under valid names that start with the Arrow magic) and the
-    /// publish temporaries in the directory. Files this process cannot read are left out.
+    /// The segments (regular files under valid names that start with the Arrow magic: tables;
+    /// or with [`CHANNEL_MAGIC`](crate::CHANNEL_MAGIC): channels) and the publish temporaries
+    /// in the directory. Files this process cannot read are left out.
     ///
     /// # Errors
     /// [`Error::NoDirectory`]; [`Error::Io`] if the directory cannot be read.
@@ -118,28 +124,30 @@ impl SegmentDir {
                     bytes: meta.len(),
                 });
             } else if let Some(name) = file_name.to_str().filter(|n| check_name(n).is_ok()) {
-                let mut magic = [0u8; 6];
-                let is_arrow =
-                    sys::open_regular(&entry.path(), false)
-                        .ok()
-                        .is_some_and(|(mut f, _)| {
-                            f.read_exact(&mut magic).is_ok() && &magic == b"ARROW1"
-                        });
-                if is_arrow {
-                    listing.segments.push(ListedSegment {
-                        name: name.to_owned(),
-                        bytes: meta.len(),
-                    });
+                let mut magic = Vec::with_capacity(8);
+                if let Ok((f, _)) = sys::open_regular(&entry.path(), false) {
+                    let _ = f.take(8).read_to_end(&mut magic);
+                }
+                let listed = ListedSegment {
+                    name: name.to_owned(),
+                    bytes: meta.len(),
+                };
+                if magic.starts_with(b"ARROW1") {
+                    listing.segments.push(listed);
+                } else if magic == crate::CHANNEL_MAGIC {
+                    listing.channels.push(listed);
                 }
             }
         }
         listing.segments.sort_by(|a, b| a.name.cmp(&b.name));
+        listing.channels.sort_by(|a, b| a.name.cmp(&b.name));
         listing.temps.sort_by(|a, b| a.file_name.cmp(&b.file_name));
         Ok(listing)
     }
 
-    /// Reclaim garbage owned by this user: temporaries whose writer is dead, and `owner`
-    /// segments whose creator is dead. A process is identified by pid *and* start time, so a
+    /// Reclaim garbage owned by this user: temporaries whose writer is dead, `owner`
+    /// segments whose creator is dead, and `owner` channels whose creator and producer are
+    /// dead and that no live consumer holds. A process is identified by pid *and* start time, so a
     /// reused pid does not keep garbage alive, and a live creator's segment is never removed.
     /// With `dry_run`, nothing is removed and the report says what would be.
     ///
@@ -176,6 +184,22 @@ impl SegmentDir {
                     file_name,
                     bytes: segment.bytes,
                     reason: GcReason::DeadOwner(meta.creator),
+                });
+            }
+        }
+        for channel in listing.channels {
+            let file_name = OsString::from(&channel.name);
+            let Ok(info) = self.channel_info(&channel.name) else {
+                continue;
+            };
+            if let Some(meta) = info.meta
+                && info.is_garbage()
+                && owned_by_me(&file_name)
+            {
+                garbage.push(Reclaimed {
+                    file_name,
+                    bytes: channel.bytes,
+                    reason: GcReason::DeadChannel(meta.creator),
                 });
             }
         }

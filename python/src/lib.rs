@@ -11,10 +11,12 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats, merge_in_order};
 use shmarrow::{
-    AttachOptions, Constant, CreateOptions, Error, Lifetime, MapOp, MapOptions, SegmentDir,
+    AttachOptions, ChannelError as ChannelFailure, Constant, CreateOptions, Error, Lifetime,
+    MapOp, MapOptions, SegmentDir,
 };
 
 // Module `shmarrow`: the classes are re-exported there, so `pickle` (and with it a
@@ -230,9 +232,15 @@ fn exception(py: Python<'_>, err: &Error, msg: String) -> PyResult<PyErr> {
         Error::InvalidTable { name, .. } => (plain(InvalidTable::new_err(msg)), Some(name)),
         Error::Channel {
             name,
-            source: shmarrow::ChannelError::Timeout(_),
+            source: ChannelFailure::Timeout(_) | ChannelFailure::NotCreated(_),
         } => (Dual::ChannelTimeout.instance(py, msg)?, Some(name)),
-        Error::Channel { name, .. } => (plain(ChannelError::new_err(msg)), Some(name)),
+        Error::Channel {
+            name,
+            source: ChannelFailure::InvalidOptions(_),
+        } => (plain(pyo3::exceptions::PyValueError::new_err(msg)), Some(name)),
+        Error::Channel { name, .. } | Error::IsChannel { name } => {
+            (plain(ChannelError::new_err(msg)), Some(name))
+        }
         _ => (plain(ShmarrowError::new_err(msg)), None),
     };
     if let Some(name) = name {
@@ -905,13 +913,79 @@ fn allocate(
     })
 }
 
+/// A timeout in seconds from Python: `None` (or `inf`, or more than a `Duration` holds) waits
+/// forever; negative or NaN is a `ValueError`, never a panic.
+fn timeout_arg(what: &str, secs: Option<f64>) -> PyResult<Option<Duration>> {
+    match secs {
+        None => Ok(None),
+        Some(s) if s.is_nan() || s < 0.0 => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "{what} must be a number of seconds >= 0, or None to wait forever; got {s}"
+        ))),
+        Some(s) => Ok(Duration::try_from_secs_f64(s).ok()),
+    }
+}
+
+/// How long one wait runs without the GIL before Python signal handlers (Ctrl-C) get a turn.
+const SIGNAL_SLICE: Duration = Duration::from_millis(100);
+
+/// Run `step` (a wait that gives up after the limit it is given) in slices of at most
+/// `SIGNAL_SLICE` until it succeeds, fails otherwise, or `timeout` has passed: a long or endless
+/// wait stays interruptible. `timed_out` tells the step's own timeout from other errors.
+fn interruptible<T>(
+    py: Python<'_>,
+    timeout: Option<Duration>,
+    mut step: impl FnMut(Duration) -> shmarrow::Result<T> + Send,
+    timed_out: impl Fn(&Error) -> bool,
+) -> PyResult<T>
+where
+    T: Send,
+{
+    let started = Instant::now();
+    loop {
+        let left = timeout.map_or(Duration::MAX, |t| t.saturating_sub(started.elapsed()));
+        match py.detach(|| step(left.min(SIGNAL_SLICE))) {
+            Err(e) if timed_out(&e) && left > SIGNAL_SLICE => py.check_signals()?,
+            Err(e) if timed_out(&e) => {
+                // The whole timeout has passed: report it, not the last slice.
+                let full = timeout.unwrap_or_default();
+                return Err(to_py(match e {
+                    Error::Channel {
+                        name,
+                        source: ChannelFailure::NotCreated(_),
+                    } => Error::Channel {
+                        name,
+                        source: ChannelFailure::NotCreated(full),
+                    },
+                    Error::Channel { name, .. } => Error::Channel {
+                        name,
+                        source: ChannelFailure::Timeout(full),
+                    },
+                    other => other,
+                }));
+            }
+            other => return other.map_err(to_py),
+        }
+    }
+}
+
+fn is_timeout(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Channel {
+            source: ChannelFailure::Timeout(_),
+            ..
+        }
+    )
+}
+
 /// A channel subscription: iterate to receive batches (zero-copy pyarrow RecordBatches; each
-/// pins its slot while alive). Waits release the GIL.
+/// pins its slot while alive). Waits release the GIL and let Ctrl-C through.
 #[pyclass(module = "shmarrow._shmarrow")]
 struct Subscription {
     inner: Option<shmarrow::Consumer>,
     name: String,
-    /// Batches missed so far (lossy channels).
+    timeout: Option<Duration>,
+    /// Batches missed so far (lossy channels), unreadable slots skipped included.
     #[pyo3(get)]
     missed: u64,
 }
@@ -929,12 +1003,18 @@ impl Subscription {
         let Some(consumer) = self.inner.as_mut() else {
             return Ok(None);
         };
-        let received = py.detach(|| consumer.recv()).map_err(to_py)?;
-        match received {
-            Some(r) => {
-                self.missed += r.missed;
-                Ok(Some(PyArrowType(r.batch)))
-            }
+        let received = interruptible(
+            py,
+            self.timeout,
+            |slice| {
+                consumer.set_timeout(Some(slice));
+                consumer.recv()
+            },
+            is_timeout,
+        );
+        self.missed = consumer.missed();
+        match received? {
+            Some(r) => Ok(Some(PyArrowType(r.batch))),
             None => {
                 self.inner = None;
                 Ok(None)
@@ -959,6 +1039,9 @@ impl Subscription {
 
 /// Subscribe to a channel: receive every batch sent from now on.
 ///
+/// If the channel does not exist yet, wait for it to appear (a consumer started before its
+/// producer does).
+///
 /// Parameters
 /// ----------
 /// name : str
@@ -966,8 +1049,9 @@ impl Subscription {
 /// dir : str or os.PathLike, optional
 ///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
 /// timeout : float, optional
-///     Seconds each receive waits for the next batch before raising ChannelTimeout;
-///     None (default) waits forever.
+///     Seconds to wait for the channel to appear, then for each next batch, before raising
+///     ChannelTimeout; None (default) or inf waits forever. Waits can be interrupted
+///     (Ctrl-C).
 ///
 /// Returns
 /// -------
@@ -977,26 +1061,41 @@ impl Subscription {
 ///
 /// Raises
 /// ------
-/// SegmentNotFound
-///     No channel of that name.
-/// ChannelError
-///     Not a channel, every consumer entry taken, the producer died.
+/// ValueError
+///     A negative or NaN timeout.
 /// ChannelTimeout
-///     (while iterating) no batch within `timeout` (also a TimeoutError).
+///     No channel appeared within `timeout`; (while iterating) no batch within `timeout`
+///     (also a TimeoutError).
+/// ChannelError
+///     Not a channel (a table: use attach), every consumer entry taken, the producer died.
 #[pyfunction]
 #[pyo3(signature = (name, *, dir=None, timeout=None))]
 fn subscribe(
+    py: Python<'_>,
     name: &str,
     dir: Option<std::path::PathBuf>,
     timeout: Option<f64>,
 ) -> PyResult<Subscription> {
-    let consumer = segment_dir(dir)
-        .subscribe(name)
-        .map_err(to_py)?
-        .timeout(timeout.map(std::time::Duration::from_secs_f64));
+    let timeout = timeout_arg("timeout", timeout)?;
+    let dir = segment_dir(dir);
+    let consumer = interruptible(
+        py,
+        timeout,
+        |slice| dir.subscribe_within(name, Some(slice)),
+        |e| {
+            matches!(
+                e,
+                Error::Channel {
+                    source: ChannelFailure::NotCreated(_),
+                    ..
+                }
+            )
+        },
+    )?;
     Ok(Subscription {
         inner: Some(consumer),
         name: name.to_owned(),
+        timeout,
         missed: 0,
     })
 }
@@ -1006,11 +1105,13 @@ fn subscribe(
 struct Producer {
     inner: Option<shmarrow::Producer>,
     name: String,
+    timeout: Option<Duration>,
 }
 
 #[pymethods]
 impl Producer {
-    /// Send one record batch (encoded straight into a slot by the Rust producer).
+    /// Send one record batch (encoded straight into a slot by the Rust producer). Waits for
+    /// space at most the producer's `timeout`.
     fn send(
         &mut self,
         py: Python<'_>,
@@ -1019,7 +1120,16 @@ impl Producer {
         let producer = self.inner.as_mut().ok_or_else(|| {
             ShmarrowError::new_err(format!("producer of {:?} is closed", self.name))
         })?;
-        py.detach(|| producer.send(&batch.0)).map_err(to_py)
+        let batch = &batch.0;
+        interruptible(
+            py,
+            self.timeout,
+            |slice| {
+                producer.set_timeout(Some(slice));
+                producer.send(batch)
+            },
+            is_timeout,
+        )
     }
 
     /// Live consumers.
@@ -1028,7 +1138,8 @@ impl Producer {
         self.inner.as_ref().map_or(0, shmarrow::Producer::consumers)
     }
 
-    /// End the stream: consumers get what was sent, then stop.
+    /// End the stream: consumers get what was sent, then stop. An `owner` channel this
+    /// producer created is removed.
     fn close(&mut self) {
         self.inner = None;
     }
@@ -1054,18 +1165,23 @@ impl Producer {
 /// dir : str or os.PathLike, optional
 ///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
 /// slots : int, default 8
-///     Ring slots.
+///     Ring slots (at least 1).
 /// slot_size : int, default 16 MiB
-///     Bytes per slot (64 of them are the slot header); a larger batch is refused.
+///     Bytes per slot, rounded up to 64 (at least 128; 64 of them are the slot header); a
+///     larger batch is refused.
 /// lossy : bool, default False
 ///     Overwrite unread slots instead of waiting for the slowest consumer.
 /// max_consumers : int, default 16
-///     Consumer entries.
+///     Consumer entries (1 to 4096).
 /// timeout : float, optional
 ///     Seconds `send` waits for a free slot before raising ChannelTimeout; None (default)
-///     waits forever.
+///     or inf waits forever. Waits can be interrupted (Ctrl-C).
 /// mode : int, default 0o600
 ///     Permission bits of a created channel.
+/// lifetime : {"persistent", "owner"}, default "persistent"
+///     Of a created channel: "owner" removes it when the producer closes (or its `with`
+///     block ends, or it is garbage-collected), and lets `gc` remove it once this process
+///     is dead and no live consumer holds it. Only with `schema`.
 ///
 /// Returns
 /// -------
@@ -1074,13 +1190,16 @@ impl Producer {
 ///
 /// Raises
 /// ------
+/// ValueError
+///     A negative or NaN timeout, `slots=0`, `max_consumers` outside 1..4096, a slot size
+///     below 128 or too large for a file, a lifetime without a schema.
 /// ChannelError
 ///     Another live process is the producer, or not a channel.
 /// SegmentNotFound, InvalidName, AccessDenied, NoSpace
 ///     As for `create`.
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
 #[pyfunction]
-#[pyo3(signature = (name, schema=None, *, dir=None, slots=8, slot_size=16 << 20, lossy=false, max_consumers=16, timeout=None, mode=0o600))]
+#[pyo3(signature = (name, schema=None, *, dir=None, slots=8, slot_size=16 << 20, lossy=false, max_consumers=16, timeout=None, mode=0o600, lifetime="persistent"))]
 fn producer(
     py: Python<'_>,
     name: &str,
@@ -1092,27 +1211,34 @@ fn producer(
     max_consumers: u32,
     timeout: Option<f64>,
     mode: i64,
+    lifetime: &str,
 ) -> PyResult<Producer> {
+    let timeout = timeout_arg("timeout", timeout)?;
     let dir = segment_dir(dir);
-    let create = create_options(true, mode, "persistent")?;
+    let create = create_options(true, mode, lifetime)?;
+    if schema.is_none() && lifetime != "persistent" {
+        return Err(pyo3::exceptions::PyValueError::new_err(
+            "lifetime applies to a channel this call creates: pass its schema",
+        ));
+    }
     let producer = py
-        .detach(|| {
-            if let Some(schema) = &schema {
+        .detach(|| match &schema {
+            Some(schema) => {
                 let options = shmarrow::ChannelOptions::default()
                     .slots(slots)
                     .slot_size(slot_size)
                     .lossy(lossy)
                     .max_consumers(max_consumers)
                     .create_options(create);
-                dir.create_channel(name, &schema.0, &options)?;
+                dir.create_producer(name, &schema.0, &options)
             }
-            dir.producer(name)
+            None => dir.producer(name),
         })
-        .map_err(to_py)?
-        .timeout(timeout.map(std::time::Duration::from_secs_f64));
+        .map_err(to_py)?;
     Ok(Producer {
         inner: Some(producer),
         name: name.to_owned(),
+        timeout,
     })
 }
 
@@ -1169,7 +1295,7 @@ fn path(name: &str, dir: Option<std::path::PathBuf>) -> PyResult<String> {
     Ok(path.to_string_lossy().into_owned())
 }
 
-/// The segments of a directory.
+/// The segments of a directory: tables and channels.
 ///
 /// Parameters
 /// ----------
@@ -1179,7 +1305,10 @@ fn path(name: &str, dir: Option<std::path::PathBuf>) -> PyResult<String> {
 /// Returns
 /// -------
 /// list of dict
-///     One `{"name": str, "bytes": int}` per segment (temporary files excluded).
+///     One per segment (temporary files excluded), sorted by name: `{"name": str, "bytes":
+///     int, "kind": "table" | "channel"}`; channels also have `slots`, `slot_size`, `lossy`,
+///     `producer_pid` (None when none), `producer_alive`, `consumers` (live ones) and
+///     `lifetime`.
 ///
 /// Raises
 /// ------
@@ -1191,17 +1320,36 @@ fn list<'py>(
     py: Python<'py>,
     dir: Option<std::path::PathBuf>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
-    let listing = segment_dir(dir).list().map_err(to_py)?;
-    listing
-        .segments
-        .iter()
-        .map(|s| {
-            let d = PyDict::new(py);
-            d.set_item("name", &s.name)?;
-            d.set_item("bytes", s.bytes)?;
-            Ok(d)
-        })
-        .collect()
+    let dir = segment_dir(dir);
+    let listing = dir.list().map_err(to_py)?;
+    let mut items = Vec::new();
+    for s in &listing.segments {
+        let d = PyDict::new(py);
+        d.set_item("name", &s.name)?;
+        d.set_item("bytes", s.bytes)?;
+        d.set_item("kind", "table")?;
+        items.push((s.name.as_str(), d));
+    }
+    for c in &listing.channels {
+        // A channel can vanish between listing and reading: leave it out.
+        let Ok(info) = dir.channel_info(&c.name) else {
+            continue;
+        };
+        let d = PyDict::new(py);
+        d.set_item("name", &c.name)?;
+        d.set_item("bytes", c.bytes)?;
+        d.set_item("kind", "channel")?;
+        d.set_item("slots", info.slots)?;
+        d.set_item("slot_size", info.slot_size)?;
+        d.set_item("lossy", info.lossy)?;
+        d.set_item("producer_pid", info.producer.map(|p| p.pid))?;
+        d.set_item("producer_alive", info.producer_alive)?;
+        d.set_item("consumers", info.live_consumers())?;
+        d.set_item("lifetime", info.meta.map(|m| m.lifetime.to_string()))?;
+        items.push((c.name.as_str(), d));
+    }
+    items.sort_by(|a, b| a.0.cmp(b.0));
+    Ok(items.into_iter().map(|(_, d)| d).collect())
 }
 
 /// Reclaim what dead processes left.

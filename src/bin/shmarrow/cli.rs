@@ -10,7 +10,7 @@ use shmarrow::Lifetime;
 /// Most threads, or worker processes, one command starts.
 pub const MAX_PARALLEL: u64 = shmarrow::reduce::MAX_THREADS as u64;
 /// Most consumers a channel can have (the library's limit).
-pub const MAX_CONSUMERS: u64 = 4096;
+pub const MAX_CONSUMERS: u64 = shmarrow::MAX_CONSUMERS as u64;
 /// Most rows per record batch (one batch is held in private memory).
 pub const MAX_BATCH_ROWS: usize = 1 << 24;
 /// Longest finite wait, in seconds (about 31 years); `inf` waits forever.
@@ -378,8 +378,9 @@ pub struct ProduceArgs {
     /// forever).
     #[arg(long, default_value = "inf", value_parser = parse_seconds, allow_negative_numbers = true)]
     pub timeout: Timeout,
-    /// Keep the channel segment after the stream ends (default: remove it; consumers that
-    /// are still reading keep their mapping).
+    /// Keep the channel segment after the stream ends (a persistent channel). Default: an
+    /// owner channel, removed when the stream ends (consumers that are still reading keep
+    /// their mapping) and by `shmarrow gc` if this process dies first.
     #[arg(long)]
     pub keep: bool,
     /// Permission bits of the channel, in octal.

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use arrow_schema::{DataType, Field};
 use serde_json::{Value, json};
-use shmarrow::{SegmentInfo, SegmentMeta};
+use shmarrow::{ChannelInfo, SegmentInfo, SegmentMeta};
 
 /// `1536` -> `1.5 KiB`.
 pub fn bytes(n: u64) -> String {
@@ -83,6 +83,44 @@ pub fn info_json(info: &SegmentInfo) -> Value {
         "uid": info.uid,
         "owner": user(info.uid),
     })
+}
+
+/// The JSON object `ls` and `inspect` use for a channel's summary (stable keys).
+pub fn channel_json(info: &ChannelInfo) -> Value {
+    let meta = info.meta.as_ref();
+    json!({
+        "name": info.name,
+        "kind": "channel",
+        "bytes": info.bytes,
+        "rows": null,
+        "slots": info.slots,
+        "slot_size": info.slot_size,
+        "max_consumers": info.max_consumers,
+        "lossy": info.lossy,
+        "lifetime": meta.map(|m| m.lifetime.to_string()),
+        "created_unix_ms": meta.map(|m| m.created_unix_ms),
+        "creator_pid": meta.map(|m| m.creator.pid),
+        "creator_alive": meta.map(|m| m.creator.is_alive()),
+        "producer_pid": info.producer.map(|p| p.pid),
+        "producer_alive": info.producer_alive,
+        "closed": info.closed,
+        "sent": info.sent,
+        "consumers": info.live_consumers(),
+        "consumer_pids": info.consumers.iter().filter(|c| c.alive).map(|c| c.process.pid).collect::<Vec<_>>(),
+        "mode": format!("{:o}", info.mode),
+        "uid": info.uid,
+        "owner": user(info.uid),
+    })
+}
+
+/// A channel's producer as `pid 123 (alive)`, `pid 123 (dead)`, `closed` or `none`.
+pub fn producer(info: &ChannelInfo) -> String {
+    match info.producer {
+        Some(p) if info.producer_alive => format!("{} (alive)", p.pid),
+        Some(p) => format!("{} (dead)", p.pid),
+        None if info.closed => "closed".into(),
+        None => "none".into(),
+    }
 }
 
 /// Print `value` as pretty JSON. A write error stays an `io::Error` (a closed pipe is then a

@@ -18,19 +18,8 @@ pub fn run(
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
     let timeout = args.timeout.0;
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     // The channel may not exist yet: wait for its producer to create it.
-    let consumer = loop {
-        match dir.subscribe(&args.name) {
-            Ok(c) => break c,
-            Err(shmarrow::Error::NotFound { .. })
-                if deadline.is_none_or(|d| Instant::now() < d) =>
-            {
-                std::thread::sleep(Duration::from_millis(5))
-            }
-            Err(e) => return Err(e.into()),
-        }
-    };
+    let consumer = dir.subscribe_within(&args.name, timeout)?;
     let wait = if args.spin_us > 0 {
         WaitMode::SpinThenBlock(Duration::from_micros(args.spin_us))
     } else {

@@ -1,5 +1,5 @@
 //! `shmarrow df`: size, used and free of the segment directory's filesystem, and how much of it
-//! shmarrow segments (and unfinished publishes) hold.
+//! shmarrow segments (tables and channels) and unfinished publishes hold.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -17,14 +17,19 @@ pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<
     let free = stat.blocks_available() * block;
     let used = size - stat.blocks_free() * block;
     let listing = dir.list()?;
-    let segments: u64 = listing.segments.iter().map(|s| s.bytes).sum();
+    let tables: u64 = listing.segments.iter().map(|s| s.bytes).sum();
+    let channels: u64 = listing.channels.iter().map(|s| s.bytes).sum();
+    let segments = tables + channels;
+    let count = listing.segments.len() + listing.channels.len();
     let temps: u64 = listing.temps.iter().map(|t| t.bytes).sum();
     if json {
         fmt::print_json(
             out,
             &serde_json::json!({
                 "dir": dir.path(), "size": size, "used": used, "free": free,
-                "segments": listing.segments.len(), "segment_bytes": segments,
+                "segments": count, "segment_bytes": segments,
+                "tables": listing.segments.len(), "table_bytes": tables,
+                "channels": listing.channels.len(), "channel_bytes": channels,
                 "temps": listing.temps.len(), "temp_bytes": temps,
             }),
         )?;
@@ -41,14 +46,15 @@ pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<
         };
         writeln!(
             out,
-            "{:<24} {:>10} {:>10} {:>10} {:>4.0}%  {:>10} in {} segment(s)",
+            "{:<24} {:>10} {:>10} {:>10} {:>4.0}%  {:>10} in {} segment(s), {} of them channel(s)",
             dir.path().display(),
             fmt::bytes(size),
             fmt::bytes(used),
             fmt::bytes(free),
             pct,
             fmt::bytes(segments),
-            listing.segments.len()
+            count,
+            listing.channels.len()
         )?;
         if !listing.temps.is_empty() {
             writeln!(

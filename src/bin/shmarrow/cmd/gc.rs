@@ -23,6 +23,7 @@ pub fn run(
                 let (reason, pid) = match r.reason {
                     GcReason::DeadWriter(p) => ("dead_writer", p.pid),
                     GcReason::DeadOwner(p) => ("dead_owner", p.pid),
+                    GcReason::DeadChannel(p) => ("dead_channel", p.pid),
                 };
                 json!({"name": r.file_name.to_string_lossy(), "bytes": r.bytes, "reason": reason, "pid": pid, "removed": !args.dry_run})
             })
@@ -38,6 +39,10 @@ pub fn run(
         let why = match r.reason {
             GcReason::DeadWriter(p) => format!("unfinished publish, writer pid {} is dead", p.pid),
             GcReason::DeadOwner(p) => format!("owner segment, creator pid {} is dead", p.pid),
+            GcReason::DeadChannel(p) => format!(
+                "owner channel, creator pid {} and its producer are dead, no live consumer",
+                p.pid
+            ),
         };
         writeln!(
             out,

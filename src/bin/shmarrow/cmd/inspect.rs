@@ -1,10 +1,11 @@
-//! `shmarrow inspect NAME`: schema tree, batches, metadata, per-column facts.
+//! `shmarrow inspect NAME`: schema tree, batches, metadata, per-column facts; for a channel,
+//! its ring, producer and consumers.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use serde_json::json;
-use shmarrow::{AttachOptions, SegmentDir};
+use shmarrow::{AttachOptions, Error, SegmentDir};
 
 use crate::cli::InspectArgs;
 use crate::fmt;
@@ -15,7 +16,10 @@ pub fn run(
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<ExitCode> {
-    let segment = dir.attach_with(&args.name, &AttachOptions::default().strict(args.strict))?;
+    let segment = match dir.attach_with(&args.name, &AttachOptions::default().strict(args.strict)) {
+        Err(Error::IsChannel { .. }) => return channel(dir, &args.name, json, out),
+        other => other?,
+    };
     let info = segment.info();
     let columns = segment.columns();
     if json {
@@ -119,5 +123,87 @@ pub fn run(
             segment.copied_columns().join(", ")
         )?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A channel: its ring, lifetime, producer, consumers and schema.
+fn channel(
+    dir: &SegmentDir,
+    name: &str,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<ExitCode> {
+    let info = dir.channel_info(name)?;
+    if json {
+        let mut value = fmt::channel_json(&info);
+        value["consumers"] = json!(
+            info.consumers
+                .iter()
+                .map(|c| json!({
+                    "pid": c.process.pid,
+                    "alive": c.alive,
+                    "next": (c.next != u64::MAX).then_some(c.next),
+                    "missed": c.missed,
+                }))
+                .collect::<Vec<_>>()
+        );
+        value["fields"] = json!(
+            info.schema
+                .fields()
+                .iter()
+                .map(|f| json!({"name": f.name(), "type": f.data_type().to_string(), "nullable": f.is_nullable()}))
+                .collect::<Vec<_>>()
+        );
+        return fmt::print_json(out, &value).map(|()| ExitCode::SUCCESS);
+    }
+    writeln!(
+        out,
+        "channel {}  ({}: {} slots of {}{}, up to {} consumers)",
+        info.name,
+        fmt::bytes(info.bytes),
+        info.slots,
+        fmt::bytes(info.slot_size),
+        if info.lossy { ", lossy" } else { "" },
+        info.max_consumers
+    )?;
+    writeln!(out, "path    {}", dir.segment_path(name)?.display())?;
+    match &info.meta {
+        Some(meta) => writeln!(
+            out,
+            "created by pid {}, lifetime {}",
+            fmt::creator(Some(meta)),
+            meta.lifetime
+        )?,
+        None => writeln!(out, "no shmarrow.* metadata (creator unknown)")?,
+    }
+    writeln!(out, "mode {:o}, uid {}", info.mode, info.uid)?;
+    writeln!(
+        out,
+        "producer {}; {} batch(es) sent{}",
+        fmt::producer(&info),
+        info.sent,
+        if info.closed { ", stream closed" } else { "" }
+    )?;
+    writeln!(out, "\nconsumers: {} live", info.live_consumers())?;
+    for c in &info.consumers {
+        writeln!(
+            out,
+            "  pid {:<8} {:<6} next {:>10} missed {}",
+            c.process.pid,
+            if c.alive { "alive" } else { "dead" },
+            if c.next == u64::MAX {
+                "-".to_owned()
+            } else {
+                c.next.to_string()
+            },
+            c.missed
+        )?;
+    }
+    writeln!(out, "\nschema:")?;
+    fmt::schema_tree(out, info.schema.fields(), 0)?;
+    writeln!(
+        out,
+        "\nread it with `shmarrow consume {name}` (or subscribe from Rust or Python)"
+    )?;
     Ok(ExitCode::SUCCESS)
 }

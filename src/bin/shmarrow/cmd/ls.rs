@@ -1,4 +1,5 @@
-//! `shmarrow ls`: the segments in the directory, and unfinished publishes.
+//! `shmarrow ls`: the segments in the directory (tables and channels), and unfinished
+//! publishes.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,23 +12,25 @@ use crate::fmt;
 pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
     let listing = dir.list()?;
     // A segment can vanish or be unreadable between listing and reading: skip it, say why.
+    let skip = |name: &str, e: shmarrow::Error| {
+        eprintln!("shmarrow: skipping {name}: {:#}", anyhow::Error::from(e));
+    };
     let infos: Vec<_> = listing
         .segments
         .iter()
-        .filter_map(|s| match dir.info(&s.name) {
-            Ok(info) => Some(info),
-            Err(e) => {
-                eprintln!(
-                    "shmarrow: skipping {}: {:#}",
-                    s.name,
-                    anyhow::Error::from(e)
-                );
-                None
-            }
-        })
+        .filter_map(|s| dir.info(&s.name).map_err(|e| skip(&s.name, e)).ok())
+        .collect();
+    let channels: Vec<_> = listing
+        .channels
+        .iter()
+        .filter_map(|s| dir.channel_info(&s.name).map_err(|e| skip(&s.name, e)).ok())
         .collect();
     if json {
         let mut items: Vec<Value> = infos.iter().map(fmt::info_json).collect();
+        for item in &mut items {
+            item["kind"] = json!("segment");
+        }
+        items.extend(channels.iter().map(fmt::channel_json));
         items.extend(listing.temps.iter().map(|t| {
             json!({
                 "name": t.file_name.to_string_lossy(),
@@ -39,9 +42,6 @@ pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<
                 "writer_alive": t.writer_alive,
             })
         }));
-        for item in items.iter_mut().take(infos.len()) {
-            item["kind"] = json!("segment");
-        }
         return fmt::print_json(out, &Value::Array(items)).map(|()| ExitCode::SUCCESS);
     }
     writeln!(
@@ -73,6 +73,40 @@ pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<
             fmt::creator(info.meta.as_ref()),
             info.mode,
             fmt::user(info.uid)
+        )?;
+    }
+    if !channels.is_empty() {
+        writeln!(
+            out,
+            "\n{:<24} {:>10} {:>5} {:>10} {:<6} {:<10} {:<16} {:>9} {:>10} {:>4} {:<8}",
+            "CHANNEL",
+            "SIZE",
+            "SLOTS",
+            "SLOT SIZE",
+            "LOSSY",
+            "LIFETIME",
+            "PRODUCER",
+            "CONSUMERS",
+            "SENT",
+            "MODE",
+            "OWNER"
+        )?;
+    }
+    for c in &channels {
+        writeln!(
+            out,
+            "{:<24} {:>10} {:>5} {:>10} {:<6} {:<10} {:<16} {:>9} {:>10} {:>4o} {:<8}",
+            c.name,
+            fmt::bytes(c.bytes),
+            c.slots,
+            fmt::bytes(c.slot_size),
+            if c.lossy { "yes" } else { "no" },
+            c.meta.map_or("-".into(), |m| m.lifetime.to_string()),
+            fmt::producer(c),
+            c.live_consumers(),
+            c.sent,
+            c.mode,
+            fmt::user(c.uid)
         )?;
     }
     for t in &listing.temps {

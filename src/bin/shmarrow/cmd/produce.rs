@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use shmarrow::{ChannelOptions, CreateOptions, SegmentDir};
+use shmarrow::{ChannelOptions, CreateOptions, Lifetime, SegmentDir};
 
 use crate::cli::ProduceArgs;
 use crate::dataset::Dataset;
@@ -48,19 +48,22 @@ pub fn run(
         Source::File(b) => b.len() as u64,
         Source::Generated(_) => 100,
     });
+    // Without --keep the channel is an owner channel: removed when the producer drops (stream
+    // ended or failed), and by `gc` if this process is killed.
+    let lifetime = if args.keep {
+        Lifetime::Persistent
+    } else {
+        Lifetime::Owner
+    };
     let options = ChannelOptions::default()
         .slots(args.slots)
         // Room for at least the consumers it waits for (16 is the library's default).
         .max_consumers(args.consumers.max(16))
         .slot_size(args.slot_size)
         .lossy(args.lossy)
-        .create_options(CreateOptions::default().mode(args.mode));
-    dir.create_channel(&args.name, &schema, &options)?;
-    let result = stream(dir, args, &source, total);
-    if !args.keep {
-        let _ = dir.remove(&args.name);
-    }
-    let (sent, rows, bytes, elapsed) = result?;
+        .create_options(CreateOptions::default().mode(args.mode).lifetime(lifetime));
+    let producer = dir.create_producer(&args.name, &schema, &options)?;
+    let (sent, rows, bytes, elapsed) = stream(producer, args, &source, total)?;
     let secs = elapsed.as_secs_f64().max(1e-9);
     if json {
         fmt::print_json(
@@ -85,13 +88,13 @@ pub fn run(
 }
 
 fn stream(
-    dir: &SegmentDir,
+    producer: shmarrow::Producer,
     args: &ProduceArgs,
     source: &Source,
     total: u64,
 ) -> anyhow::Result<(u64, u64, u64, Duration)> {
     let timeout = args.timeout.0;
-    let mut producer = dir.producer(&args.name)?.timeout(timeout);
+    let mut producer = producer.timeout(timeout);
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     while producer.consumers() < args.consumers as usize {
         if deadline.is_some_and(|d| Instant::now() > d) {
