@@ -6,19 +6,14 @@ shmarrow package, zero-copy, checking order and contents; print a JSON summary.
 
 import json
 import sys
-import time
 
 import numpy as np
 
 import shmarrow
 
 name = sys.argv[1] if len(sys.argv) > 1 else "ticks"
-while True:
-    try:
-        sub = shmarrow.subscribe(name, timeout=30)
-        break
-    except shmarrow.SegmentNotFound:
-        time.sleep(0.002)
+# Waits up to 30 s for the producer to create the channel, then up to 30 s for each batch.
+sub = shmarrow.subscribe(name, timeout=30)
 
 batches = rows = 0
 ok = True

@@ -18,12 +18,13 @@ rows = int(sys.argv[3]) if len(sys.argv) > 3 else 16
 consumers = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 
 schema = pa.schema([("seq", pa.int64()), ("x", pa.float64())])
-with shmarrow.producer(name, schema, slots=64, slot_size=1 << 16) as producer:
+# lifetime="owner": the channel goes when the producer closes (and `shmarrow gc` removes it
+# if this process is killed first).
+with shmarrow.producer(name, schema, slots=64, slot_size=1 << 16, lifetime="owner") as producer:
     while producer.consumers < consumers:
         time.sleep(0.001)
     t0 = time.perf_counter()
     for i in range(batches):
         producer.send(pa.record_batch([np.full(rows, i, dtype=np.int64), i + np.arange(rows) / rows], schema=schema))
     secs = time.perf_counter() - t0
-shmarrow.remove(name)
 print(f"sent {batches} batches of {rows} rows in {secs:.3f} s ({batches / secs:.0f} batches/s)")

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use shmarrow::{ChannelOptions, SegmentDir};
+use shmarrow::{ChannelOptions, CreateOptions, Lifetime, SegmentDir};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -27,12 +27,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ]));
     let dir = SegmentDir::from_env();
     let slot = (rows * 16 + 4096).next_power_of_two() as u64;
-    dir.create_channel(
-        &name,
-        &schema,
-        &ChannelOptions::default().slots(64).slot_size(slot),
-    )?;
-    let mut producer = dir.producer(&name)?;
+    // An owner channel: removed when the producer drops (and by `shmarrow gc` if this process
+    // is killed first).
+    let options = ChannelOptions::default()
+        .slots(64)
+        .slot_size(slot)
+        .create_options(CreateOptions::default().lifetime(Lifetime::Owner));
+    let mut producer = dir.create_producer(&name, &schema, &options)?;
     eprintln!("channel {name:?} ready; waiting for {consumers} consumer(s)");
     while producer.consumers() < consumers {
         std::thread::sleep(Duration::from_millis(1));
@@ -49,7 +50,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let secs = t0.elapsed().as_secs_f64();
     producer.close();
-    dir.remove(&name)?;
     println!(
         "sent {batches} batches of {rows} rows in {secs:.3} s ({:.0} batches/s)",
         batches as f64 / secs

@@ -414,8 +414,8 @@ def test_list_shows_segments_only(iso_dir):
 
     listing = shmarrow.list(dir=iso_dir)
     assert sorted(listing, key=lambda s: s["name"]) == [
-        {"name": "alpha", "bytes": os.path.getsize(a.path)},
-        {"name": "beta.arrow", "bytes": os.path.getsize(b.path)},
+        {"name": "alpha", "bytes": os.path.getsize(a.path), "kind": "table"},
+        {"name": "beta.arrow", "bytes": os.path.getsize(b.path), "kind": "table"},
     ]
     assert listing[0]["bytes"] == a.nbytes and listing[0]["bytes"] > 40000
 

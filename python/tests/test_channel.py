@@ -10,6 +10,7 @@ Every channel gets a unique name from the ``new_name`` fixture, which removes it
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -558,8 +559,9 @@ def test_schema_mismatch_missing_and_not_a_channel(new_name):
     producer.close()
 
     missing = new_name("missing")
-    with pytest.raises(shmarrow.SegmentNotFound):
-        shmarrow.subscribe(missing)
+    # subscribe waits for a channel to appear (section 9); timeout=0 looks once.
+    with pytest.raises(shmarrow.ChannelError, match="no channel of that name appeared"):
+        shmarrow.subscribe(missing, timeout=0)
     with pytest.raises(shmarrow.SegmentNotFound):
         shmarrow.producer(missing)
     assert not os.path.exists(os.path.join("/dev/shm", missing))
@@ -637,3 +639,194 @@ def test_subscriber_thread_blocked_while_main_thread_runs(new_name):
     assert len(got) == 1 and got[0].equals(_simple(42))
     got.clear()
     producer.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# 9. lifetime, listing and collection (issue 13); waiting for the channel (issue 15 item 5);
+#    hostile numbers (issue 12 item 4)
+
+
+def test_owner_producer_removes_its_channel_on_close(new_name):
+    name = new_name("owner")
+    path = shmarrow.path(name)
+    p = shmarrow.producer(name, SIMPLE, slots=2, slot_size=4096, lifetime="owner")
+    sub = shmarrow.subscribe(name, timeout=5)
+    p.send(_simple(1))
+    assert os.path.exists(path)
+    p.close()
+    assert not os.path.exists(path), "close() removes an owner channel"
+    got = next(sub)  # a subscriber that joined still reads what was sent, then the end
+    assert got.equals(_simple(1))
+    del got
+    with pytest.raises(StopIteration):
+        next(sub)
+
+    with shmarrow.producer(name, SIMPLE, slots=2, slot_size=4096, lifetime="owner"):
+        assert os.path.exists(path)
+    assert not os.path.exists(path), "leaving the with block removes it"
+
+    p = shmarrow.producer(name, SIMPLE, slots=2, slot_size=4096, lifetime="owner")
+    del p
+    import gc
+    gc.collect()
+    assert not os.path.exists(path), "garbage collection removes it"
+
+    shmarrow.producer(name, SIMPLE, slots=2, slot_size=4096).close()
+    assert os.path.exists(path), "persistent (the default) stays"
+    with pytest.raises(ValueError, match="lifetime"):
+        shmarrow.producer(name, lifetime="owner")  # joining an existing channel: no lifetime
+    with pytest.raises(ValueError, match="lifetime"):
+        shmarrow.producer(new_name("bad-lifetime"), SIMPLE, lifetime="forever")
+
+
+OWNER_PRODUCER = textwrap.dedent(
+    """
+    import sys, time
+    import pyarrow as pa
+    import shmarrow
+
+    schema = pa.schema([("seq", pa.int64()), ("label", pa.string())])
+    p = shmarrow.producer(sys.argv[1], schema, dir=sys.argv[2], slots=2, slot_size=4096,
+                          lifetime="owner")
+    print("ready", flush=True)
+    time.sleep(3600)
+    """
+)
+
+
+def test_channels_are_listed_and_a_killed_owners_channel_is_collected(iso_dir):
+    proc = subprocess.Popen([sys.executable, "-c", OWNER_PRODUCER, "ch", iso_dir],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready", proc.stderr.read()
+        shmarrow.create("tab", pa.table({"x": [1, 2]}), dir=iso_dir)
+        sub = shmarrow.subscribe("ch", dir=iso_dir, timeout=5)
+        items = {d["name"]: d for d in shmarrow.list(dir=iso_dir)}
+        assert items["tab"]["kind"] == "table"
+        ch = items["ch"]
+        assert ch["kind"] == "channel"
+        assert (ch["slots"], ch["slot_size"], ch["lossy"]) == (2, 4096, False)
+        assert (ch["producer_pid"], ch["producer_alive"]) == (proc.pid, True)
+        assert (ch["consumers"], ch["lifetime"]) == (1, "owner")
+        assert ch["bytes"] == os.path.getsize(os.path.join(iso_dir, "ch"))
+        with pytest.raises(shmarrow.ChannelError, match="is a channel"):
+            shmarrow.attach("ch", dir=iso_dir)
+
+        proc.kill()
+        proc.wait()
+        ch = {d["name"]: d for d in shmarrow.list(dir=iso_dir)}["ch"]
+        assert (ch["producer_pid"], ch["producer_alive"]) == (proc.pid, False)
+        assert shmarrow.gc(dir=iso_dir) == [], "a live subscriber holds it"
+        sub.close()
+        assert shmarrow.gc(dir=iso_dir) == ["ch"]
+        assert [d["name"] for d in shmarrow.list(dir=iso_dir)] == ["tab"]
+    finally:
+        _reap(proc)
+
+
+@pytest.mark.parametrize("timeout", [30, None, float("inf")])
+def test_subscribe_waits_for_the_channel_to_appear(new_name, timeout):
+    name = new_name("late")
+    subscribing = threading.Event()
+    made = {}
+
+    def create_later():
+        subscribing.wait()
+        time.sleep(0.1)  # well after subscribe started waiting
+        made["producer"] = shmarrow.producer(name, SIMPLE, slots=2, slot_size=4096)
+
+    thread = threading.Thread(target=create_later)
+    thread.start()
+    try:
+        assert not os.path.exists(shmarrow.path(name))
+        subscribing.set()
+        sub = shmarrow.subscribe(name, timeout=timeout)
+    finally:
+        thread.join()
+    made["producer"].send(_simple(5))
+    got = next(sub)
+    assert got.equals(_simple(5))
+    del got
+    made["producer"].close()
+    with pytest.raises(StopIteration):
+        next(sub)
+
+
+def test_subscribe_times_out_when_no_channel_appears(new_name):
+    name = new_name("never")
+    started = time.monotonic()
+    # TimeoutError subclassing is issue 15 item 3 (exception hierarchy); ChannelError until then.
+    with pytest.raises(shmarrow.ChannelError, match="no channel of that name appeared within 300ms"):
+        shmarrow.subscribe(name, timeout=0.3)
+    assert time.monotonic() - started >= 0.3
+    shmarrow.create(name, pa.table({"x": [1]}))
+    with pytest.raises(shmarrow.ChannelError, match="it is a table.*use attach"):
+        shmarrow.subscribe(name, timeout=None)  # at once: it exists, and is not a channel
+
+
+@pytest.mark.parametrize("bad", [-1, -1e-9, float("nan"), float("-inf")])
+def test_negative_or_nan_timeouts_are_value_errors(new_name, bad):
+    name = new_name("bad-timeout")
+    with pytest.raises(ValueError, match="timeout"):
+        shmarrow.subscribe(name, timeout=bad)
+    with pytest.raises(ValueError, match="timeout"):
+        shmarrow.producer(name, SIMPLE, slot_size=4096, timeout=bad)
+    assert not os.path.exists(shmarrow.path(name))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    ({"slots": 0}, ValueError, "at least 1 slot"),
+    ({"max_consumers": 0}, ValueError, "max_consumers"),
+    ({"max_consumers": 4097}, ValueError, "max_consumers"),
+    ({"slot_size": 0}, ValueError, "at least 128"),
+    ({"slot_size": 2**63}, ValueError, "more than a file can hold"),
+    ({"slots": 2**32 - 1, "slot_size": 2**40}, ValueError, "more than a file can hold"),
+    ({"slots": -1}, OverflowError, None),
+    ({"slot_size": 2**64}, OverflowError, None),
+    ({"max_consumers": -5}, OverflowError, None),
+])
+def test_invalid_channel_options_are_python_errors(new_name, kwargs, error, match):
+    name = new_name("bad-options")
+    options = {"slot_size": 4096, **kwargs}
+    with pytest.raises(error, match=match):
+        shmarrow.producer(name, SIMPLE, **options)
+    assert not os.path.exists(shmarrow.path(name))
+    assert not glob.glob(f"/dev/shm/.{name}.*")
+
+
+INTERRUPTED = textwrap.dedent(
+    """
+    import sys
+    import pyarrow as pa
+    import shmarrow
+
+    name, what = sys.argv[1], sys.argv[2]
+    if what == "next":
+        p = shmarrow.producer(name, pa.schema([("x", pa.int64())]), slot_size=4096)
+        sub = shmarrow.subscribe(name)
+    print("waiting", flush=True)
+    try:
+        if what == "subscribe":
+            shmarrow.subscribe(name)          # nobody creates it: waits forever
+        else:
+            next(sub)                         # nobody sends: waits forever
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("what", ["subscribe", "next"])
+def test_ctrl_c_interrupts_an_endless_wait(new_name, what):
+    name = new_name("ctrl-c")
+    proc = subprocess.Popen([sys.executable, "-c", INTERRUPTED, name, what],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "waiting", proc.stderr.read()
+        time.sleep(0.5)  # let it enter the wait (a lower bound, not a limit)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+        assert out.strip() == "interrupted", err
+        assert proc.returncode == 0, err
+    finally:
+        _reap(proc)
