@@ -5,7 +5,7 @@ mod common;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{TempDir, shmarrow_bin};
 use nix::sys::signal::{Signal, kill};
@@ -21,10 +21,13 @@ fn sigkill(child: &Child) {
     kill(Pid::from_raw(child.id() as i32), Signal::SIGKILL).unwrap();
 }
 
-fn wait_for_channel(dir: &TempDir, name: &str) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+/// Wait (on the condition, not a clock) until `creator` has created channel `name`.
+fn wait_for_channel(dir: &TempDir, name: &str, creator: &mut Child) {
     while !dir.0.join(name).exists() {
-        assert!(Instant::now() < deadline, "channel never appeared");
+        assert!(
+            creator.try_wait().unwrap().is_none(),
+            "the producer exited before creating the channel"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -81,7 +84,7 @@ fn one_producer_three_consumers_100k_batches() {
 fn a_killed_consumer_stops_holding_the_producer_back() {
     let tmp = TempDir::new("chankill-c");
     let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
-    let producer = shmarrow_bin()
+    let mut producer = shmarrow_bin()
         .arg("--dir")
         .arg(&tmp.0)
         .args([
@@ -106,7 +109,7 @@ fn a_killed_consumer_stops_holding_the_producer_back() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for_channel(&tmp, "ch");
+    wait_for_channel(&tmp, "ch", &mut producer);
     let consume = |args: &[&str], stdout: Stdio| {
         shmarrow_bin()
             .arg("--dir")
@@ -123,20 +126,16 @@ fn a_killed_consumer_stops_holding_the_producer_back() {
     // holding the ring, like a consumer that hangs.
     let stuck = consume(&[], Stdio::piped());
     std::thread::sleep(Duration::from_millis(1500));
-    let t0 = Instant::now();
     sigkill(&stuck);
+    // Had the dead consumer kept holding the ring, the producer would have given up after its
+    // --timeout (an error exit) instead of sending everything.
     let out = producer.wait_with_output().unwrap();
-    let waited = t0.elapsed();
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("sent 20000 batches"));
-    assert!(
-        waited < Duration::from_secs(10),
-        "producer took {waited:?} after the kill"
-    );
     let healthy = healthy.wait_with_output().unwrap();
     assert!(
         String::from_utf8_lossy(&healthy.stdout).contains("received 20000 batches"),
@@ -148,10 +147,10 @@ fn a_killed_consumer_stops_holding_the_producer_back() {
 }
 
 #[test]
-fn a_killed_producer_is_an_error_for_consumers_within_a_bounded_time() {
+fn a_killed_producer_is_an_error_for_consumers() {
     let tmp = TempDir::new("chankill-p");
     let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
-    let producer = shmarrow_bin()
+    let mut producer = shmarrow_bin()
         .arg("--dir")
         .arg(&tmp.0)
         .args([
@@ -174,7 +173,7 @@ fn a_killed_producer_is_an_error_for_consumers_within_a_bounded_time() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    wait_for_channel(&tmp, "ch");
+    wait_for_channel(&tmp, "ch", &mut producer);
     let consumer = shmarrow_bin()
         .arg("--dir")
         .arg(&tmp.0)
@@ -184,21 +183,15 @@ fn a_killed_producer_is_an_error_for_consumers_within_a_bounded_time() {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(800));
-    let t0 = Instant::now();
     sigkill(&producer);
+    // A consumer that did not notice would wait out its --timeout and say "timed out".
     let out = consumer.wait_with_output().unwrap();
-    let waited = t0.elapsed();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
         stderr.contains("died without closing the stream"),
         "{stderr}"
     );
-    assert!(
-        waited < Duration::from_secs(2),
-        "consumer noticed after {waited:?}"
-    );
     let _ = std::fs::remove_file(tmp.0.join("ch"));
-    let mut producer = producer;
     producer.wait().unwrap();
 }
