@@ -119,6 +119,14 @@ fn a_killed_producers_channel_is_listed_and_collected_unless_a_consumer_holds_it
     assert!(text.contains("lifetime owner"), "{text}");
     let inspected = json(&tmp, &["inspect", "ticks"]);
     assert_eq!(inspected["kind"], "channel");
+    assert_eq!(inspected["consumers"], 0);
+    let entries = inspected["consumer_entries"].as_array().unwrap();
+    assert_eq!(
+        entries.len(),
+        1,
+        "the killed consumer's entry: nobody freed it"
+    );
+    assert_eq!(entries[0]["alive"], false);
     assert_eq!(inspected["fields"][0]["name"], "ts");
     let head = run(&tmp, &["head", "ticks"]);
     let stderr = String::from_utf8_lossy(&head.stderr);

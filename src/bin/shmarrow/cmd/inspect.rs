@@ -136,7 +136,7 @@ fn channel(
     let info = dir.channel_info(name)?;
     if json {
         let mut value = fmt::channel_json(&info);
-        value["consumers"] = json!(
+        value["consumer_entries"] = json!(
             info.consumers
                 .iter()
                 .map(|c| json!({
