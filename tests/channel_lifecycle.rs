@@ -7,7 +7,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TempDir, ok, run, shmarrow_bin};
+use common::{TempDir, ok, run, spawn};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -32,10 +32,9 @@ fn listed(dir: &TempDir, name: &str) -> Option<Value> {
 fn a_killed_producers_channel_is_listed_and_collected_unless_a_consumer_holds_it() {
     let tmp = TempDir::new("chanlife");
     let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
-    let mut producer = shmarrow_bin()
-        .arg("--dir")
-        .arg(&tmp.0)
-        .args([
+    let mut producer = spawn(
+        &tmp,
+        &[
             "produce",
             "ticks",
             "--schema",
@@ -50,11 +49,9 @@ fn a_killed_producers_channel_is_listed_and_collected_unless_a_consumer_holds_it
             "64K",
             "--rate",
             "50",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        Stdio::null(),
+    );
     // Wait (on the condition, no time bound) for the producer to have joined its channel.
     let pid = producer.id();
     while !tmp
@@ -79,14 +76,11 @@ fn a_killed_producers_channel_is_listed_and_collected_unless_a_consumer_holds_it
     assert_eq!(json(&tmp, &["gc", "--dry-run"]), serde_json::json!([]));
 
     // A consumer process joins, then is killed: a dead consumer holds nothing.
-    let mut consumer = shmarrow_bin()
-        .arg("--dir")
-        .arg(&tmp.0)
-        .args(["consume", "ticks", "--count", "--timeout", "600"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut consumer = spawn(
+        &tmp,
+        &["consume", "ticks", "--count", "--timeout", "600"],
+        Stdio::null(),
+    );
     while listed(&tmp, "ticks").unwrap()["consumers"] != 1 {
         assert!(
             consumer.try_wait().unwrap().is_none(),
@@ -153,32 +147,23 @@ fn a_killed_producers_channel_is_listed_and_collected_unless_a_consumer_holds_it
 /// A produce that ends removes its channel itself; a `--keep` (persistent) channel is never
 /// collected.
 #[test]
-fn dead_consumers_do_not_hold_and_kept_channels_stay() {
+fn ended_produces_remove_their_channel_and_kept_channels_stay() {
     let tmp = TempDir::new("chanlife-keep");
     let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
     let produce = |name: &str, extra: &[&str]| {
-        let out = shmarrow_bin()
-            .arg("--dir")
-            .arg(&tmp.0)
-            .args([
-                "produce",
-                name,
-                "--schema",
-                &schema,
-                "--batches",
-                "3",
-                "--batch-rows",
-                "4",
-            ])
-            .args(["--slots", "4", "--slot-size", "64K"])
-            .args(extra)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let args = [
+            "produce",
+            name,
+            "--schema",
+            &schema,
+            "--batches",
+            "3",
+            "--batch-rows",
+            "4",
+            "--slot-size",
+            "64K",
+        ];
+        ok(&tmp, &[&args[..], extra].concat())
     };
     produce("gone", &[]);
     assert!(

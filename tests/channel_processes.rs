@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{TempDir, shmarrow_bin};
+use common::{TempDir, spawn};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -84,10 +84,9 @@ fn one_producer_three_consumers_100k_batches() {
 fn a_killed_consumer_stops_holding_the_producer_back() {
     let tmp = TempDir::new("chankill-c");
     let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
-    let mut producer = shmarrow_bin()
-        .arg("--dir")
-        .arg(&tmp.0)
-        .args([
+    let mut producer = spawn(
+        &tmp,
+        &[
             "produce",
             "ch",
             "--schema",
@@ -104,23 +103,12 @@ fn a_killed_consumer_stops_holding_the_producer_back() {
             "2",
             "--timeout",
             "60",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        ],
+        Stdio::piped(),
+    );
     wait_for_channel(&tmp, "ch", &mut producer);
-    let consume = |args: &[&str], stdout: Stdio| {
-        shmarrow_bin()
-            .arg("--dir")
-            .arg(&tmp.0)
-            .args(["consume", "ch"])
-            .args(args)
-            .stdout(stdout)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap()
-    };
+    let consume =
+        |args: &[&str], stdout: Stdio| spawn(&tmp, &[&["consume", "ch"], args].concat(), stdout);
     let healthy = consume(&["--count"], Stdio::piped());
     // Prints a line per batch into a pipe nobody reads: it stalls once the pipe is full,
     // holding the ring, like a consumer that hangs.
@@ -150,10 +138,9 @@ fn a_killed_consumer_stops_holding_the_producer_back() {
 fn a_killed_producer_is_an_error_for_consumers() {
     let tmp = TempDir::new("chankill-p");
     let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
-    let mut producer = shmarrow_bin()
-        .arg("--dir")
-        .arg(&tmp.0)
-        .args([
+    let mut producer = spawn(
+        &tmp,
+        &[
             "produce",
             "ch",
             "--schema",
@@ -168,20 +155,15 @@ fn a_killed_producer_is_an_error_for_consumers() {
             "1",
             "--timeout",
             "60",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        ],
+        Stdio::null(),
+    );
     wait_for_channel(&tmp, "ch", &mut producer);
-    let consumer = shmarrow_bin()
-        .arg("--dir")
-        .arg(&tmp.0)
-        .args(["consume", "ch", "--count", "--timeout", "60"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let consumer = spawn(
+        &tmp,
+        &["consume", "ch", "--count", "--timeout", "60"],
+        Stdio::piped(),
+    );
     std::thread::sleep(Duration::from_millis(800));
     sigkill(&producer);
     // A consumer that did not notice would wait out its --timeout and say "timed out".

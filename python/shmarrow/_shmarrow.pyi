@@ -159,4 +159,5 @@ def producer(
     max_consumers: int = 16,
     timeout: Optional[float] = None,
     mode: int = 0o600,
+    lifetime: str = "persistent",
 ) -> Producer: ...

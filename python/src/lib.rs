@@ -237,7 +237,10 @@ fn exception(py: Python<'_>, err: &Error, msg: String) -> PyResult<PyErr> {
         Error::Channel {
             name,
             source: ChannelFailure::InvalidOptions(_),
-        } => (plain(pyo3::exceptions::PyValueError::new_err(msg)), Some(name)),
+        } => (
+            plain(pyo3::exceptions::PyValueError::new_err(msg)),
+            Some(name),
+        ),
         Error::Channel { name, .. } | Error::IsChannel { name } => {
             (plain(ChannelError::new_err(msg)), Some(name))
         }

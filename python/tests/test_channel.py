@@ -755,10 +755,10 @@ def test_subscribe_waits_for_the_channel_to_appear(new_name, timeout):
 def test_subscribe_times_out_when_no_channel_appears(new_name):
     name = new_name("never")
     started = time.monotonic()
-    # TimeoutError subclassing is issue 15 item 3 (exception hierarchy); ChannelError until then.
-    with pytest.raises(shmarrow.ChannelError, match="no channel of that name appeared within 300ms"):
+    with pytest.raises(TimeoutError, match="no channel of that name appeared within 300ms") as info:
         shmarrow.subscribe(name, timeout=0.3)
     assert time.monotonic() - started >= 0.3
+    assert isinstance(info.value, shmarrow.ChannelTimeout) and info.value.name == name
     shmarrow.create(name, pa.table({"x": [1]}))
     with pytest.raises(shmarrow.ChannelError, match="it is a table.*use attach"):
         shmarrow.subscribe(name, timeout=None)  # at once: it exists, and is not a channel

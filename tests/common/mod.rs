@@ -535,6 +535,19 @@ pub fn run(dir: &TempDir, args: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// Start `shmarrow --dir DIR ARGS...` in the background, its standard output going to
+/// `stdout` and its standard error to a pipe (read it with `wait_with_output`).
+pub fn spawn(dir: &TempDir, args: &[&str], stdout: std::process::Stdio) -> std::process::Child {
+    shmarrow_bin()
+        .arg("--dir")
+        .arg(&dir.0)
+        .args(args)
+        .stdout(stdout)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 /// Like [`run`], asserting success; returns stdout.
 pub fn ok(dir: &TempDir, args: &[&str]) -> String {
     let out = run(dir, args);
