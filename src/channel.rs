@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -331,9 +331,10 @@ impl Shared {
         }
         let word = |offset: usize| {
             // SAFETY: `offset + 8 <= 64 < len` (checked above) and 8-aligned in a page-aligned
-            // mapping; an atomic load is sound even while another process writes the word.
+            // mapping; an atomic load is sound even while another process writes the word, and
+            // a relaxed one also on a read-only mapping.
             unsafe { &*map.as_ptr().add(offset).cast::<AtomicU64>() }
-                .load(SeqCst)
+                .load(Relaxed)
                 .to_le_bytes()
         };
         let low = |w: [u8; 8]| u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
@@ -453,13 +454,14 @@ impl Shared {
         waiters.fetch_sub(1, SeqCst);
     }
 
-    /// The producer recorded in the header, if any.
+    /// The producer recorded in the header, if any. Relaxed loads: they work on a read-only
+    /// mapping (`channel_info`, `create_channel`'s check); claiming uses its own.
     fn producer(&self) -> Option<ProcessId> {
         let h = self.header();
-        let pid = h.producer_pid.load(SeqCst);
+        let pid = h.producer_pid.load(Relaxed);
         (pid != 0).then(|| ProcessId {
             pid,
-            start_time: h.producer_start.load(SeqCst),
+            start_time: h.producer_start.load(Relaxed),
         })
     }
 }
@@ -591,10 +593,12 @@ impl SegmentDir {
         let me = ProcessId::current();
         loop {
             let pid = h.producer_pid.load(SeqCst);
-            if let Some(other) = shared.producer()
-                && other.is_alive()
-            {
-                return Err(channel_err(name, ChannelError::ProducerExists(other.pid)));
+            let other = ProcessId {
+                pid,
+                start_time: h.producer_start.load(SeqCst),
+            };
+            if pid != 0 && other.is_alive() {
+                return Err(channel_err(name, ChannelError::ProducerExists(pid)));
             }
             if h.producer_pid
                 .compare_exchange(pid, me.pid, SeqCst, SeqCst)
@@ -704,21 +708,22 @@ impl SegmentDir {
         let shared = Shared::open(name, &path, false)?;
         let stat =
             std::fs::symlink_metadata(&path).map_err(|e| Error::from_io(e, "stat", name, &path))?;
+        // Only relaxed loads below: the mapping is read-only (see `Shared::producer`).
         let h = shared.header();
         let producer = shared.producer();
         let consumers = (0..shared.max_consumers)
             .map(|i| shared.consumer(i))
-            .filter(|c| c.state.load(SeqCst) == 1)
+            .filter(|c| c.state.load(Relaxed) == 1)
             .map(|c| {
                 let process = ProcessId {
-                    pid: c.pid.load(SeqCst),
-                    start_time: c.start.load(SeqCst),
+                    pid: c.pid.load(Relaxed),
+                    start_time: c.start.load(Relaxed),
                 };
                 ConsumerInfo {
                     process,
                     alive: process.is_alive(),
-                    next: c.cursor.load(SeqCst),
-                    missed: c.missed.load(SeqCst),
+                    next: c.cursor.load(Relaxed),
+                    missed: c.missed.load(Relaxed),
                 }
             })
             .collect();
@@ -733,8 +738,8 @@ impl SegmentDir {
             schema: shared.schema.clone(),
             producer,
             producer_alive: producer.is_some_and(|p| p.is_alive()),
-            closed: h.closed.load(SeqCst) != 0,
-            sent: h.write_seq.load(SeqCst),
+            closed: h.closed.load(Relaxed) != 0,
+            sent: h.write_seq.load(Relaxed),
             consumers,
             mode: stat.mode() & 0o7777,
             uid: stat.uid(),
