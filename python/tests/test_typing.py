@@ -61,10 +61,10 @@ def test_every_public_function(iso_dir: str) -> None:
     received: List[pa.RecordBatch] = list(subscription)
     assert [b.column(0).to_pylist() for b in received] == [[7]]
 
-    names = sorted(entry["name"] for entry in shmarrow.list(dir=iso_dir))
-    assert names == ["a", "r", "t"]  # tables; the channel is not one
+    kinds = {entry["name"]: entry["kind"] for entry in shmarrow.list(dir=iso_dir)}
+    assert kinds == {"a": "table", "r": "table", "t": "table", "ch": "channel"}
     assert shmarrow.gc(dir=iso_dir, dry_run=True) == []
-    for name in names + ["ch"]:
+    for name in kinds:
         assert shmarrow.remove(name, dir=iso_dir)
     assert os.listdir(iso_dir) == []
 
