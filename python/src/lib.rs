@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats, merge_in_order};
 use shmarrow::{
-    AttachOptions, ChannelError as ChannelFailure, Constant, CreateOptions, Error, Lifetime,
-    MapOp, MapOptions, SegmentDir,
+    AttachOptions, ChannelError as ChannelFailure, Constant, CreateOptions, Error, Lifetime, MapOp,
+    MapOptions, SegmentDir,
 };
 
 // Module `shmarrow`: the classes are re-exported there, so `pickle` (and with it a
