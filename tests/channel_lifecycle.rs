@@ -7,7 +7,7 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::{TempDir, ok, run, spawn};
+use common::{TempDir, ok, produce_trades, run, spawn};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -31,25 +31,10 @@ fn listed(dir: &TempDir, name: &str) -> Option<Value> {
 #[test]
 fn a_killed_producers_channel_is_listed_and_collected_unless_a_consumer_holds_it() {
     let tmp = TempDir::new("chanlife");
-    let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
-    let mut producer = spawn(
+    let mut producer = produce_trades(
         &tmp,
-        &[
-            "produce",
-            "ticks",
-            "--schema",
-            &schema,
-            "--batches",
-            "1000000",
-            "--batch-rows",
-            "4",
-            "--slots",
-            "4",
-            "--slot-size",
-            "64K",
-            "--rate",
-            "50",
-        ],
+        "ticks",
+        &["--batches", "1000000", "--rate", "50"],
         Stdio::null(),
     );
     // Wait (on the condition, no time bound) for the producer to have joined its channel.
@@ -149,21 +134,20 @@ fn a_killed_producers_channel_is_listed_and_collected_unless_a_consumer_holds_it
 #[test]
 fn ended_produces_remove_their_channel_and_kept_channels_stay() {
     let tmp = TempDir::new("chanlife-keep");
-    let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
     let produce = |name: &str, extra: &[&str]| {
-        let args = [
-            "produce",
+        let out = produce_trades(
+            &tmp,
             name,
-            "--schema",
-            &schema,
-            "--batches",
-            "3",
-            "--batch-rows",
-            "4",
-            "--slot-size",
-            "64K",
-        ];
-        ok(&tmp, &[&args[..], extra].concat())
+            &[&["--batches", "3"], extra].concat(),
+            Stdio::null(),
+        )
+        .wait_with_output()
+        .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     };
     produce("gone", &[]);
     assert!(

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{TempDir, spawn};
+use common::{TempDir, produce_trades, spawn};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::Value;
@@ -83,27 +83,10 @@ fn one_producer_three_consumers_100k_batches() {
 #[test]
 fn a_killed_consumer_stops_holding_the_producer_back() {
     let tmp = TempDir::new("chankill-c");
-    let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
-    let mut producer = spawn(
+    let mut producer = produce_trades(
         &tmp,
-        &[
-            "produce",
-            "ch",
-            "--schema",
-            &schema,
-            "--batches",
-            "20000",
-            "--batch-rows",
-            "4",
-            "--slots",
-            "4",
-            "--slot-size",
-            "64K",
-            "--consumers",
-            "2",
-            "--timeout",
-            "60",
-        ],
+        "ch",
+        &["--batches", "20000", "--consumers", "2", "--timeout", "60"],
         Stdio::piped(),
     );
     wait_for_channel(&tmp, "ch", &mut producer);
@@ -137,18 +120,12 @@ fn a_killed_consumer_stops_holding_the_producer_back() {
 #[test]
 fn a_killed_producer_is_an_error_for_consumers() {
     let tmp = TempDir::new("chankill-p");
-    let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
-    let mut producer = spawn(
+    let mut producer = produce_trades(
         &tmp,
+        "ch",
         &[
-            "produce",
-            "ch",
-            "--schema",
-            &schema,
             "--batches",
             "100000",
-            "--batch-rows",
-            "4",
             "--rate",
             "50",
             "--consumers",

@@ -548,6 +548,30 @@ pub fn spawn(dir: &TempDir, args: &[&str], stdout: std::process::Stdio) -> std::
         .unwrap()
 }
 
+/// Start `shmarrow produce NAME` of small generated trades (`schemas/trades.json`, 4 rows a
+/// batch, 4 slots of 64 KiB) with `extra` arguments, as [`spawn`] does.
+pub fn produce_trades(
+    dir: &TempDir,
+    name: &str,
+    extra: &[&str],
+    stdout: std::process::Stdio,
+) -> std::process::Child {
+    let schema = format!("{}/schemas/trades.json", env!("CARGO_MANIFEST_DIR"));
+    let args = [
+        "produce",
+        name,
+        "--schema",
+        &schema,
+        "--batch-rows",
+        "4",
+        "--slots",
+        "4",
+        "--slot-size",
+        "64K",
+    ];
+    spawn(dir, &[&args[..], extra].concat(), stdout)
+}
+
 /// Like [`run`], asserting success; returns stdout.
 pub fn ok(dir: &TempDir, args: &[&str]) -> String {
     let out = run(dir, args);
