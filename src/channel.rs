@@ -20,7 +20,9 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicU32, AtomicU64, Ordering::Acquire, Ordering::Relaxed, Ordering::SeqCst, fence,
+};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -56,6 +58,10 @@ const SLOT_HEADER: usize = 64;
 /// The control header: 64 bytes of plain fields written once by the creator, then [`Live`].
 const HEADER_LEN: usize = 192;
 const LIVE_OFFSET: usize = 64;
+/// The producer claim: an open-file-description write lock on these bytes of the channel
+/// file (the `producer_pid` field), held by the producer's own open for its lifetime.
+const CLAIM_START: i64 = 72;
+const CLAIM_LEN: i64 = 4;
 const MIN_SLOT_SIZE: u64 = 128;
 
 /// The live part of the control header, at offset 64 (`#[repr(C)]`, 128 bytes; see
@@ -307,8 +313,9 @@ impl Geometry {
 
 impl Shared {
     /// Open and map channel `name` at `path` (read-write to take part, read-only to look),
-    /// and check its header against the mapping.
-    fn open(name: &str, path: &Path, writable: bool) -> Result<Self> {
+    /// and check its header against the mapping. The open file comes back too: the producer
+    /// claim is a lock on it, and whoever looks tests that lock through it.
+    fn open(name: &str, path: &Path, writable: bool) -> Result<(Self, File)> {
         let (file, _) = sys::open_regular(path, writable).map_err(|e| match e {
             Ok(kind) => Error::NotAFile {
                 name: name.to_owned(),
@@ -322,7 +329,6 @@ impl Shared {
             memmap2::MmapOptions::new().map_raw_read_only(&file)
         }
         .map_err(|e| Error::from_io(e, "map", name, path))?;
-        drop(file);
         let bad = |why: String| channel_err(name, ChannelError::NotAChannel(why));
         // The mapping (not the file, which may have changed since) bounds every reference.
         let len = map.len();
@@ -381,7 +387,7 @@ impl Shared {
             )
         };
         let schema = guarded(name, || decode_schema(name, &schema_copy))?;
-        Ok(Shared {
+        let shared = Shared {
             name: name.to_owned(),
             map,
             slot_count: u64::from(g.slot_count),
@@ -391,7 +397,8 @@ impl Shared {
             consumers_offset: g.consumers_offset as usize,
             lossy: g.flags & FLAG_LOSSY != 0,
             schema: Arc::new(schema),
-        })
+        };
+        Ok((shared, file))
     }
 
     fn header(&self) -> &Live {
@@ -454,15 +461,42 @@ impl Shared {
         waiters.fetch_sub(1, SeqCst);
     }
 
-    /// The producer recorded in the header, if any. Relaxed loads: they work on a read-only
-    /// mapping (`channel_info`, `create_channel`'s check); claiming uses its own.
+    /// The producer recorded in the header, if any: a pid and the start time of *that* pid,
+    /// never a new pid with an old start time (which would make a live producer look dead).
+    ///
+    /// The claimer, holding the claim lock (so the only writer), stores `pid = 0`, then
+    /// `start = new`, then `pid = new` (release stores). We load `pid`, `start`, `pid` again,
+    /// each load followed by an acquire fence, and retry until the two `pid` loads agree:
+    /// - if the first load saw the claimer's `pid = new`, the fence after it makes its earlier
+    ///   `start = new` visible: the start load sees it (or a later claim's start, below);
+    /// - if the start load saw a claim's `start = new`, the fence after it makes that claim's
+    ///   earlier `pid = 0` visible: the second pid load sees 0 or a later store, never the pid
+    ///   written before that claim. So an old pid read first and a new start read second make
+    ///   the two pid loads differ (retry), unless the pid written after is numerically the
+    ///   old one: a complete takeover by a process that reuses the pid between our loads,
+    ///   i.e. the kernel cycling through every pid within three loads.
+    ///
+    /// A claimer that dies between its stores leaves values that no longer change, so the loop
+    /// ends. Relaxed loads and fences only: sound on a read-only mapping (`channel_info`).
     fn producer(&self) -> Option<ProcessId> {
         let h = self.header();
-        let pid = h.producer_pid.load(Relaxed);
-        (pid != 0).then(|| ProcessId {
-            pid,
-            start_time: h.producer_start.load(Relaxed),
-        })
+        loop {
+            let pid = h.producer_pid.load(Relaxed);
+            fence(Acquire);
+            let start_time = h.producer_start.load(Relaxed);
+            fence(Acquire);
+            if h.producer_pid.load(Relaxed) == pid {
+                return (pid != 0).then_some(ProcessId { pid, start_time });
+            }
+        }
+    }
+
+    /// Whether a producer holds the channel now: another open of `file` holds the claim lock
+    /// (the kernel drops it when the producer exits or dies, so no pid is guessed). A test
+    /// that takes nothing, so it never makes a claim racing with it fail.
+    fn claimed(&self, file: &File, path: &Path) -> Result<bool> {
+        sys::range_locked(file, CLAIM_START, CLAIM_LEN)
+            .map_err(|e| Error::from_io(e, "test the producer lock of", &self.name, path))
     }
 }
 
@@ -499,14 +533,11 @@ impl SegmentDir {
             .map_err(|e| channel_err(name, e))?;
         // Never pull a channel out from under its live producer (its consumers would be left
         // on the old file while new ones join the new one).
-        if let Ok(existing) = Shared::open(name, &path, false)
-            && let Some(producer) = existing.producer()
-            && producer.is_alive()
+        if let Ok((existing, file)) = Shared::open(name, &path, false)
+            && existing.claimed(&file, &path)?
         {
-            return Err(channel_err(
-                name,
-                ChannelError::ProducerExists(producer.pid),
-            ));
+            let pid = existing.producer().map_or(0, |p| p.pid);
+            return Err(channel_err(name, ChannelError::ProducerExists(pid)));
         }
         let meta = SegmentMeta::now(options.create.lifetime_value());
         let schema_msg = {
@@ -579,35 +610,40 @@ impl SegmentDir {
     }
 
     /// Become the producer of channel `name` (one at a time: a live producer elsewhere is an
-    /// error; a dead one is taken over).
+    /// error; a dead one is taken over). The claim is a lock the kernel holds for this
+    /// producer's own open of the file until the producer is dropped or the process ends
+    /// (`schemas/CHANNEL.md`), so of many processes or threads claiming at once exactly one
+    /// wins.
     ///
     /// # Errors
     /// [`Error::NotFound`], [`Error::Channel`] ([`ChannelError::ProducerExists`],
     /// [`ChannelError::Closed`], [`ChannelError::NotAChannel`]).
     pub fn producer(&self, name: &str) -> Result<Producer> {
-        let shared = Arc::new(Shared::open(name, &self.segment_path(name)?, true)?);
+        let path = self.segment_path(name)?;
+        let (shared, claim) = Shared::open(name, &path, true)?;
+        let shared = Arc::new(shared);
         let h = shared.header();
         if h.closed.load(SeqCst) != 0 {
             return Err(channel_err(name, ChannelError::Closed));
         }
-        let me = ProcessId::current();
-        loop {
-            let pid = h.producer_pid.load(SeqCst);
-            let other = ProcessId {
-                pid,
-                start_time: h.producer_start.load(SeqCst),
-            };
-            if pid != 0 && other.is_alive() {
-                return Err(channel_err(name, ChannelError::ProducerExists(pid)));
-            }
-            if h.producer_pid
-                .compare_exchange(pid, me.pid, SeqCst, SeqCst)
-                .is_ok()
-            {
-                h.producer_start.store(me.start_time, SeqCst);
-                break;
-            }
+        // The claim is the kernel's: a write lock on our own open of the file, which no other
+        // open can hold at the same time and which goes when we do, however we end.
+        let won = sys::try_lock_range(&claim, CLAIM_START, CLAIM_LEN)
+            .map_err(|e| Error::from_io(e, "lock", name, &path))?;
+        if !won {
+            let pid = shared.producer().map_or(0, |p| p.pid);
+            return Err(channel_err(name, ChannelError::ProducerExists(pid)));
         }
+        // A producer that closed the stream stored `closed` before its lock went.
+        if h.closed.load(SeqCst) != 0 {
+            return Err(channel_err(name, ChannelError::Closed));
+        }
+        // Publish who we are for consumers, `ls` and `info`, in the order `Shared::producer`
+        // relies on.
+        let me = ProcessId::current();
+        h.producer_pid.store(0, SeqCst);
+        h.producer_start.store(me.start_time, SeqCst);
+        h.producer_pid.store(me.pid, SeqCst);
         let schema = shared.schema.clone();
         let has_dictionaries = schema
             .flattened_fields()
@@ -615,6 +651,7 @@ impl SegmentDir {
             .any(|f| matches!(f.data_type(), DataType::Dictionary(..)));
         Ok(Producer {
             shared,
+            _claim: claim,
             schema,
             writer: None,
             has_dictionaries,
@@ -630,7 +667,7 @@ impl SegmentDir {
     /// [`Error::NotFound`], [`Error::Channel`] ([`ChannelError::TooManyConsumers`],
     /// [`ChannelError::NotAChannel`]).
     pub fn subscribe(&self, name: &str) -> Result<Consumer> {
-        let shared = Arc::new(Shared::open(name, &self.segment_path(name)?, true)?);
+        let shared = Arc::new(Shared::open(name, &self.segment_path(name)?, true)?.0);
         let me = ProcessId::current();
         let index = (0..shared.max_consumers)
             .find(|&i| {
@@ -705,12 +742,13 @@ impl SegmentDir {
     /// [`ChannelError::NotAChannel`].
     pub fn channel_info(&self, name: &str) -> Result<ChannelInfo> {
         let path = self.segment_path(name)?;
-        let shared = Shared::open(name, &path, false)?;
+        let (shared, file) = Shared::open(name, &path, false)?;
         let stat =
             std::fs::symlink_metadata(&path).map_err(|e| Error::from_io(e, "stat", name, &path))?;
         // Only relaxed loads below: the mapping is read-only (see `Shared::producer`).
         let h = shared.header();
         let producer = shared.producer();
+        let producer_alive = shared.claimed(&file, &path)?;
         let consumers = (0..shared.max_consumers)
             .map(|i| shared.consumer(i))
             .filter(|c| c.state.load(Relaxed) == 1)
@@ -737,7 +775,7 @@ impl SegmentDir {
             meta: SegmentMeta::from_metadata(shared.schema.metadata()),
             schema: shared.schema.clone(),
             producer,
-            producer_alive: producer.is_some_and(|p| p.is_alive()),
+            producer_alive,
             closed: h.closed.load(Relaxed) != 0,
             sent: h.write_seq.load(Relaxed),
             consumers,
@@ -780,9 +818,11 @@ pub struct ChannelInfo {
     pub schema: SchemaRef,
     /// Creator, creation time and lifetime; `None` if the keys are missing.
     pub meta: Option<SegmentMeta>,
-    /// The producer recorded in the channel (`None`: none now).
+    /// The producer recorded in the channel (`None`: none now). Information: a producer
+    /// taking over writes its identity just after it holds the claim.
     pub producer: Option<ProcessId>,
-    /// Whether that producer is running.
+    /// Whether a producer holds the channel now (the kernel's claim lock, released when the
+    /// producer ends, however it ends).
     pub producer_alive: bool,
     /// Whether the producer closed the stream.
     pub closed: bool,
@@ -875,6 +915,9 @@ impl Write for SlotSink {
 /// stream: consumers then receive the remaining batches and `None`.
 pub struct Producer {
     shared: Arc<Shared>,
+    /// Our open of the channel file, holding the claim lock: closed (releasing it) only after
+    /// `drop` has stored `closed` and cleared `producer_pid`.
+    _claim: File,
     schema: SchemaRef,
     writer: Option<StreamWriter<SlotSink>>,
     has_dictionaries: bool,
@@ -1317,18 +1360,17 @@ impl Consumer {
             }
             // Check the producer at most every LIVENESS (reading /proc costs microseconds, and
             // a wait that found no data is the common case on a fast stream).
-            let producer = h.producer_pid.load(SeqCst);
-            if producer != 0
-                && h.closed.load(SeqCst) == 0
+            if h.closed.load(SeqCst) == 0
                 && last_check.is_none_or(|t: Instant| t.elapsed() >= LIVENESS)
             {
                 last_check = Some(Instant::now());
-                let who = ProcessId {
-                    pid: producer,
-                    start_time: h.producer_start.load(SeqCst),
-                };
-                if !who.is_alive() {
-                    return Err(channel_err(&s.name, ChannelError::ProducerDied(producer)));
+                // A producer that closed stored `closed` before it exited: re-check it, or a
+                // clean close just before an exit would look like a death.
+                if let Some(who) = s.producer()
+                    && !who.is_alive()
+                    && h.closed.load(SeqCst) == 0
+                {
+                    return Err(channel_err(&s.name, ChannelError::ProducerDied(who.pid)));
                 }
             }
             let limit = match self.timeout {

@@ -199,6 +199,41 @@ pub unsafe fn remap_private(addr: *mut u8, len: usize, file: &File) -> io::Resul
     Ok(())
 }
 
+/// Try to take an open-file-description (OFD) write lock on bytes `start..start + len` of
+/// `file` without waiting: `Ok(true)` if this open of the file now holds it, `Ok(false)` if
+/// another open holds a conflicting lock. The lock belongs to this open file description (not
+/// to the process): it conflicts with every other open, in this process or another, and is
+/// released when the last descriptor of this open is closed, which the kernel does when the
+/// process dies. It is independent of `flock` locks on the same file.
+pub fn try_lock_range(file: &File, start: i64, len: i64) -> io::Result<bool> {
+    let lock = range(libc::F_WRLCK, start, len);
+    match nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock)) {
+        Ok(_) => Ok(true),
+        Err(Errno::EAGAIN | Errno::EACCES) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Whether another open of the file holds an OFD or POSIX lock that conflicts with a write
+/// lock on bytes `start..start + len` (`F_OFD_GETLK`: a test that takes nothing, so it never
+/// gets in the way of a process taking the lock meanwhile). Works on a read-only open.
+pub fn range_locked(file: &File, start: i64, len: i64) -> io::Result<bool> {
+    let mut lock = range(libc::F_WRLCK, start, len);
+    nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut lock))?;
+    Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+fn range(kind: libc::c_int, start: i64, len: i64) -> libc::flock {
+    libc::flock {
+        l_type: kind as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: start,
+        l_len: len,
+        // OFD locks require 0 here.
+        l_pid: 0,
+    }
+}
+
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()

@@ -625,3 +625,82 @@ fn subscribe_within_waits_for_the_channel_to_appear() {
         })
     ));
 }
+
+/// The producer claim is the kernel's lock on each claimer's own open of the file: threads
+/// that each open the channel (as separate processes do) and claim it at the same instant,
+/// 200 times over, always leave exactly one producer. (The claim used to be a pid
+/// compare-and-swap followed by a start-time store: a claimer reading in between took the
+/// new producer for dead and became a second one.)
+#[test]
+fn threads_racing_for_a_fresh_channel_leave_exactly_one_producer_each_round() {
+    let tmp = TempDir::new("chan-race");
+    let dir = tmp.dir();
+    let racers = 4;
+    let options = ChannelOptions::default().slots(1).slot_size(4096);
+    let me = shmarrow::ProcessId::current();
+    for round in 0..200 {
+        let name = format!("r{round}");
+        dir.create_channel(&name, &schema(), &options).unwrap();
+        let start = Arc::new(std::sync::Barrier::new(racers));
+        let claims: Vec<_> = (0..racers)
+            .map(|_| {
+                let (dir, name, start) = (dir.clone(), name.clone(), start.clone());
+                std::thread::spawn(move || {
+                    start.wait();
+                    dir.producer(&name)
+                })
+            })
+            .collect();
+        let claims: Vec<_> = claims.into_iter().map(|t| t.join().unwrap()).collect();
+        let winners: Vec<_> = claims.iter().filter_map(|c| c.as_ref().ok()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: {claims:?}");
+        for lost in claims.iter().filter_map(|c| c.as_ref().err()) {
+            assert!(
+                matches!(
+                    lost,
+                    Error::Channel {
+                        source: ChannelError::ProducerExists(_),
+                        ..
+                    }
+                ),
+                "round {round}: {lost:?}"
+            );
+        }
+        let info = dir.channel_info(&name).unwrap();
+        assert!(info.producer_alive, "round {round}");
+        assert_eq!(info.producer, Some(me), "round {round}");
+        drop(claims);
+        let info = dir.channel_info(&name).unwrap();
+        assert!(info.closed && !info.producer_alive && info.producer.is_none());
+        assert!(dir.remove(&name).unwrap());
+    }
+}
+
+/// The claim lock is a byte-range lock, not a `flock`: the segment lock of
+/// [`shmarrow::SegmentDir::lock`] on a channel is not held up by its producer; replacing the
+/// channel is refused while the producer holds it.
+#[test]
+fn the_claim_is_independent_of_the_segment_lock_and_refuses_replacing() {
+    let tmp = TempDir::new("chan-claim");
+    let dir = tmp.dir();
+    let owner = ChannelOptions::default()
+        .slot_size(4096)
+        .create_options(CreateOptions::default().lifetime(Lifetime::Owner));
+    let p = dir.create_producer("c", &schema(), &owner).unwrap();
+    // Taken at once both ways while the producer holds the channel (a flock-based claim would
+    // make the exclusive one wait forever).
+    drop(dir.lock("c", false).unwrap());
+    drop(dir.lock("c", true).unwrap());
+    match dir.create_channel("c", &schema(), &owner) {
+        Err(Error::Channel {
+            source: ChannelError::ProducerExists(pid),
+            ..
+        }) => assert_eq!(pid, std::process::id()),
+        other => panic!("{other:?}"),
+    }
+    drop(p);
+    assert!(
+        !tmp.0.join("c").exists(),
+        "an owner channel goes with its producer"
+    );
+}
