@@ -469,13 +469,18 @@ fn invalid_options_are_refused_and_leave_nothing() {
     assert_eq!(dir.channel_info("c").unwrap().slot_size, 192);
 }
 
+/// Small slots, removed with the handle that created the channel.
+fn owner_options() -> ChannelOptions {
+    ChannelOptions::default()
+        .slot_size(4096)
+        .create_options(CreateOptions::default().lifetime(Lifetime::Owner))
+}
+
 #[test]
 fn owner_channels_go_with_their_producer_persistent_ones_stay() {
     let tmp = TempDir::new("chan-lifetime");
     let dir = tmp.dir();
-    let owner = ChannelOptions::default()
-        .slot_size(4096)
-        .create_options(CreateOptions::default().lifetime(Lifetime::Owner));
+    let owner = owner_options();
     let mut p = dir.create_producer("owned", &schema(), &owner).unwrap();
     let mut c = dir.subscribe("owned").unwrap();
     p.send(&batch(7, 2)).unwrap();
@@ -683,9 +688,7 @@ fn threads_racing_for_a_fresh_channel_leave_exactly_one_producer_each_round() {
 fn the_claim_is_independent_of_the_segment_lock_and_refuses_replacing() {
     let tmp = TempDir::new("chan-claim");
     let dir = tmp.dir();
-    let owner = ChannelOptions::default()
-        .slot_size(4096)
-        .create_options(CreateOptions::default().lifetime(Lifetime::Owner));
+    let owner = owner_options();
     let p = dir.create_producer("c", &schema(), &owner).unwrap();
     // Taken at once both ways while the producer holds the channel (a flock-based claim would
     // make the exclusive one wait forever).

@@ -304,16 +304,26 @@ fn the_one_winner(answers: &[String], round: usize) -> usize {
     winners[0]
 }
 
+/// In a racer copy of this binary ([`RACER`] set): play the racer, then `None`. Otherwise a
+/// fresh directory and four racers, copies of this binary running test `test`.
+fn racers_unless_one(test: &str) -> Option<(TempDir, Vec<Racer>)> {
+    if std::env::var_os(RACER).is_some() {
+        racer();
+        return None;
+    }
+    let tmp = TempDir::new("chan-race");
+    let racers = (0..4).map(|_| Racer::spawn(test, &tmp)).collect();
+    Some((tmp, racers))
+}
+
 /// Four processes claim a fresh channel at once, 200 times: exactly one wins each round.
 #[test]
 fn processes_racing_for_a_fresh_channel_leave_exactly_one_producer() {
-    if std::env::var_os(RACER).is_some() {
-        return racer();
-    }
     let test = "processes_racing_for_a_fresh_channel_leave_exactly_one_producer";
-    let tmp = TempDir::new("chan-race-p");
+    let Some((tmp, mut racers)) = racers_unless_one(test) else {
+        return;
+    };
     let dir = tmp.dir();
-    let mut racers: Vec<Racer> = (0..4).map(|_| Racer::spawn(test, &tmp)).collect();
     let options = ChannelOptions::default().slots(1).slot_size(4096);
     for round in 0..200 {
         let name = format!("r{round}");
@@ -339,13 +349,11 @@ fn processes_racing_for_a_fresh_channel_leave_exactly_one_producer() {
 /// can send. 20 rounds, each with a fresh channel and a fresh victim.
 #[test]
 fn a_killed_producers_channel_is_taken_over_by_exactly_one_of_several_racers() {
-    if std::env::var_os(RACER).is_some() {
-        return racer();
-    }
     let test = "a_killed_producers_channel_is_taken_over_by_exactly_one_of_several_racers";
-    let tmp = TempDir::new("chan-takeover");
+    let Some((tmp, mut racers)) = racers_unless_one(test) else {
+        return;
+    };
     let dir = tmp.dir();
-    let mut racers: Vec<Racer> = (0..4).map(|_| Racer::spawn(test, &tmp)).collect();
     for round in 0..20 {
         let name = format!("t{round}");
         // The victim creates an owner channel: once it is dead, only the producer claim keeps
