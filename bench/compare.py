@@ -1257,7 +1257,7 @@ def case_28(op, n, warmups, repeats, tag, with_ray):
             "cli", lambda: cli_reduce(shmarrow_name)))
         cs.append(RustServer(
             "rust", "shmarrow (Rust API: 4 threads)",
-            "4 threads in one process, each `dir.attach(name)` + `reduce_chunks` of its chunks "
+            "4 threads in one process, each `dir.attach(name)` + `chunk_partials` of its chunks "
             "(1 thread each), partials merged",
             "stats", SEG_DIR, shmarrow_name, workers))
     else:

@@ -20,7 +20,7 @@
 //! - `square DIR NAME WORKERS`: a round = WORKERS threads, each opening the segment writable by
 //!   name and squaring its own row range (`split_rows`) on one thread.
 //! - `stats DIR NAME WORKERS`: a round = WORKERS threads, each attaching by name and reducing its
-//!   own chunks (`partition::worker_chunks`) on one thread; the partials are merged.
+//!   own chunks (`partition::worker_chunks`) on one thread; the chunk partials are merged in order.
 //! - `attach DIR NAME...`: a round times `dir.attach(name)` + drop, for each name.
 //! - `stream DIR NAME BYTES SECONDS WARMUP CONSUMERS`: one run; the producer sends the same
 //!   batch (first value changed each time) for WARMUP + SECONDS seconds to CONSUMERS children.
@@ -36,7 +36,7 @@ use arrow_array::types::Float64Type;
 use arrow_array::{ArrayRef, Float64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Value, json};
-use shmarrow::reduce::Partial;
+use shmarrow::reduce::{Partial, merge_in_order};
 use shmarrow::{ChannelOptions, CreateOptions, MapOp, SegmentDir, partition, split_rows};
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;
@@ -276,18 +276,18 @@ fn stats(dir: &SegmentDir, name: &str, workers: usize) -> R<()> {
     emit(&json!({"ready": true}));
     serve(|| {
         let t0 = Instant::now();
-        let partials = std::thread::scope(|s| -> R<Vec<Partial>> {
+        // Each worker's chunk partials, in worker (= chunk) order.
+        let partials = std::thread::scope(|s| -> R<Vec<Vec<Partial>>> {
             let handles: Vec<_> = (0..workers)
                 .map(|i| {
-                    s.spawn(move || -> Result<Partial, String> {
+                    s.spawn(move || -> Result<Vec<Partial>, String> {
                         let seg = dir.attach(name).map_err(|e| e.to_string())?;
                         let chunks = seg.chunk_count("x").map_err(|e| e.to_string())?;
-                        seg.reduce_chunks(
-                            "x",
-                            partition::worker_chunks(chunks, i, workers),
-                            Some(1),
-                        )
-                        .map_err(|e| e.to_string())
+                        let mine = partition::worker_chunks(chunks, i, workers);
+                        Ok(seg
+                            .chunk_partials("x", mine, Some(1))
+                            .map_err(|e| e.to_string())?
+                            .1)
                     })
                 })
                 .collect();
@@ -300,15 +300,11 @@ fn stats(dir: &SegmentDir, name: &str, workers: usize) -> R<()> {
         let per_worker: Vec<Value> = partials
             .iter()
             .map(|p| {
-                let s = p.finish("x", 0);
+                let s = merge_in_order(false, p).finish("x", 0);
                 json!([s.mean, s.std, s.max.map_or(f64::NAN, |m| m.as_f64())])
             })
             .collect();
-        let merged = partials
-            .iter()
-            .skip(1)
-            .fold(partials[0], |a, p| a.merge(p))
-            .finish("x", 0);
+        let merged = merge_in_order(false, &partials.concat()).finish("x", 0);
         let ns = t0.elapsed().as_nanos() as u64;
         Ok(json!({"ns": ns, "mean": merged.mean, "std": merged.std,
                   "max": merged.max.map_or(f64::NAN, |m| m.as_f64()), "per_worker": per_worker}))

@@ -1,11 +1,14 @@
 //! The partitioned multi-process pattern (the lecture's production design), as data:
-//! a small *results segment*, itself an Arrow table with one row per (worker, column), that
-//! workers attach by name and fill in place, each its own row, with no lock.
+//! a small *results segment*, itself an Arrow table with one row per (column, chunk), that
+//! workers attach by name and fill in place, each its own rows, with no lock.
 //!
 //! The coordinator [`allocate_results`], publishes it, starts workers that each compute the
-//! [`Partial`] of their share of the chunks ([`worker_chunks`]) and [`write_partial`] it into
-//! their row, marking it `done` last; after they exit, [`read_partials`] gives the rows back to
-//! merge. Any Arrow reader can inspect the partials (`shmarrow inspect`, pyarrow).
+//! [`Partial`] of each chunk of their share ([`worker_chunks`]) and [`write_partials`] them into
+//! their rows, marking each `done` last; after they exit, [`read_partials`] gives the rows back,
+//! in chunk order, to [`crate::reduce::merge_in_order`]: the same merge of the same chunk
+//! partials as [`Segment::reduce`] with threads, so the result is bit for bit the same for any
+//! number of processes or threads. Any Arrow reader can inspect the partials
+//! (`shmarrow inspect`, pyarrow).
 
 use std::ops::Range;
 
@@ -23,13 +26,14 @@ use crate::inplace::WritableSegment;
 use crate::name::SegmentDir;
 use crate::reduce::{Number, Partial};
 
-/// The results table's schema: one row per (worker, column).
+/// The results table's schema: one row per (column, chunk), in that order.
 pub fn results_schema() -> Schema {
     let f64f = |n: &str| Field::new(n, DataType::Float64, false);
     let dec = |n: &str| Field::new(n, DataType::Decimal128(38, 0), false);
     Schema::new(vec![
         Field::new("worker", DataType::UInt32, false),
         Field::new("column", DataType::UInt32, false),
+        Field::new("chunk", DataType::UInt64, false),
         Field::new("count", DataType::UInt64, false),
         Field::new("null_count", DataType::UInt64, false),
         dec("sum_int"),
@@ -49,7 +53,9 @@ pub fn results_schema() -> Schema {
     ])
 }
 
-/// Create and publish the results segment for `workers` workers over `columns` columns.
+/// Create and publish the results segment for `workers` workers over columns of
+/// `chunk_counts[c]` chunks each: one row per (column, chunk), column after column, each row
+/// labelled with the worker that owns the chunk ([`worker_chunks`]).
 ///
 /// # Errors
 /// As [`SegmentDir::allocate`] and [`crate::Allocation::publish`].
@@ -57,15 +63,19 @@ pub fn allocate_results(
     dir: &SegmentDir,
     name: &str,
     workers: usize,
-    columns: usize,
+    chunk_counts: &[usize],
     options: &CreateOptions,
 ) -> Result<Created> {
-    let rows = workers * columns;
+    let rows: usize = chunk_counts.iter().sum();
     let alloc = dir.allocate(name, &results_schema(), rows, options)?;
-    for row in 0..rows {
-        set::<UInt32Type>(&alloc, "worker", row, (row / columns) as u32)?;
-        set::<UInt32Type>(&alloc, "column", row, (row % columns) as u32)?;
-    }
+    let labels = chunk_counts.iter().enumerate().flat_map(|(c, &chunks)| {
+        (0..workers.max(1)).flat_map(move |w| {
+            worker_chunks(chunks, w, workers).map(move |chunk| (w as u32, c as u32, chunk as u64))
+        })
+    });
+    fill::<UInt32Type>(&alloc, "worker", 0..rows, labels.clone().map(|l| l.0))?;
+    fill::<UInt32Type>(&alloc, "column", 0..rows, labels.clone().map(|l| l.1))?;
+    fill::<UInt64Type>(&alloc, "chunk", 0..rows, labels.map(|l| l.2))?;
     alloc.publish()
 }
 
@@ -75,67 +85,72 @@ pub fn worker_chunks(chunks: usize, worker: usize, workers: usize) -> Range<usiz
     (chunks * worker / w)..(chunks * (worker + 1) / w)
 }
 
-/// Write `partial` into row `row` of an opened results segment, `done` last.
-///
-/// # Errors
-/// [`Error::InvalidColumn`] if the segment is not a results table or has no such row.
-pub fn write_partial(results: &WritableSegment, row: usize, partial: &Partial) -> Result<()> {
-    let mut flags = 0u8;
-    set::<UInt64Type>(results, "count", row, partial.count)?;
-    set::<UInt64Type>(results, "null_count", row, partial.null_count)?;
-    match partial.sum {
-        Number::Int(i) => {
-            set::<Decimal128Type>(results, "sum_int", row, i)?;
-            flags |= 1;
-        }
-        Number::Float(x) => set::<Float64Type>(results, "sum", row, x)?,
-    }
-    set::<Float64Type>(results, "sum_low", row, partial.sum_low)?;
-    set::<Float64Type>(results, "mean", row, partial.mean)?;
-    set::<Float64Type>(results, "mean_low", row, partial.mean_low)?;
-    set::<Float64Type>(results, "m2", row, partial.m2)?;
-    if let (Some(lo), Some(hi)) = (partial.min, partial.max) {
-        flags |= 2;
-        match (lo, hi) {
-            (Number::Int(a), Number::Int(b)) => {
-                set::<Decimal128Type>(results, "min_int", row, a)?;
-                set::<Decimal128Type>(results, "max_int", row, b)?;
-            }
-            (a, b) => {
-                set::<Float64Type>(results, "min", row, a.as_f64())?;
-                set::<Float64Type>(results, "max", row, b.as_f64())?;
-            }
-        }
-    }
-    if partial.nan {
-        flags |= 4;
-    }
-    set::<UInt8Type>(results, "flags", row, flags)?;
-    // `done` last: the coordinator reads rows only after the worker has exited, and a row
-    // without `done` means the worker died before finishing it.
-    set::<UInt8Type>(results, "done", row, 1)
+/// The first row of column `column`'s chunks in a results segment made by
+/// [`allocate_results`] with `chunk_counts`.
+pub fn first_row(chunk_counts: &[usize], column: usize) -> usize {
+    chunk_counts[..column].iter().sum()
 }
 
-/// Set one value of a results column, through a slice over that row only (other workers
-/// write the other rows meanwhile).
-fn set<T: ArrowPrimitiveType>(
+/// Write `partials` into rows `first..first + partials.len()` of an opened results segment,
+/// the `done` flags last.
+///
+/// # Errors
+/// [`Error::InvalidColumn`] if the segment is not a results table or has not these rows.
+pub fn write_partials(results: &WritableSegment, first: usize, partials: &[Partial]) -> Result<()> {
+    let float = |n: Option<Number>| match n {
+        Some(Number::Float(x)) => x,
+        _ => 0.0,
+    };
+    let int = |n: Option<Number>| match n {
+        Some(Number::Int(i)) => i,
+        _ => 0,
+    };
+    let rows = || first..first + partials.len();
+    let each = || partials.iter();
+    fill::<UInt64Type>(results, "count", rows(), each().map(|p| p.count))?;
+    fill::<UInt64Type>(results, "null_count", rows(), each().map(|p| p.null_count))?;
+    fill::<Decimal128Type>(results, "sum_int", rows(), each().map(|p| int(Some(p.sum))))?;
+    fill::<Float64Type>(results, "sum", rows(), each().map(|p| float(Some(p.sum))))?;
+    fill::<Float64Type>(results, "sum_low", rows(), each().map(|p| p.sum_low))?;
+    fill::<Float64Type>(results, "mean", rows(), each().map(|p| p.mean))?;
+    fill::<Float64Type>(results, "mean_low", rows(), each().map(|p| p.mean_low))?;
+    fill::<Float64Type>(results, "m2", rows(), each().map(|p| p.m2))?;
+    fill::<Decimal128Type>(results, "min_int", rows(), each().map(|p| int(p.min)))?;
+    fill::<Decimal128Type>(results, "max_int", rows(), each().map(|p| int(p.max)))?;
+    fill::<Float64Type>(results, "min", rows(), each().map(|p| float(p.min)))?;
+    fill::<Float64Type>(results, "max", rows(), each().map(|p| float(p.max)))?;
+    let flags = |p: &Partial| {
+        u8::from(matches!(p.sum, Number::Int(_)))
+            | (u8::from(p.min.is_some() && p.max.is_some()) << 1)
+            | (u8::from(p.nan) << 2)
+    };
+    fill::<UInt8Type>(results, "flags", rows(), each().map(flags))?;
+    // `done` last: the coordinator reads rows only after the worker has exited, and a row
+    // without `done` means the worker died before finishing it.
+    fill::<UInt8Type>(results, "done", rows(), each().map(|_| 1))
+}
+
+/// Set rows `rows` of a results column to `values`, through slices over those rows only
+/// (other workers write the other rows meanwhile).
+fn fill<T: ArrowPrimitiveType>(
     results: &WritableSegment,
     column: &str,
-    row: usize,
-    value: T::Native,
+    rows: Range<usize>,
+    values: impl Iterator<Item = T::Native>,
 ) -> Result<()> {
-    let row64 = row as u64;
-    let mut values = results.values_mut_rows::<T>(column, row64..row64 + 1)?;
-    let slot = values
-        .batches_mut()
-        .into_iter()
-        .find_map(|slice| slice.first_mut())
-        .ok_or_else(|| Error::InvalidColumn {
+    let mut slices = results.values_mut_rows::<T>(column, rows.start as u64..rows.end as u64)?;
+    let mut written = 0;
+    for (slot, value) in slices.batches_mut().into_iter().flatten().zip(values) {
+        *slot = value;
+        written += 1;
+    }
+    if written < rows.len() {
+        return Err(Error::InvalidColumn {
             name: results.segment().info().name.clone(),
             column: column.into(),
-            reason: format!("results table has no row {row}"),
-        })?;
-    *slot = value;
+            reason: format!("results table has no row {}", rows.start + written),
+        });
+    }
     Ok(())
 }
 
@@ -146,6 +161,8 @@ pub struct PartialRow {
     pub worker: u32,
     /// Index of the reduced column.
     pub column: u32,
+    /// Index of the chunk in the column.
+    pub chunk: u64,
     /// Whether the worker finished writing the row.
     pub done: bool,
     /// The partial result.
@@ -185,6 +202,7 @@ pub fn read_partials(results: &Segment) -> Result<Vec<PartialRow>> {
         }
         let worker: UInt32Array = get!("worker", UInt32Array);
         let column: UInt32Array = get!("column", UInt32Array);
+        let chunk: UInt64Array = get!("chunk", UInt64Array);
         let count: UInt64Array = get!("count", UInt64Array);
         let nulls: UInt64Array = get!("null_count", UInt64Array);
         let f = |c: &str| -> Result<Float64Array> { Ok(get!(c, Float64Array)) };
@@ -214,6 +232,7 @@ pub fn read_partials(results: &Segment) -> Result<Vec<PartialRow>> {
             rows.push(PartialRow {
                 worker: worker.value(i),
                 column: column.value(i),
+                chunk: chunk.value(i),
                 done: done.value(i) == 1,
                 partial: Partial {
                     count: count.value(i),

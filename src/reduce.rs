@@ -4,7 +4,9 @@
 //! # Chunking and determinism
 //! Every record batch of a column is cut into chunks of [`CHUNK_ROWS`] rows. Each chunk gives a
 //! [`Partial`] (computed in parallel by rayon); partials are then merged *in chunk order* on one
-//! thread, so the result is bit-for-bit the same for any number of threads.
+//! thread, so the result is bit-for-bit the same for any number of threads. Worker processes
+//! (`shmarrow reduce --processes`, [`crate::partition`]) return the same per-chunk partials,
+//! merged in the same order, so their result is the same too.
 //!
 //! # Numerics
 //! - Floats: each chunk is summed with Neumaier's compensated summation (four independent lanes,
@@ -703,8 +705,7 @@ impl Segment {
         self.reduce_columns(columns)
             .iter()
             .map(|name| {
-                let total = self.chunk_count(name)?;
-                let partial = self.reduce_chunks(name, 0..total, options.threads)?;
+                let partial = self.column(name)?.reduce(0..usize::MAX, options.threads);
                 Ok(partial.finish(name, options.ddof))
             })
             .collect()
@@ -740,37 +741,25 @@ impl Segment {
     }
 
     /// Whether column `path` is an integer column, and the partial of each of its chunks in
-    /// chunk order (computed in parallel): what [`merge_in_order`] takes, so that partials of
-    /// segments reduced in different processes or hosts merge exactly as one reduction would.
+    /// `chunks` (indices in `0..chunk_count`, clamped) in chunk order, computed in parallel:
+    /// what [`merge_in_order`] takes. Partials of chunk ranges reduced in different processes
+    /// or hosts, concatenated in chunk order, merge exactly (bit for bit) as one reduction
+    /// with any number of threads would.
     ///
     /// # Errors
     /// As [`Segment::reduce`].
     pub fn chunk_partials(
         &self,
         path: &str,
+        chunks: Range<usize>,
         threads: Option<usize>,
     ) -> Result<(bool, Vec<Partial>)> {
         let column = self.column(path)?;
-        Ok((column.int(), column.partials(0..usize::MAX, threads)))
+        Ok((column.int(), column.partials(chunks, threads)))
     }
 
     fn column(&self, path: &str) -> Result<Column> {
         Column::resolve(&self.info().name, &self.schema(), self.batches(), path)
-    }
-
-    /// The [`Partial`] of chunks `chunks` (indices in `0..chunk_count`) of column `path`,
-    /// merged in order: workers that each reduce a contiguous range can be merged by the
-    /// coordinator with [`Partial::merge`].
-    ///
-    /// # Errors
-    /// [`Error::InvalidColumn`].
-    pub fn reduce_chunks(
-        &self,
-        path: &str,
-        chunks: Range<usize>,
-        threads: Option<usize>,
-    ) -> Result<Partial> {
-        Ok(self.column(path)?.reduce(chunks, threads))
     }
 }
 

@@ -580,7 +580,7 @@ fn reduce_partials(
                 .reduce_columns(&refs)
                 .into_iter()
                 .map(|c| {
-                    let (int, partials) = segment.chunk_partials(&c, threads)?;
+                    let (int, partials) = segment.chunk_partials(&c, 0..usize::MAX, threads)?;
                     Ok((c, int, partials))
                 })
                 .collect::<shmarrow::Result<Vec<_>>>()

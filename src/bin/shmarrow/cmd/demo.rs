@@ -22,7 +22,7 @@ use arrow_array::{
     TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, Schema};
-use shmarrow::reduce::ReduceOptions;
+use shmarrow::reduce::{Partial, ReduceOptions, merge_in_order};
 use shmarrow::{CreateOptions, Lifetime, SegmentDir, partition};
 
 use crate::cli::{DemoArgs, MapArgs, Parallel};
@@ -172,36 +172,33 @@ pub fn run(dir: &SegmentDir, args: &DemoArgs, out: &mut dyn Write) -> anyhow::Re
     let results = format!("shmarrow-demo-{pid}-results");
     let data = dir.attach(&array)?;
     let chunks = data.chunk_count("x")?;
-    let results_created = partition::allocate_results(dir, &results, w, 1, &owner)?;
+    let results_created = partition::allocate_results(dir, &results, w, &[chunks], &owner)?;
     let worker_args: Vec<String> = ["reduce", &array, "--results", &results, "--column", "x"]
         .map(String::from)
         .to_vec();
     let report = super::workers::run(dir.path(), w, &worker_args)?;
+    // One row per chunk, labelled with its worker: each worker's chunks merge into its row here.
     let rows = partition::read_partials(&dir.attach(&results)?)?;
+    let partials: Vec<Partial> = rows.iter().map(|r| r.partial).collect();
     writeln!(
         out,
         "   {:>6} {:>12} {:>14} {:>14} {:>14}",
         "WORKER", "COUNT", "MEAN", "STD", "MAX"
     )?;
-    for r in &rows {
-        let s = r.partial.finish("x", 0);
+    for worker in 0..w {
+        let mine = partition::worker_chunks(chunks, worker, w);
+        let s = merge_in_order(false, partials.get(mine).unwrap_or_default()).finish("x", 0);
         writeln!(
             out,
             "   {:>6} {:>12} {:>14.6} {:>14.6} {:>14.6}",
-            r.worker,
+            worker,
             s.count,
             s.mean,
             s.std,
             s.max.map_or(f64::NAN, |m| m.as_f64())
         )?;
     }
-    let merged = rows
-        .iter()
-        .fold(None::<shmarrow::reduce::Partial>, |acc, r| {
-            Some(acc.map_or(r.partial, |a| a.merge(&r.partial)))
-        })
-        .context("no worker rows")?
-        .finish("x", 0);
+    let merged = merge_in_order(false, &partials).finish("x", 0);
     let threads = data.reduce(&["x"], &ReduceOptions::default())?.remove(0);
     writeln!(
         out,

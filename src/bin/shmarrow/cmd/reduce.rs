@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
-use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats};
-use shmarrow::{AttachOptions, CreateOptions, Lifetime, SegmentDir, partition};
+use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats, merge_in_order};
+use shmarrow::{AttachOptions, CreateOptions, Lifetime, Segment, SegmentDir, partition};
 
 use crate::cli::ReduceArgs;
 
@@ -41,7 +41,7 @@ pub fn run(
             let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
             segment.reduce(&refs, &options)?
         }
-        Some(p) => by_processes(dir, args, &columns, p)?,
+        Some(p) => by_processes(dir, &segment, args, &columns, p)?,
     };
     let ops: &[Op] = if args.ops.is_empty() {
         &Op::ALL
@@ -68,10 +68,13 @@ pub fn run(
     Ok(ExitCode::SUCCESS)
 }
 
-/// The lecture's production pattern: a results segment with one row per (worker, column),
-/// P worker processes that attach by name and fill their own rows, then an in-order merge.
+/// The lecture's production pattern: a results segment with one row per (column, chunk),
+/// P worker processes that attach by name and fill the rows of their chunks, then the merge
+/// of every chunk's partial in chunk order, exactly as with threads (so the result is bit for
+/// bit the same for any number of processes or threads).
 fn by_processes(
     dir: &SegmentDir,
+    segment: &Segment,
     args: &ReduceArgs,
     columns: &[String],
     workers: usize,
@@ -86,8 +89,12 @@ fn by_processes(
     } else {
         Lifetime::Owner
     });
+    let chunk_counts = columns
+        .iter()
+        .map(|c| segment.chunk_count(c))
+        .collect::<shmarrow::Result<Vec<_>>>()?;
     // Removed when this handle drops (also on failure), unless kept for inspection.
-    let created = partition::allocate_results(dir, &results, workers, columns.len(), &options)?;
+    let created = partition::allocate_results(dir, &results, workers, &chunk_counts, &options)?;
     let mut worker_args = vec![
         "reduce".to_owned(),
         args.name.clone(),
@@ -101,8 +108,9 @@ fn by_processes(
     let rows = partition::read_partials(&dir.attach(&results)?)?;
     if let Some(row) = rows.iter().find(|r| !r.done) {
         bail!(
-            "worker {} exited without writing its result for column {}",
+            "worker {} exited without writing its result for chunk {} of column {}",
             row.worker,
+            row.chunk,
             columns[row.column as usize]
         );
     }
@@ -110,14 +118,16 @@ fn by_processes(
         .iter()
         .enumerate()
         .map(|(c, name)| {
-            let merged = rows
+            let first = partition::first_row(&chunk_counts, c);
+            let partials: Vec<Partial> = rows
+                .get(first..first + chunk_counts[c])
+                .with_context(|| format!("results segment {results:?} lacks rows of {name}"))?
                 .iter()
-                .filter(|r| r.column as usize == c)
-                .fold(None::<Partial>, |acc, r| {
-                    Some(acc.map_or(r.partial, |a| a.merge(&r.partial)))
-                })
-                .with_context(|| format!("no worker wrote a result for column {name}"))?;
-            Ok(merged.finish(name, args.ddof))
+                .map(|r| r.partial)
+                .collect();
+            // Whether it is an integer column (an empty range: no chunk is reduced here).
+            let int = segment.chunk_partials(name, 0..0, None)?.0;
+            Ok(merge_in_order(int, &partials).finish(name, args.ddof))
         })
         .collect::<anyhow::Result<_>>()?;
     if keep {

@@ -22,11 +22,14 @@ pub fn run(dir: &SegmentDir, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         } => {
             let segment = dir.attach(name)?;
             let out = dir.open_writable(results)?;
-            for (c, column) in columns.iter().enumerate() {
-                let chunks =
-                    partition::worker_chunks(segment.chunk_count(column)?, args.index, args.of);
-                let partial = segment.reduce_chunks(column, chunks, Some(1))?;
-                partition::write_partial(&out, args.index * columns.len() + c, &partial)?;
+            // The rows of each column's chunks follow those of the columns before it.
+            let mut first = 0;
+            for column in columns {
+                let count = segment.chunk_count(column)?;
+                let chunks = partition::worker_chunks(count, args.index, args.of);
+                let (_, partials) = segment.chunk_partials(column, chunks.clone(), Some(1))?;
+                partition::write_partials(&out, first + chunks.start, &partials)?;
+                first += count;
             }
         }
         WorkerJob::Map {
