@@ -21,6 +21,7 @@
 //!   `--populate`.
 //!
 //! `SHMARROW_BENCH_QUICK=1`: 128 MiB instead of 1 GiB, fewer repeats, targets not judged.
+//! `SHMARROW_BENCH_ONLY=a`: case a alone (for working on the kernel).
 //! The segment directory is `$SHMARROW_DIR` or `/dev/shm`. Every file this program creates is
 //! named `shmarrow-bench-<pid>-...` and removed on success, on error, on panic and on
 //! SIGINT/SIGTERM/SIGHUP (checked between steps); a results segment a CLI child leaves behind
@@ -715,6 +716,10 @@ fn run() -> BenchResult<()> {
     );
     println!();
     bench_fused(&dir, &name, bytes, warmups, repeats)?;
+    if std::env::var("SHMARROW_BENCH_ONLY").is_ok_and(|v| v == "a") {
+        println!("load average at end: {}", loadavg());
+        return Ok(());
+    }
 
     // b. (and c, fresh process)
     check_interrupted()?;
