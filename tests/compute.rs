@@ -10,7 +10,7 @@ use arrow_array::{
 };
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema};
-use common::{Name, TempDir};
+use common::{Name, TempDir, create_batches};
 use shmarrow::reduce::{CHUNK_ROWS, Number, ReduceOptions};
 use shmarrow::{CreateOptions, Error, MapOp, MapOptions, SegmentDir, split_rows};
 
@@ -48,14 +48,7 @@ fn sample(name: &Name) -> Vec<Option<f64>> {
             .unwrap()
         })
         .collect();
-    name.dir
-        .create(
-            name,
-            &batches[0].schema(),
-            &batches,
-            &CreateOptions::default(),
-        )
-        .unwrap();
+    create_batches(&name.dir, name, &batches);
     all
 }
 

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, Float64Array, Int32Array, RecordBatch, StringArray};
-use common::{TempDir, run, shmarrow_bin};
+use common::{TempDir, create_batches, run, shmarrow_bin};
 use serde_json::Value;
-use shmarrow::CreateOptions;
 
 fn ok_json(dir: &TempDir, args: &[&str]) -> Value {
     let mut all = vec!["--json"];
@@ -52,14 +51,7 @@ fn publish(dir: &TempDir, name: &str, rows: usize, batch: usize) {
             .unwrap()
         })
         .collect();
-    dir.dir()
-        .create(
-            name,
-            &batches[0].schema(),
-            &batches,
-            &CreateOptions::default(),
-        )
-        .unwrap();
+    create_batches(&dir.dir(), name, &batches);
 }
 
 #[test]
@@ -127,14 +119,7 @@ fn publish_offset_floats(dir: &TempDir, name: &str) {
             .unwrap()
         })
         .collect();
-    dir.dir()
-        .create(
-            name,
-            &batches[0].schema(),
-            &batches,
-            &CreateOptions::default(),
-        )
-        .unwrap();
+    create_batches(&dir.dir(), name, &batches);
 }
 
 #[test]

@@ -90,34 +90,34 @@ def int_columns(draw):
     return np.split(values, np.cumsum(sizes)[:-1]), np.split(valid, np.cumsum(sizes)[:-1])
 
 
-def publish(name, batches, valids, typ):
+def reduce_drawn(name, batches, valids, typ, threads, ddof):
+    """Publish the drawn batches as segment ``name``, reduce ``x``, remove the segment; check
+    the counts, min and max. Returns the statistics and the non-null values in order."""
     table = pa.Table.from_batches(
         [pa.record_batch({"x": pa.array(v, typ, mask=~m)}) for v, m in zip(batches, valids)]
     )
-    shmarrow.create(name, table)
-
-
-def kept(batches, valids):
-    return [v for b, m in zip(batches, valids) for v in b[m].tolist()]
+    try:
+        shmarrow.create(name, table)
+        got = shmarrow.reduce(name, threads=threads, ddof=ddof)["x"]
+    finally:
+        shmarrow.remove(name)
+    xs = [v for b, m in zip(batches, valids) for v in b[m].tolist()]
+    assert (got["count"], got["null_count"]) == (len(xs), sum(len(b) for b in batches) - len(xs))
+    if xs:
+        assert (got["min"], got["max"]) == (min(xs), max(xs))
+    else:
+        assert got["min"] is None and got["max"] is None and math.isnan(got["mean"])
+    return got, xs
 
 
 @PROPERTY
 @given(data=float_columns(), threads=st.integers(1, 3), ddof=st.integers(0, 1))
 def test_float_reduce_within_the_compensated_bound(new_name, data, threads, ddof):
-    batches, valids = data
-    name = new_name()
-    try:
-        publish(name, batches, valids, pa.float64())
-        got = shmarrow.reduce(name, threads=threads, ddof=ddof)["x"]
-    finally:
-        shmarrow.remove(name)
-    xs = kept(batches, valids)
+    got, xs = reduce_drawn(new_name(), *data, pa.float64(), threads, ddof)
     n = len(xs)
-    assert (got["count"], got["null_count"]) == (n, sum(len(b) for b in batches) - n)
     if n == 0:
-        assert got["sum"] == 0.0 and got["min"] is None and math.isnan(got["mean"])
+        assert got["sum"] == 0.0
         return
-    assert (got["min"], got["max"]) == (min(xs), max(xs))
     s1, mean, var = exact_stats(xs, ddof)
     abs_sum = sum(abs(Fraction(x)) for x in xs)
     sum_bound = EPS * abs(s1) + 4 * (n * EPS) ** 2 * abs_sum
@@ -135,21 +135,10 @@ def test_float_reduce_within_the_compensated_bound(new_name, data, threads, ddof
 @PROPERTY
 @given(data=int_columns(), threads=st.integers(1, 3), ddof=st.integers(0, 1))
 def test_integer_reduce_is_exact(new_name, data, threads, ddof):
-    batches, valids = data
-    name = new_name()
-    try:
-        publish(name, batches, valids, pa.int64())
-        got = shmarrow.reduce(name, threads=threads, ddof=ddof)["x"]
-    finally:
-        shmarrow.remove(name)
-    xs = kept(batches, valids)
-    n = len(xs)
-    assert (got["count"], got["null_count"]) == (n, sum(len(b) for b in batches) - n)
+    got, xs = reduce_drawn(new_name(), *data, pa.int64(), threads, ddof)
     assert got["sum"] == sum(xs) and type(got["sum"]) is int
-    if n == 0:
-        assert got["min"] is None and math.isnan(got["mean"])
+    if not xs:
         return
-    assert (got["min"], got["max"]) == (min(xs), max(xs))
     _, mean, var = exact_stats(xs, ddof)
     # The exact sum rounded to float64, then divided by n: two roundings.
     assert abs(Fraction(got["mean"]) - mean) <= 2 * EPS * abs(mean)

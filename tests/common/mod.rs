@@ -710,3 +710,14 @@ pub fn interrupt_leaves_nothing(
         .collect();
     assert!(left.is_empty(), "{signal} left {left:?}");
 }
+
+/// Create segment `name` in `dir` from `batches` (at least one; their schema), default options.
+pub fn create_batches(dir: &SegmentDir, name: &str, batches: &[RecordBatch]) {
+    dir.create(
+        name,
+        &batches[0].schema(),
+        batches,
+        &shmarrow::CreateOptions::default(),
+    )
+    .unwrap();
+}
