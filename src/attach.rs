@@ -34,11 +34,95 @@ const MAGIC: &[u8; 6] = b"ARROW1";
 /// Leading magic + padding (8) and trailing footer length + magic (10).
 const MIN_FILE_LEN: u64 = 18;
 
+/// How much of a segment's data attach validates (the trust model: SECURITY.md).
+///
+/// Structural checks are always made: the footer, every block and message, every buffer inside
+/// the mapping and large enough for its column's length and type, lengths and null counts
+/// consistent. They cost O(batches × columns) whatever the data. What they do not read is the
+/// *values* of variable-width and nested columns: offsets, UTF-8, dictionary keys, run ends,
+/// union type ids, view lengths. Full validation reads those too (O(data) for strings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Validate {
+    /// [`Structure`](Validate::Structure) for a segment shmarrow published (its metadata
+    /// says so) that only this process's user, or root, can write (owned by this user or root,
+    /// no group or other write bit, which an ACL granting write would set); [`Full`](Validate::Full)
+    /// for any other file.
+    #[default]
+    Auto,
+    /// Always validate every value arrow can check (arrow's full validation).
+    Full,
+    /// Structural checks only, for any file only this user or root can write (shmarrow's or
+    /// not); a file others can write is refused with [`Error::Untrusted`].
+    Structure,
+}
+
+impl std::fmt::Display for Validate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Validate::Auto => "auto",
+            Validate::Full => "full",
+            Validate::Structure => "structure",
+        })
+    }
+}
+
+impl std::str::FromStr for Validate {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Validate::Auto),
+            "full" => Ok(Validate::Full),
+            "structure" => Ok(Validate::Structure),
+            _ => Err(format!(
+                "unknown validation {s:?} (expected auto, full or structure)"
+            )),
+        }
+    }
+}
+
+/// Why users other than this process's own (and root) can write the file `info` describes, or
+/// `None` if they cannot: its owner is this user or root, and neither the group nor others
+/// have write permission (a POSIX ACL granting write to anyone shows as the group write bit).
+pub(crate) fn foreign_writers(info: &SegmentInfo) -> Option<String> {
+    let me = sys::effective_uid();
+    if info.uid != me && info.uid != 0 {
+        return Some(format!("owned by uid {}, not {me}", info.uid));
+    }
+    if info.mode & 0o022 != 0 {
+        return Some(format!(
+            "writable by its group or others (mode {:o})",
+            info.mode
+        ));
+    }
+    None
+}
+
+/// The validation `requested` resolves to for the file `info` describes: [`Validate::Full`] or
+/// [`Validate::Structure`] (see [`Validate`]).
+///
+/// # Errors
+/// [`Error::Untrusted`] for [`Validate::Structure`] of a file other users can write.
+pub(crate) fn resolve_validation(requested: Validate, info: &SegmentInfo) -> Result<Validate> {
+    Ok(match (requested, foreign_writers(info)) {
+        (Validate::Full, _) => Validate::Full,
+        (Validate::Structure, None) => Validate::Structure,
+        (Validate::Structure, Some(reason)) => {
+            return Err(Error::Untrusted {
+                name: info.name.clone(),
+                reason,
+            });
+        }
+        (Validate::Auto, None) if info.meta.is_some() => Validate::Structure,
+        (Validate::Auto, _) => Validate::Full,
+    })
+}
+
 /// Options for [`SegmentDir::attach_with`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AttachOptions {
     strict: bool,
     populate: bool,
+    validate: Option<Validate>,
 }
 
 impl AttachOptions {
@@ -55,6 +139,13 @@ impl AttachOptions {
     /// the data takes no page faults: worth it when every byte will be read (a full reduce).
     pub fn populate(mut self, populate: bool) -> Self {
         self.populate = populate;
+        self
+    }
+
+    /// How much to validate (see [`Validate`]); unset, the directory's
+    /// ([`SegmentDir::validate`], default [`Validate::Auto`]).
+    pub fn validate(mut self, validate: Validate) -> Self {
+        self.validate = Some(validate);
         self
     }
 }
@@ -134,9 +225,15 @@ pub struct Segment {
     map: Buffer,
     batches: Vec<RecordBatch>,
     copied: Vec<String>,
+    validation: Validate,
 }
 
 impl Segment {
+    /// How this segment was validated: [`Validate::Full`] or [`Validate::Structure`].
+    pub fn validation(&self) -> Validate {
+        self.validation
+    }
+
     /// Name, size, schema, batch sizes and metadata.
     pub fn info(&self) -> &SegmentInfo {
         &self.info
@@ -227,9 +324,14 @@ impl SegmentDir {
     /// # Errors
     /// [`Error::InvalidName`], [`Error::NotFound`], [`Error::PermissionDenied`],
     /// [`Error::NotAFile`], [`Error::Corrupt`] for bytes that are not a valid Arrow IPC file,
-    /// [`Error::NotZeroCopy`] in strict mode.
+    /// [`Error::NotZeroCopy`] in strict mode, [`Error::Untrusted`] for
+    /// [`Validate::Structure`] of a file other users can write.
     pub fn attach_with(&self, name: &str, options: &AttachOptions) -> Result<Segment> {
-        attach_path(name, &self.segment_path(name)?, options)
+        let options = AttachOptions {
+            validate: Some(options.validate.unwrap_or(self.validation())),
+            ..*options
+        };
+        attach_path(name, &self.segment_path(name)?, &options)
     }
 
     /// Read what segment `name` holds (schema, batches, rows, metadata) without decoding it.
@@ -261,14 +363,16 @@ pub(crate) fn attach_file(
     meta: &std::fs::Metadata,
     options: &AttachOptions,
 ) -> Result<Segment> {
-    let file = IpcFile::from_file(label, path, file, meta, options.populate)?;
-    let (info, map) = (file.info.clone(), file.map.clone());
+    let validate = options.validate.unwrap_or_default();
+    let file = IpcFile::from_file(label, path, file, meta, options.populate, validate)?;
+    let (info, map, validation) = (file.info.clone(), file.map.clone(), file.validation);
     let batches = file.collect::<Result<Vec<_>>>()?;
     let mut segment = Segment {
         info,
         map,
         batches,
         copied: Vec::new(),
+        validation,
     };
     segment.copied = copied_paths(&segment);
     if options.strict && !segment.copied.is_empty() {
@@ -291,6 +395,7 @@ pub struct IpcFile {
     map: Buffer,
     layout: Layout,
     decoder: Decoder,
+    validation: Validate,
     next: usize,
 }
 
@@ -302,19 +407,30 @@ impl IpcFile {
     /// As [`SegmentDir::attach_with`], except [`Error::NotZeroCopy`].
     pub fn open(label: &str, path: &Path) -> Result<Self> {
         let (file, meta) = open(label, path)?;
-        Self::from_file(label, path, &file, &meta, false)
+        Self::from_file(label, path, &file, &meta, false, Validate::Full)
     }
 
-    /// Map and check the open `file` (`meta` is its `fstat`; `path` labels errors).
+    /// Map and check the open `file` (`meta` is its `fstat`; `path` labels errors), to be
+    /// validated as `validate` resolves for it.
     fn from_file(
         label: &str,
         path: &Path,
         file: &File,
         meta: &std::fs::Metadata,
         populate: bool,
+        validate: Validate,
     ) -> Result<Self> {
         let (map, layout, info) = map_and_read(label, path, file, meta, populate)?;
+        let validation = resolve_validation(validate, &info)?;
         let mut decoder = Decoder::with_schema(label, layout.schema.clone(), layout.swap);
+        if validation == Validate::Structure {
+            // SAFETY: `resolve_validation` returns Structure only when `foreign_writers` found
+            // that no user but this process's own (or root) can write the file `meta` is the
+            // `fstat` of, and which is mapped: its bytes, valid or not, came from processes
+            // that can already write this process's memory (ptrace, /proc/PID/mem), so
+            // trusting them gives no one a power they lack. SECURITY.md states this rule.
+            unsafe { decoder.trust_values() };
+        }
         guarded(label, || {
             for block in &layout.dictionaries {
                 decode_block(label, &mut decoder, &map, block)?;
@@ -326,6 +442,7 @@ impl IpcFile {
             map,
             layout,
             decoder,
+            validation,
             next: 0,
         })
     }

@@ -106,6 +106,16 @@ pub enum Error {
         /// The segment name.
         name: String,
     },
+    /// Structure-only validation was asked of a file other users can write: refused, since
+    /// they could have written offsets or UTF-8 that are not valid (see
+    /// [`Validate`](crate::Validate)).
+    #[error("segment {name:?} cannot be attached with structure-only validation: {reason}")]
+    Untrusted {
+        /// The segment name.
+        name: String,
+        /// Who else can write it.
+        reason: String,
+    },
     /// Strict attach: these columns could not be used in place and would need a copy.
     #[error("segment {name:?} is not zero-copy readable: column(s) {} would need a copy", columns.join(", "))]
     NotZeroCopy {

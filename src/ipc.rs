@@ -36,6 +36,8 @@ use std::sync::{Arc, Once};
 
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_buffer::{Buffer, MutableBuffer};
+use arrow_data::{ArrayData, UnsafeFlag};
+use arrow_ipc::reader::RecordBatchDecoder;
 use arrow_ipc::{Endianness, MessageHeader, MetadataVersion};
 use arrow_schema::{DataType, Field, FieldRef, IntervalUnit, Schema, SchemaRef, UnionMode};
 
@@ -131,6 +133,8 @@ pub struct Decoder {
     /// The schema and whether its byte order must be swapped; `None` until a schema message.
     schema: Option<(SchemaRef, bool)>,
     dictionaries: HashMap<i64, ArrayRef>,
+    /// Record batches get structural checks only (see [`Decoder::trust_values`]).
+    structure_only: bool,
 }
 
 impl Decoder {
@@ -141,7 +145,22 @@ impl Decoder {
             name: name.to_owned(),
             schema: None,
             dictionaries: HashMap::new(),
+            structure_only: false,
         }
+    }
+
+    /// Check record batches structurally only: every buffer inside the body and large enough
+    /// for its length and type, child lengths and null counts consistent, but offsets, UTF-8,
+    /// dictionary keys, run ends and union type ids not read. Dictionary batches are still
+    /// validated in full.
+    ///
+    /// # Safety
+    /// The values of variable-width and nested columns are trusted: a batch whose offsets,
+    /// keys or UTF-8 are wrong yields arrays whose accessors are undefined behaviour. Call this
+    /// only for bytes written by a writer that could already write this process's memory (the
+    /// trust rule of `attach`: a shmarrow segment only this process's user, or root, can write).
+    pub(crate) unsafe fn trust_values(&mut self) {
+        self.structure_only = true;
     }
 
     /// A decoder for a schema known already (a file's footer, a channel's header); `swap`:
@@ -226,22 +245,53 @@ impl Decoder {
                     .header_as_record_batch()
                     .ok_or_else(|| self.corrupt("bad record batch".into()))?;
                 let body = self.prepare(&batch, body, schema.fields(), version, swap)?;
-                arrow_ipc::reader::read_record_batch(
-                    &body,
-                    batch,
-                    schema,
-                    &self.dictionaries,
-                    None,
-                    &version,
-                )
-                .map(Decoded::Batch)
-                .map_err(|e| self.corrupt(e.to_string()))
+                let decoder =
+                    RecordBatchDecoder::try_new(&body, batch, schema, &self.dictionaries, &version)
+                        .map_err(|e| self.corrupt(e.to_string()))?
+                        .with_require_alignment(false);
+                if !self.structure_only {
+                    return decoder
+                        .read_record_batch()
+                        .map(Decoded::Batch)
+                        .map_err(|e| self.corrupt(e.to_string()));
+                }
+                let mut skip = UnsafeFlag::new();
+                // SAFETY: `structure_only` is set only through the unsafe `trust_values`, whose
+                // caller vouches for the values; the structure is checked right below.
+                unsafe { skip.set(true) };
+                let batch = decoder
+                    .with_skip_validation(skip)
+                    .read_record_batch()
+                    .map_err(|e| self.corrupt(e.to_string()))?;
+                self.check_structure(&batch)?;
+                Ok(Decoded::Batch(batch))
             }
             other => Err(self.unsupported(format!(
                 "{} messages",
                 other.variant_name().unwrap_or("unknown")
             ))),
         }
+    }
+
+    /// What arrow's skipped validation would have checked without reading values: every
+    /// column as long as the batch, every buffer large enough for its length and type (children
+    /// included), null counts equal to the bitmaps.
+    fn check_structure(&self, batch: &RecordBatch) -> Result<()> {
+        for (field, column) in batch.schema_ref().fields().iter().zip(batch.columns()) {
+            let data = column.to_data();
+            if data.len() != batch.num_rows() {
+                return Err(self.corrupt(format!(
+                    "column {:?} has {} rows, the batch {}",
+                    field.name(),
+                    data.len(),
+                    batch.num_rows()
+                )));
+            }
+            data.validate()
+                .and_then(|()| nulls_consistent(&data))
+                .map_err(|e| self.corrupt(format!("column {:?}: {e}", field.name())))?;
+        }
+        Ok(())
     }
 
     fn schema_or_err(&self, what: &str) -> Result<(SchemaRef, bool)> {
@@ -339,6 +389,12 @@ impl Decoder {
             what,
         }
     }
+}
+
+/// `ArrayData::validate_nulls` of `data` and every descendant (validate recurses; it does not).
+fn nulls_consistent(data: &ArrayData) -> std::result::Result<(), arrow_schema::ArrowError> {
+    data.validate_nulls()?;
+    data.child_data().iter().try_for_each(nulls_consistent)
 }
 
 /// The value type of dictionary `id` in `schema`.

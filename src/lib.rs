@@ -49,7 +49,7 @@ pub mod reduce;
 mod sys;
 
 pub use attach::{
-    AttachOptions, BatchInfo, ColumnInfo, IpcFile, Segment, SegmentInfo, attach_path,
+    AttachOptions, BatchInfo, ColumnInfo, IpcFile, Segment, SegmentInfo, Validate, attach_path,
 };
 pub use channel::{
     CHANNEL_MAGIC, CHANNEL_VERSION, ChannelError, ChannelInfo, ChannelOptions, Consumer,

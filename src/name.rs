@@ -4,6 +4,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::attach::Validate;
 use crate::error::{Error, Result};
 
 /// Longest allowed segment name, in bytes.
@@ -53,6 +54,7 @@ pub fn check_name(name: &str) -> Result<()> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentDir {
     path: PathBuf,
+    validate: Validate,
 }
 
 impl Default for SegmentDir {
@@ -73,7 +75,24 @@ impl SegmentDir {
 
     /// Segments in any directory whose filesystem supports `mmap` (tmpfs, hugetlbfs, a disk).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self { path: path.into() }
+        Self {
+            path: path.into(),
+            validate: Validate::Auto,
+        }
+    }
+
+    /// The validation of attaches through this directory whose [`AttachOptions`] choose none
+    /// (default [`Validate::Auto`]): how the CLI's `--validate` reaches every verb.
+    ///
+    /// [`AttachOptions`]: crate::AttachOptions
+    pub fn validate(mut self, validate: Validate) -> Self {
+        self.validate = validate;
+        self
+    }
+
+    /// The validation set by [`validate`](Self::validate).
+    pub fn validation(&self) -> Validate {
+        self.validate
     }
 
     /// The directory itself.

@@ -625,33 +625,6 @@ fn row_slices_cover_only_their_rows() {
     assert_eq!(pos[0][12..18], [1.0; 6]);
 }
 
-/// The byte position, in `file`, of buffer `index`'s `{offset, length}` in record batch
-/// `batch`'s message, and the position of the footer's block of record batch `batch`.
-fn positions(file: &[u8], batch: usize, index: usize) -> (usize, usize) {
-    let len = file.len();
-    let footer_len = i32::from_le_bytes(file[len - 10..len - 6].try_into().unwrap()) as usize;
-    let footer = arrow_ipc::root_as_footer(&file[len - 10 - footer_len..len - 10]).unwrap();
-    let block = footer.recordBatches().unwrap().get(batch);
-    let block_at = block as *const _ as usize - file.as_ptr() as usize;
-    let start = block.offset() as usize;
-    let skip = if file[start..start + 4] == [0xff; 4] {
-        8
-    } else {
-        4
-    };
-    let message = start + skip;
-    let meta = &file[message..start + block.metaDataLength() as usize];
-    (message + common::buffer_entries(meta)[index], block_at)
-}
-
-/// Rewrite segment `name` of `dir` with `patch` applied to its bytes.
-fn patch(dir: &SegmentDir, name: &str, patch: impl FnOnce(&mut Vec<u8>)) {
-    let path = dir.segment_path(name).unwrap();
-    let mut file = std::fs::read(&path).unwrap();
-    patch(&mut file);
-    std::fs::write(&path, &file).unwrap();
-}
-
 /// Segments of `dir` whose layouts make writable value ranges overlap, each still a valid,
 /// readable Arrow file: (name, writable column).
 fn overlapping_segments(dir: &SegmentDir) -> Vec<(&'static str, &'static str)> {
@@ -661,23 +634,29 @@ fn overlapping_segments(dir: &SegmentDir) -> Vec<(&'static str, &'static str)> {
     let options = CreateOptions::default();
     dir.create("batches", &b(0).schema(), &[b(0), b(100)], &options)
         .unwrap();
-    patch(dir, "batches", |file| {
-        let (_, block0) = positions(file, 0, 0);
-        let (_, block1) = positions(file, 1, 0);
+    common::patch(dir, "batches", |file| {
+        let (_, block0) = common::positions(file, 0, 0);
+        let (_, block1) = common::positions(file, 1, 0);
         file.copy_within(block0..block0 + 24, block1);
     });
     // Two columns sharing bytes: b's values buffer (buffer 3) is a's (buffer 1).
     publish(dir, "columns", vec![("a", ints(0)), ("b", ints(100))]);
-    patch(dir, "columns", |file| {
-        let (a, b) = (positions(file, 0, 1).0, positions(file, 0, 3).0);
+    common::patch(dir, "columns", |file| {
+        let (a, b) = (
+            common::positions(file, 0, 1).0,
+            common::positions(file, 0, 3).0,
+        );
         file.copy_within(a..a + 8, b);
     });
     // A values buffer over an offsets buffer: n's values (buffer 4) are s's offsets (buffer 1).
     let strings = Arc::new(StringArray::from(vec!["ab", "c", "", "def"])) as _;
     let n = Arc::new(Int32Array::from(vec![9, 9, 9, 9])) as _;
     publish(dir, "offsets", vec![("s", strings), ("n", n)]);
-    patch(dir, "offsets", |file| {
-        let (s, n) = (positions(file, 0, 1).0, positions(file, 0, 4).0);
+    common::patch(dir, "offsets", |file| {
+        let (s, n) = (
+            common::positions(file, 0, 1).0,
+            common::positions(file, 0, 4).0,
+        );
         file.copy_within(s..s + 8, n);
     });
     vec![("batches", "x"), ("columns", "b"), ("offsets", "n")]

@@ -46,9 +46,11 @@ def _error(cls: type, message: str, name: Optional[str], **attrs: Any) -> Except
     return exc
 
 
-def _attach_version(name: str, dir: str, identity: Optional[Identity], strict: bool) -> pa.Table:
+def _attach_version(
+    name: str, dir: str, identity: Optional[Identity], strict: bool, validate: str = "auto"
+) -> pa.Table:
     """Attach ``name`` in ``dir``; with ``identity``, only that published version of it."""
-    reader, found = _shmarrow.attach(name, dir=dir, strict=strict)
+    reader, found = _shmarrow.attach(name, dir=dir, strict=strict, validate=validate)
     found = (int(found[0]), int(found[1]))
     if identity is not None and found != tuple(identity):
         raise _error(
@@ -79,7 +81,9 @@ def _current_identity(directory: str, name: str) -> Optional[Identity]:
     return (st.st_dev, st.st_ino)
 
 
-def attach(name: str, *, dir: Optional[PathLike] = None, strict: bool = False) -> pa.Table:
+def attach(
+    name: str, *, dir: Optional[PathLike] = None, strict: bool = False, validate: str = "auto"
+) -> pa.Table:
     """Attach a segment: a ``pyarrow.Table`` whose buffers lie in the shared mapping.
 
     Parameters
@@ -91,6 +95,14 @@ def attach(name: str, *, dir: Optional[PathLike] = None, strict: bool = False) -
     strict : bool, default False
         Refuse segments that would need any copy (foreign files with misaligned 16-byte
         types or compressed bodies). By default only those buffers are copied.
+    validate : {"auto", "full", "structure"}, default "auto"
+        How much of the data to check (the trust model, SECURITY.md). Structural checks
+        (every buffer inside the mapping and large enough, lengths and null counts
+        consistent) are always made, in time independent of the data size. ``"full"`` also
+        checks every offset, UTF-8 string and dictionary key (time proportional to the
+        variable-width data). ``"auto"``: structure only for a segment shmarrow published
+        that only this user (or root) can write, full otherwise. ``"structure"``: structure
+        only for any file only this user or root can write; others are refused.
 
     Returns
     -------
@@ -108,12 +120,15 @@ def attach(name: str, *, dir: Optional[PathLike] = None, strict: bool = False) -
     InvalidName
         The name breaks the naming rule (also a ``ValueError``).
     AccessDenied
-        The file's mode or owner refuses this process (also a ``PermissionError``).
+        The file's mode or owner refuses this process, or ``validate="structure"`` and
+        other users can write the file (also a ``PermissionError``).
     NotAFile, CorruptSegment, NotZeroCopy
         Something other than a regular file at the name; bytes that are not a valid Arrow
         IPC file; ``strict=True`` and a copy would be needed.
+    ValueError
+        ``validate`` is not one of the three.
     """
-    return _attach_version(name, _resolve_dir(name, dir), None, strict)
+    return _attach_version(name, _resolve_dir(name, dir), None, strict, validate)
 
 
 def _as_arrow(data: object, name: str) -> Any:

@@ -83,7 +83,11 @@ class Producer:
     def __exit__(self, ty: object, value: object, tb: object) -> bool: ...
 
 def attach(
-    name: str, *, dir: Optional[_PathLike] = None, strict: bool = False
+    name: str,
+    *,
+    dir: Optional[_PathLike] = None,
+    strict: bool = False,
+    validate: str = "auto",
 ) -> Tuple[pa.RecordBatchReader, _Identity]: ...
 def create(
     name: str,

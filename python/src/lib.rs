@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats, merge_in_order};
 use shmarrow::{
     AttachOptions, ChannelError as ChannelFailure, Constant, CreateOptions, Error, Lifetime, MapOp,
-    MapOptions, SegmentDir,
+    MapOptions, SegmentDir, Validate,
 };
 
 // Module `shmarrow`: the classes are re-exported there, so `pickle` (and with it a
@@ -213,7 +213,10 @@ fn exception(py: Python<'_>, err: &Error, msg: String) -> PyResult<PyErr> {
             value.setattr("needed", needed)?;
             (value, Some(name))
         }
-        Error::PermissionDenied { name, .. } => (Dual::AccessDenied.instance(py, msg)?, Some(name)),
+        // Structure-only validation refused: other users can write the file.
+        Error::PermissionDenied { name, .. } | Error::Untrusted { name, .. } => {
+            (Dual::AccessDenied.instance(py, msg)?, Some(name))
+        }
         Error::InvalidName { name, .. } => (Dual::InvalidName.instance(py, msg)?, Some(name)),
         // A constant the column cannot take is a ValueError about that column.
         Error::InvalidColumn { name, column, .. } | Error::InvalidConstant { name, column, .. } => {
@@ -264,16 +267,21 @@ type BatchReader = PyArrowType<Box<dyn RecordBatchReader + Send>>;
 /// Attach segment `name`; returns a pyarrow.RecordBatchReader over zero-copy batches and the
 /// (device, inode) identity of the file mapped.
 #[pyfunction]
-#[pyo3(signature = (name, *, dir=None, strict=false))]
+#[pyo3(signature = (name, *, dir=None, strict=false, validate="auto"))]
 fn attach(
     py: Python<'_>,
     name: &str,
     dir: Option<std::path::PathBuf>,
     strict: bool,
+    validate: &str,
 ) -> PyResult<(BatchReader, Identity)> {
+    let validate: Validate = validate
+        .parse()
+        .map_err(pyo3::exceptions::PyValueError::new_err)?;
     let dir = segment_dir(dir);
+    let options = AttachOptions::default().strict(strict).validate(validate);
     let segment = py
-        .detach(|| dir.attach_with(name, &AttachOptions::default().strict(strict)))
+        .detach(|| dir.attach_with(name, &options))
         .map_err(to_py)?;
     let batches: Vec<RecordBatch> = segment.batches().to_vec();
     let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), segment.schema());
@@ -372,6 +380,15 @@ fn create(
     let batches = reader
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| InvalidTable::new_err(e.to_string()))?;
+    // The C stream import trusts its producer; shmarrow validates what it publishes, so that
+    // readers may trust its segments (the trust model, SECURITY.md).
+    py.detach(|| {
+        batches
+            .iter()
+            .flat_map(|batch| batch.columns())
+            .try_for_each(|column| column.to_data().validate_full())
+    })
+    .map_err(|e| InvalidTable::new_err(format!("invalid data for segment {name:?}: {e}")))?;
     let dir = segment_dir(dir);
     let created = py
         .detach(|| dir.create(name, &schema, &batches, &options))

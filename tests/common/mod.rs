@@ -637,6 +637,33 @@ pub fn buffer_entries(message: &[u8]) -> Vec<usize> {
         .collect()
 }
 
+/// The byte position, in `file`, of buffer `index`'s `{offset, length}` in record batch
+/// `batch`'s message, and the position of the footer's block of record batch `batch`.
+pub fn positions(file: &[u8], batch: usize, index: usize) -> (usize, usize) {
+    let len = file.len();
+    let footer_len = i32::from_le_bytes(file[len - 10..len - 6].try_into().unwrap()) as usize;
+    let footer = arrow_ipc::root_as_footer(&file[len - 10 - footer_len..len - 10]).unwrap();
+    let block = footer.recordBatches().unwrap().get(batch);
+    let block_at = block as *const _ as usize - file.as_ptr() as usize;
+    let start = block.offset() as usize;
+    let skip = if file[start..start + 4] == [0xff; 4] {
+        8
+    } else {
+        4
+    };
+    let message = start + skip;
+    let meta = &file[message..start + block.metaDataLength() as usize];
+    (message + buffer_entries(meta)[index], block_at)
+}
+
+/// Rewrite segment `name` of `dir` with `patch` applied to its bytes.
+pub fn patch(dir: &SegmentDir, name: &str, patch: impl FnOnce(&mut Vec<u8>)) {
+    let path = dir.segment_path(name).unwrap();
+    let mut file = std::fs::read(&path).unwrap();
+    patch(&mut file);
+    std::fs::write(&path, &file).unwrap();
+}
+
 /// In `message` (the flatbuffer of a record batch message), move the first non-empty buffer
 /// 4 GiB past the body (bit 32 of its offset), as in the fuzzer's `slice offset=4294967344
 /// length=8` panic of arrow-ipc.

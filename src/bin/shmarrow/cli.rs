@@ -30,6 +30,12 @@ pub struct Cli {
     /// Print machine-readable JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
+    /// How much of a segment to validate when attaching it: auto (structure only for a
+    /// segment shmarrow published that only this user or root can write, full otherwise),
+    /// full (every offset, UTF-8 string and dictionary key), structure (refused if other
+    /// users can write the file). See SECURITY.md.
+    #[arg(long, global = true, default_value = "auto", value_parser = ["auto", "full", "structure"])]
+    pub validate: String,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -28,7 +28,8 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let dir = cli
         .dir
-        .map_or_else(shmarrow::SegmentDir::from_env, shmarrow::SegmentDir::new);
+        .map_or_else(shmarrow::SegmentDir::from_env, shmarrow::SegmentDir::new)
+        .validate(cli.validate.parse().map_err(anyhow::Error::msg)?);
     if writes_files(&cli.command) {
         signals::remove_temps_on_signals()?;
     }

@@ -50,6 +50,7 @@ pub fn run(
                 .iter()
                 .collect::<std::collections::BTreeMap<_, _>>()
         );
+        value["validation"] = json!(segment.validation().to_string());
         value["zero_copy"] = json!(segment.copied_columns().is_empty());
         value["copied_columns"] = json!(segment.copied_columns());
         return fmt::print_json(out, &value).map(|()| ExitCode::SUCCESS);
@@ -79,7 +80,13 @@ pub fn run(
     } else {
         writeln!(out, "not written by shmarrow (no shmarrow.* metadata)")?;
     }
-    writeln!(out, "mode {:o}, uid {}", info.mode, info.uid)?;
+    writeln!(
+        out,
+        "mode {:o}, uid {}, validated: {}",
+        info.mode,
+        info.uid,
+        segment.validation()
+    )?;
     writeln!(out, "\nschema:")?;
     fmt::schema_tree(out, info.schema.fields(), 0)?;
     writeln!(out, "\ncolumns:")?;

@@ -1,6 +1,6 @@
 //! Starting worker processes of this binary and waiting for all of them.
 
-use std::path::Path;
+use shmarrow::SegmentDir;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -17,7 +17,7 @@ pub struct Report {
 /// Run `workers` copies of this binary (`--dir DIR worker ARGS --index i --of workers`) and
 /// wait for all. Fails naming every worker that failed or was killed, with its last stderr
 /// line; never reports a partial result as complete.
-pub fn run(dir: &Path, workers: usize, args: &[String]) -> anyhow::Result<Report> {
+pub fn run(dir: &SegmentDir, workers: usize, args: &[String]) -> anyhow::Result<Report> {
     let exe = std::env::current_exe().context("locate the shmarrow binary")?;
     let t0 = Instant::now();
     let mut argv_bytes = 0;
@@ -25,14 +25,16 @@ pub fn run(dir: &Path, workers: usize, args: &[String]) -> anyhow::Result<Report
         .map(|i| {
             let index = i.to_string();
             let of = workers.to_string();
-            argv_bytes += dir.as_os_str().len()
+            argv_bytes += dir.path().as_os_str().len()
                 + args.iter().map(String::len).sum::<usize>()
                 + index.len()
                 + of.len()
                 + 32;
             Command::new(&exe)
                 .arg("--dir")
-                .arg(dir)
+                .arg(dir.path())
+                .arg("--validate")
+                .arg(dir.validation().to_string())
                 .arg("worker")
                 .args(args)
                 .args(["--index", &index, "--of", &of])
