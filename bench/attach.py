@@ -1,5 +1,12 @@
 """Attach benchmark, Python side: shmarrow.attach vs stock pyarrow on the same segment.
 
+Also (issue 17) the table shapes: one string column of 1M and 10M rows, 1,000 float64
+columns × 1,000 rows, 10,000 batches of 100 rows (``validate="auto"``, which for these
+private segments means structural checks, and ``"full"``, with the Rust call and the C stream
+import timed apart), and one float64 column of 1 MiB / 100 MiB / 1 GiB beside the lecture's
+``SharedMemory(name)`` + ``np.ndarray``; each with the load average.
+``SHMARROW_BENCH_ONLY=shapes`` skips the 8-column sizes.
+
 Run with the project's venv (``make bench`` does): ``.venv/bin/python bench/attach.py``.
 ``SHMARROW_BENCH_QUICK=1``: fewer repeats and no 1 GiB table (a smoke run).
 
@@ -29,7 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 import shmarrow
-from benchlib import human
+from benchlib import human, loadavg
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -176,6 +183,162 @@ def bench_size(nbytes: int, seg_dir: str, warmups: int, repeats: int, created: l
     }
 
 
+def rotate_timed(cases: dict, warmups: int, repeats: int) -> dict:
+    """Median µs of each zero-argument callable in ``cases`` (each returns ns, or a tuple of
+    ns), rotating the order every repeat so that drift hits all alike."""
+    names = list(cases)
+    samples: dict = {k: [] for k in names}
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(warmups + repeats):
+            for k in range(len(names)):
+                name = names[(i + k) % len(names)]
+                got = cases[name]()
+                if i >= warmups:
+                    samples[name].append(got if isinstance(got, tuple) else (got,))
+    finally:
+        if gc_was:
+            gc.enable()
+    return {
+        k: tuple(statistics.median(s[j] for s in v) / 1e3 for j in range(len(v[0])))
+        for k, v in samples.items()
+    }
+
+
+def shape_tables(quick: bool) -> list:
+    """The table shapes of issue 17: (label, table)."""
+    def strings(rows: int) -> pa.Table:
+        values = np.char.add("value-", np.char.zfill(np.arange(rows).astype(str), 11))
+        return pa.table({"s": pa.array(values, pa.string())})
+
+    out = [("1 string column, 1M rows", strings(1_000_000))]
+    if not quick:
+        out.append(("1 string column, 10M rows", strings(10_000_000)))
+    base = np.arange(1000, dtype=np.float64)
+    out.append((
+        "1,000 float64 columns × 1,000 rows, 1 batch",
+        pa.table({f"c{c}": base + c for c in range(1000)}),
+    ))
+    batches = [pa.record_batch({"x": np.arange(b * 100, b * 100 + 100, dtype=np.float64)})
+               for b in range(10_000)]
+    out.append(("1 float64 column × 10,000 batches of 100 rows", pa.Table.from_batches(batches)))
+    return out
+
+
+def bench_shapes(seg_dir: str, quick: bool, created: list[str]) -> None:
+    """Attach + drop of each shape: shmarrow (auto: structural checks; and full), with the
+    Rust call and the C stream import timed apart, beside stock pyarrow."""
+    from shmarrow import _shmarrow
+
+    warmups, repeats = (1, 5) if quick else (2, 15)
+    print(f"## table shapes of issue 17 (load average before: {loadavg()}); {warmups} warmups, "
+          f"{repeats} repeats, rotating")
+    print()
+    print("| table | auto median µs | of which Rust attach | of which C stream import | "
+          "full median µs | stock pyarrow median µs | stock / auto | auto / stock |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for label, table in shape_tables(quick):
+        name = f"shmarrow-bench-py-{os.getpid()}-shape"
+        created.append(name)
+        shmarrow.create(name, table, dir=seg_dir)
+        rows = table.num_rows
+        del table
+        path = str(shmarrow.path(name, dir=seg_dir))
+
+        def ours(validate: str) -> tuple:
+            t0 = time.perf_counter_ns()
+            reader, _ = _shmarrow.attach(name, dir=seg_dir, validate=validate)
+            t1 = time.perf_counter_ns()
+            tbl = reader.read_all()
+            t2 = time.perf_counter_ns()
+            assert tbl.num_rows == rows
+            del tbl, reader
+            t3 = time.perf_counter_ns()
+            return t3 - t0, t1 - t0, t2 - t1
+
+        def public() -> int:
+            t0 = time.perf_counter_ns()
+            tbl = shmarrow.attach(name, dir=seg_dir)
+            del tbl
+            return time.perf_counter_ns() - t0
+
+        def stock() -> int:
+            t0 = time.perf_counter_ns()
+            tbl = pa.ipc.open_file(pa.memory_map(path)).read_all()
+            del tbl
+            return time.perf_counter_ns() - t0
+
+        m = rotate_timed({"auto": lambda: ours("auto"), "full": lambda: ours("full"),
+                          "public": public, "stock": stock}, warmups, repeats)
+        auto, rust, imp = m["auto"]
+        print(f"| {label} | {auto:.1f} (`shmarrow.attach`: {m['public'][0]:.1f}) | {rust:.1f} | "
+              f"{imp:.1f} | {m['full'][0]:.1f} | {m['stock'][0]:.1f} | "
+              f"{m['stock'][0] / auto:.2f}× | {auto / m['stock'][0]:.2f}× |", flush=True)
+        shmarrow.remove(name, dir=seg_dir)
+        created.remove(name)
+    print()
+    print(f"load average after: {loadavg()} (on a loaded machine these figures are indicative)")
+    print()
+
+
+def bench_one_column(seg_dir: str, quick: bool, created: list[str]) -> None:
+    """One float64 column of 1 MiB, 100 MiB (and 1 GiB): shmarrow.attach beside the lecture's
+    ``SharedMemory(name)`` + ``np.ndarray`` view (+ close) and stock pyarrow."""
+    from multiprocessing import shared_memory
+
+    warmups, repeats = (1, 11) if quick else (3, 31)
+    sizes = [MIB, 100 * MIB] if quick else [MIB, 100 * MIB, GIB]
+    print(f"## one float64 column (load average before: {loadavg()}); {warmups} warmups, "
+          f"{repeats} repeats, rotating")
+    print()
+    print("| data | `shmarrow.attach` median µs | `SharedMemory(name)` + `np.ndarray` median µs | "
+          "stock pyarrow median µs | shmarrow / SharedMemory |")
+    print("|---|---:|---:|---:|---:|")
+    for nbytes in sizes:
+        n = nbytes // 8
+        name = f"shmarrow-bench-py-{os.getpid()}-col"
+        created.append(name)
+        shmarrow.create(name, {"x": np.ones(n)}, dir=seg_dir)
+        path = str(shmarrow.path(name, dir=seg_dir))
+        shm = shared_memory.SharedMemory(name=f"shmarrow-bench-py-{os.getpid()}-shm",
+                                         create=True, size=nbytes)
+        try:
+            np.ndarray((n,), np.float64, buffer=shm.buf)[:] = 1.0
+
+            def ours() -> int:
+                t0 = time.perf_counter_ns()
+                tbl = shmarrow.attach(name, dir=seg_dir)
+                del tbl
+                return time.perf_counter_ns() - t0
+
+            def lecture() -> int:
+                t0 = time.perf_counter_ns()
+                b = shared_memory.SharedMemory(name=shm.name)
+                a = np.ndarray((n,), np.float64, buffer=b.buf)
+                del a
+                b.close()
+                return time.perf_counter_ns() - t0
+
+            def stock() -> int:
+                t0 = time.perf_counter_ns()
+                tbl = pa.ipc.open_file(pa.memory_map(path)).read_all()
+                del tbl
+                return time.perf_counter_ns() - t0
+
+            m = rotate_timed({"ours": ours, "lecture": lecture, "stock": stock}, warmups, repeats)
+            print(f"| {human(nbytes)} | {m['ours'][0]:.1f} | {m['lecture'][0]:.1f} | "
+                  f"{m['stock'][0]:.1f} | {m['ours'][0] / m['lecture'][0]:.2f}× |", flush=True)
+        finally:
+            shm.close()
+            shm.unlink()
+            shmarrow.remove(name, dir=seg_dir)
+            created.remove(name)
+    print()
+    print(f"load average after: {loadavg()}")
+    print()
+
+
 def main() -> int:
     quick = os.environ.get("SHMARROW_BENCH_QUICK", "") not in ("", "0")
     seg_dir = os.environ.get("SHMARROW_DIR") or "/dev/shm"
@@ -198,9 +361,28 @@ def main() -> int:
         f"pid {os.getpid()}"
     )
     print()
+    created: list[str] = []
+    results = []
+    try:
+        if os.environ.get("SHMARROW_BENCH_ONLY") != "shapes":
+            bench_sizes(sizes, seg_dir, warmups, repeats, created, results)
+        bench_shapes(seg_dir, quick, created)
+        bench_one_column(seg_dir, quick, created)
+    finally:
+        for name in list(created):
+            try:
+                shmarrow.remove(name, dir=seg_dir)
+            except Exception as exc:  # keep cleaning the others
+                print(f"warning: could not remove {name}: {exc}", file=sys.stderr)
+    report_sizes(results, quick)
+    return 0
+
+
+def bench_sizes(sizes, seg_dir, warmups, repeats, created, results) -> None:
+    """8 float64 columns, 1 batch, at each size: shmarrow.attach against stock pyarrow."""
     print(
         f"## attach + drop, 8 float64 columns, 1 batch; alternating; {warmups} warmups, "
-        f"{repeats} repeats each"
+        f"{repeats} repeats each (load average before: {loadavg()})"
     )
     print()
     print("- ours: `shmarrow.attach(name)` (returns a pyarrow.Table)")
@@ -211,28 +393,20 @@ def main() -> int:
         "stock min | stock max | stock/ours | ours call only | stock call only | n |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-
-    created: list[str] = []
-    results = []
-    try:
-        for nbytes in sizes:
-            r = bench_size(nbytes, seg_dir, warmups, repeats, created)
-            results.append(r)
-            (om, omin, omax), (sm, smin, smax) = r["ours"], r["stock"]
-            print(
-                f"| {human(nbytes)} | {r['file_bytes']} | {om:.1f} | {omin:.1f} | {omax:.1f} | "
-                f"{sm:.1f} | {smin:.1f} | {smax:.1f} | {sm / om:.2f}× | "
-                f"{r['ours_call']:.1f} | {r['stock_call']:.1f} | {r['n']} |",
-                flush=True,
-            )
-    finally:
-        for name in list(created):
-            try:
-                shmarrow.remove(name, dir=seg_dir)
-            except Exception as exc:  # keep cleaning the others
-                print(f"warning: could not remove {name}: {exc}", file=sys.stderr)
-
+    for nbytes in sizes:
+        r = bench_size(nbytes, seg_dir, warmups, repeats, created)
+        results.append(r)
+        (om, omin, omax), (sm, smin, smax) = r["ours"], r["stock"]
+        print(
+            f"| {human(nbytes)} | {r['file_bytes']} | {om:.1f} | {omin:.1f} | {omax:.1f} | "
+            f"{sm:.1f} | {smin:.1f} | {smax:.1f} | {sm / om:.2f}× | "
+            f"{r['ours_call']:.1f} | {r['stock_call']:.1f} | {r['n']} |",
+            flush=True,
+        )
     print()
+
+
+def report_sizes(results, quick) -> None:
     for r in results:
         speedup = r["stock"][0] / r["ours"][0]
         if r["nbytes"] == GIB or not quick:

@@ -11,7 +11,14 @@
 //!   baseline that `write_all`s the same number of bytes (a resident `Vec<u8>`, 1 MiB chunks)
 //!   into a fresh file (`O_CREAT|O_EXCL`, no `fallocate`) in the same directory.
 //!
-//! `SHMARROW_BENCH_QUICK=1`: fewer repeats, no 1 GiB table (publish then uses 100 MiB).
+//! - **shapes** (issue 17): one string column of 1M and 10M rows, 1,000 float64 columns ×
+//!   1,000 rows, one float64 column in 10,000 batches of 100 rows: `SegmentDir::attach` with
+//!   `Validate::Auto` (a private shmarrow segment: structural checks), with `Validate::Full`,
+//!   and stock arrow-rs (`arrow_ipc::reader::FileDecoder` over the same mapping, arrow's
+//!   default validation), alternating, with the load average.
+//!
+//! `SHMARROW_BENCH_QUICK=1`: fewer repeats, no 1 GiB table (publish then uses 100 MiB), no
+//! 10M-row strings.
 //! The segment directory is `$SHMARROW_DIR` or `/dev/shm`. Every file this program creates is
 //! named `shmarrow-bench-<pid>-...` and removed on success, on error, on panic and on
 //! SIGINT/SIGTERM/SIGHUP (checked between steps).
@@ -23,15 +30,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arrow_array::{ArrayRef, Float64Array, RecordBatch};
+use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema};
-use shmarrow::{CreateOptions, SegmentDir};
+use shmarrow::{AttachOptions, CreateOptions, SegmentDir, Validate};
 
 #[path = "common.rs"]
 mod common;
 use common::{
     BenchResult, SegmentGuard, check_interrupted, first_line_with, human, install_signal_handlers,
-    kernel_release, nproc_text, verdict,
+    kernel_release, loadavg, nproc_text, verdict,
 };
 
 const MIB: usize = 1 << 20;
@@ -288,6 +296,138 @@ fn bench_publish(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Case c: the table shapes of issue 17.
+
+/// A table shape: its label and batches.
+struct Shape {
+    label: String,
+    batches: Vec<RecordBatch>,
+}
+
+fn shapes(quick: bool) -> BenchResult<Vec<Shape>> {
+    let strings = |rows: usize| -> BenchResult<Shape> {
+        let values = StringArray::from_iter_values((0..rows).map(|i| format!("value-{i:011}")));
+        Ok(Shape {
+            label: format!("1 string column, {}M rows", rows / 1_000_000),
+            batches: vec![RecordBatch::try_from_iter([(
+                "s",
+                Arc::new(values) as ArrayRef,
+            )])?],
+        })
+    };
+    let floats = |rows: usize, start: usize| {
+        Arc::new(Float64Array::from_iter_values(
+            (start..start + rows).map(|i| i as f64),
+        )) as ArrayRef
+    };
+    let wide = RecordBatch::try_from_iter((0..1000).map(|c| (format!("c{c}"), floats(1000, c))))?;
+    let many = (0..10_000)
+        .map(|b| RecordBatch::try_from_iter([("x", floats(100, b * 100))]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = vec![strings(1_000_000)?];
+    if !quick {
+        out.push(strings(10_000_000)?);
+    }
+    out.push(Shape {
+        label: "1,000 float64 columns × 1,000 rows, 1 batch".into(),
+        batches: vec![wide],
+    });
+    out.push(Shape {
+        label: "1 float64 column × 10,000 batches of 100 rows".into(),
+        batches: many,
+    });
+    Ok(out)
+}
+
+/// Stock arrow-rs: map the file and decode every batch with `FileDecoder` (zero-copy, arrow's
+/// default validation); returns the batches' row count.
+fn stock_arrow_rs(path: &Path) -> BenchResult<usize> {
+    use arrow_ipc::convert::try_fb_to_schema;
+    use arrow_ipc::reader::{FileDecoder, read_footer_length};
+    let file = std::fs::File::open(path)?;
+    // SAFETY: a benchmark segment of this process; nothing writes it while it is mapped.
+    let map = unsafe { memmap2::Mmap::map(&file)? };
+    let buffer = Buffer::from(bytes::Bytes::from_owner(map));
+    let len = buffer.len();
+    let footer_len = read_footer_length(buffer[len - 10..].try_into()?)?;
+    let footer = arrow_ipc::root_as_footer(&buffer[len - 10 - footer_len..len - 10])?;
+    let schema = try_fb_to_schema(footer.schema().ok_or("no schema")?)?;
+    let mut decoder = FileDecoder::new(Arc::new(schema), footer.version());
+    let slice = |b: &arrow_ipc::Block| {
+        buffer.slice_with_length(
+            b.offset() as usize,
+            b.metaDataLength() as usize + b.bodyLength() as usize,
+        )
+    };
+    for block in footer.dictionaries().iter().flatten() {
+        decoder.read_dictionary(block, &slice(block))?;
+    }
+    let mut rows = 0;
+    for block in footer.recordBatches().iter().flatten() {
+        rows += decoder
+            .read_record_batch(block, &slice(block))?
+            .map_or(0, |b| b.num_rows());
+    }
+    Ok(rows)
+}
+
+fn bench_shape(
+    dir: &SegmentDir,
+    shape: &Shape,
+    warmups: usize,
+    repeats: usize,
+) -> BenchResult<[Stats; 3]> {
+    let name = segment_name("shape");
+    let guard = SegmentGuard {
+        dir,
+        name: name.clone(),
+    };
+    let schema = shape.batches[0].schema();
+    dir.create(&name, &schema, &shape.batches, &CreateOptions::default())?;
+    let path = dir.segment_path(&name)?;
+    let rows: usize = shape.batches.iter().map(RecordBatch::num_rows).sum();
+    let attach = |validate: Validate| -> BenchResult<Duration> {
+        let t0 = Instant::now();
+        let segment = dir.attach_with(&name, &AttachOptions::default().validate(validate))?;
+        let segment = std::hint::black_box(segment);
+        if segment.num_rows() as usize != rows {
+            return Err(format!("{name}: attached {} rows, not {rows}", segment.num_rows()).into());
+        }
+        drop(segment);
+        Ok(t0.elapsed())
+    };
+    let stock = || -> BenchResult<Duration> {
+        let t0 = Instant::now();
+        let got = stock_arrow_rs(&path)?;
+        if got != rows {
+            return Err(format!("stock arrow-rs read {got} rows, not {rows}").into());
+        }
+        Ok(t0.elapsed())
+    };
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    for i in 0..warmups + repeats {
+        check_interrupted()?;
+        // Rotate the order so drift hits all three alike.
+        let mut times = [Duration::ZERO; 3];
+        for k in 0..3 {
+            let case = (i + k) % 3;
+            times[case] = match case {
+                0 => attach(Validate::Auto)?,
+                1 => attach(Validate::Full)?,
+                _ => stock()?,
+            };
+        }
+        if i >= warmups {
+            for (samples, t) in samples.iter_mut().zip(times) {
+                samples.push(t);
+            }
+        }
+    }
+    drop(guard);
+    Ok(samples.map(|s| stats(&s)))
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn main() {
     install_signal_handlers();
@@ -365,6 +505,40 @@ fn run() -> BenchResult<()> {
             human(small.bytes)
         );
     }
+    println!();
+
+    // c. shapes
+    let (shape_warmups, shape_repeats) = if quick { (1, 5) } else { (2, 15) };
+    println!(
+        "## attach + drop of the table shapes of issue 17 (load average before: {}); \
+         {shape_warmups} warmups, {shape_repeats} repeats, rotating",
+        loadavg()
+    );
+    println!();
+    println!(
+        "| table | auto (structure) median µs | full median µs | stock arrow-rs median µs | \
+         stock / auto | full / auto | n |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    for shape in shapes(quick)? {
+        check_interrupted()?;
+        let [auto, full, stock] = bench_shape(&dir, &shape, shape_warmups, shape_repeats)?;
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2}× | {:.2}× | {} |",
+            shape.label,
+            auto.median,
+            full.median,
+            stock.median,
+            stock.median / auto.median,
+            full.median / auto.median,
+            auto.n
+        );
+    }
+    println!();
+    println!(
+        "load average after: {} (on a loaded machine these figures are indicative)",
+        loadavg()
+    );
     println!();
 
     // b. publish

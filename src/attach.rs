@@ -5,11 +5,10 @@
 //! [`crate::ipc::Decoder`] (buffer bounds, decompressed sizes, byte order, arrow's own
 //! validation, panics caught and reported as [`Error::Corrupt`]).
 //!
-//! Cost: O(batches × columns) for fixed-width columns without nulls, independent of the data
-//! size (`bench/core.rs` measures it). Arrow's validation, which stays on because the bytes are
-//! untrusted, is linear in some data: validity bitmaps are recounted (about 1/64 of a column's
-//! bytes), offsets of variable-width columns and dictionary keys are bounds-checked, and UTF-8
-//! is verified.
+//! Cost: O(batches × columns) under structural checks, independent of the data size, except
+//! that validity bitmaps are recounted (about 1/64 of a column's bytes); full validation
+//! (offsets, UTF-8, dictionary keys) is linear in the variable-width data. Which one a segment
+//! gets is the trust model of [`Validate`] (SECURITY.md); `bench/core.rs` measures both.
 
 use std::fs::File;
 use std::ops::Range;

@@ -33,7 +33,7 @@ fn publish(dir: &SegmentDir, name: &str) {
 }
 
 /// Corrupt the string column at rest (after publish, before attach): bad UTF-8.
-fn break_utf8(file: &mut Vec<u8>) {
+fn break_utf8(file: &mut [u8]) {
     let at = file
         .windows(VICTIM.len())
         .position(|w| w == VICTIM)
@@ -84,7 +84,7 @@ fn a_private_shmarrow_segment_gets_structural_checks_and_full_validation_when_as
         Validate::Full
     );
 
-    common::patch(&dir, "t", break_utf8);
+    common::patch(&dir, "t", |f| break_utf8(f));
     // Forced full validation catches the corruption; auto trusts the writer (only this user
     // or root can write the file: they can already write this process's memory).
     assert_bad_utf8(attach(&dir, "t", Validate::Full));
@@ -96,7 +96,7 @@ fn a_segment_its_group_or_others_can_write_is_validated_in_full() {
     let tmp = TempDir::new("trust-mode");
     let dir = tmp.dir();
     publish(&dir, "t");
-    common::patch(&dir, "t", break_utf8);
+    common::patch(&dir, "t", |f| break_utf8(f));
     for mode in [0o620, 0o602, 0o666] {
         chmod(&dir, "t", mode);
         assert_bad_utf8(dir.attach("t"));
@@ -124,7 +124,7 @@ fn a_foreign_file_is_validated_in_full_unless_structure_is_forced() {
     assert!(segment.info().meta.is_none());
     assert_eq!(segment.validation(), Validate::Full);
 
-    common::patch(&dir, "foreign", break_utf8);
+    common::patch(&dir, "foreign", |f| break_utf8(f));
     assert_bad_utf8(dir.attach("foreign"));
     // Forced: only this user can write it, so the caller may trust it.
     assert_eq!(
@@ -168,7 +168,7 @@ fn a_segment_another_user_owns_is_validated_in_full() {
     publish(&dir, "root-owned");
     chmod(&dir, "root-owned", 0o644);
     publish(&dir, "t");
-    common::patch(&dir, "t", break_utf8);
+    common::patch(&dir, "t", |f| break_utf8(f));
     let path = dir.segment_path("t").unwrap();
     std::os::unix::fs::chown(&path, Some(65534), Some(65534)).unwrap();
     assert_bad_utf8(dir.attach("t"));
@@ -217,7 +217,7 @@ fn the_cli_validates_as_asked() {
         validation(&["--validate", "full", "--json", "inspect", "t"]),
         "full"
     );
-    common::patch(&dir, "t", break_utf8);
+    common::patch(&dir, "t", |f| break_utf8(f));
     common::fails_clean(&tmp, &["--validate", "full", "head", "t"], "utf");
     common::fails_clean(&tmp, &["--validate", "full", "reduce", "t"], "utf");
     chmod(&dir, "t", 0o660);
