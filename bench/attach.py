@@ -206,6 +206,26 @@ def rotate_timed(cases: dict, warmups: int, repeats: int) -> dict:
     }
 
 
+def attach_and_drop(name: str, seg_dir: str):
+    """A timer of ``shmarrow.attach`` + dropping the table, in ns."""
+    def run() -> int:
+        t0 = time.perf_counter_ns()
+        tbl = shmarrow.attach(name, dir=seg_dir)
+        del tbl
+        return time.perf_counter_ns() - t0
+    return run
+
+
+def stock_and_drop(path: str):
+    """A timer of stock pyarrow's zero-copy read of ``path`` + dropping the table, in ns."""
+    def run() -> int:
+        t0 = time.perf_counter_ns()
+        tbl = pa.ipc.open_file(pa.memory_map(path)).read_all()
+        del tbl
+        return time.perf_counter_ns() - t0
+    return run
+
+
 def shape_tables(quick: bool) -> list:
     """The table shapes of issue 17: (label, table)."""
     def strings(rows: int) -> pa.Table:
@@ -257,20 +277,9 @@ def bench_shapes(seg_dir: str, quick: bool, created: list[str]) -> None:
             t3 = time.perf_counter_ns()
             return t3 - t0, t1 - t0, t2 - t1
 
-        def public() -> int:
-            t0 = time.perf_counter_ns()
-            tbl = shmarrow.attach(name, dir=seg_dir)
-            del tbl
-            return time.perf_counter_ns() - t0
-
-        def stock() -> int:
-            t0 = time.perf_counter_ns()
-            tbl = pa.ipc.open_file(pa.memory_map(path)).read_all()
-            del tbl
-            return time.perf_counter_ns() - t0
-
         m = rotate_timed({"auto": lambda: ours("auto"), "full": lambda: ours("full"),
-                          "public": public, "stock": stock}, warmups, repeats)
+                          "public": attach_and_drop(name, seg_dir),
+                          "stock": stock_and_drop(path)}, warmups, repeats)
         auto, rust, imp = m["auto"]
         print(f"| {label} | {auto:.1f} (`shmarrow.attach`: {m['public'][0]:.1f}) | {rust:.1f} | "
               f"{imp:.1f} | {m['full'][0]:.1f} | {m['stock'][0]:.1f} | "
@@ -306,12 +315,6 @@ def bench_one_column(seg_dir: str, quick: bool, created: list[str]) -> None:
         try:
             np.ndarray((n,), np.float64, buffer=shm.buf)[:] = 1.0
 
-            def ours() -> int:
-                t0 = time.perf_counter_ns()
-                tbl = shmarrow.attach(name, dir=seg_dir)
-                del tbl
-                return time.perf_counter_ns() - t0
-
             def lecture() -> int:
                 t0 = time.perf_counter_ns()
                 b = shared_memory.SharedMemory(name=shm.name)
@@ -320,13 +323,8 @@ def bench_one_column(seg_dir: str, quick: bool, created: list[str]) -> None:
                 b.close()
                 return time.perf_counter_ns() - t0
 
-            def stock() -> int:
-                t0 = time.perf_counter_ns()
-                tbl = pa.ipc.open_file(pa.memory_map(path)).read_all()
-                del tbl
-                return time.perf_counter_ns() - t0
-
-            m = rotate_timed({"ours": ours, "lecture": lecture, "stock": stock}, warmups, repeats)
+            m = rotate_timed({"ours": attach_and_drop(name, seg_dir), "lecture": lecture,
+                              "stock": stock_and_drop(path)}, warmups, repeats)
             print(f"| {human(nbytes)} | {m['ours'][0]:.1f} | {m['lecture'][0]:.1f} | "
                   f"{m['stock'][0]:.1f} | {m['ours'][0] / m['lecture'][0]:.2f}× |", flush=True)
         finally:
