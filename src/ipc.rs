@@ -160,7 +160,14 @@ impl Decoder {
     /// only for bytes written by a writer that could already write this process's memory (the
     /// trust rule of `attach`: a shmarrow segment only this process's user, or root, can write).
     pub(crate) unsafe fn trust_values(&mut self) {
-        self.structure_only = true;
+        // A schema of fixed-width columns has no values to skip: arrow's own validation is
+        // then structural already, and cheaper than skipping it and checking afterwards.
+        self.structure_only = self.schema.as_ref().is_none_or(|(schema, _)| {
+            schema.fields().iter().any(|f| {
+                let t = f.data_type();
+                !(t.is_primitive() || matches!(t, DataType::Boolean | DataType::Null))
+            })
+        });
     }
 
     /// A decoder for a schema known already (a file's footer, a channel's header); `swap`:
