@@ -796,10 +796,14 @@ def test_invalid_channel_options_are_python_errors(new_name, kwargs, error, matc
 
 INTERRUPTED = textwrap.dedent(
     """
+    import signal
     import sys
     import pyarrow as pa
     import shmarrow
 
+    # Python maps Ctrl-C to KeyboardInterrupt only if SIGINT was not ignored when it started;
+    # a runner started in the background (no job control) passes SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     name, what = sys.argv[1], sys.argv[2]
     if what == "next":
         p = shmarrow.producer(name, pa.schema([("x", pa.int64())]), slot_size=4096)
