@@ -52,6 +52,8 @@ const WRITING: u64 = u64::MAX;
 /// A slot's `len` when its bytes are torn (the producer failed to encode a batch into it):
 /// consumers skip it and count it missed, never decode it.
 const UNREADABLE: u64 = u64::MAX;
+/// How long a claim waits for the kernel to release a dead producer's lock.
+const PRODUCER_TEARDOWN: Duration = Duration::from_secs(2);
 /// How often a waiting side checks that the other side is alive.
 const LIVENESS: Duration = Duration::from_millis(50);
 const SLOT_HEADER: usize = 64;
@@ -620,16 +622,35 @@ impl SegmentDir {
     /// [`ChannelError::Closed`], [`ChannelError::NotAChannel`]).
     pub fn producer(&self, name: &str) -> Result<Producer> {
         let path = self.segment_path(name)?;
-        let (shared, claim) = Shared::open(name, &path, true)?;
+        let (shared, file) = Shared::open(name, &path, true)?;
         let shared = Arc::new(shared);
+        // The claim lives on an open of its own: a lock on the open that the mapping was made
+        // through would outlive a killed producer for as long as anything still holds its
+        // address space (the mapping references that open), and a takeover could be refused.
+        let claim = sys::reopen(&file, true).map_err(|e| Error::from_io(e, "open", name, &path))?;
+        drop(file);
         let h = shared.header();
         if h.closed.load(SeqCst) != 0 {
             return Err(channel_err(name, ChannelError::Closed));
         }
         // The claim is the kernel's: a write lock on our own open of the file, which no other
         // open can hold at the same time and which goes when we do, however we end.
-        let won = sys::try_lock_range(&claim, CLAIM_START, CLAIM_LEN)
-            .map_err(|e| Error::from_io(e, "lock", name, &path))?;
+        // A producer that is dead by pid and start time may still hold the lock for a moment:
+        // its main thread is a zombie while the kernel finishes its other threads, which share
+        // its descriptors. Only then is the lock retried, and for a bounded time.
+        let teardown = Instant::now() + PRODUCER_TEARDOWN;
+        let won = loop {
+            if sys::try_lock_range(&claim, CLAIM_START, CLAIM_LEN)
+                .map_err(|e| Error::from_io(e, "lock", name, &path))?
+            {
+                break true;
+            }
+            let dead = shared.producer().is_some_and(|p| !p.is_alive());
+            if !dead || Instant::now() >= teardown {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
         if !won {
             let pid = shared.producer().map_or(0, |p| p.pid);
             return Err(channel_err(name, ChannelError::ProducerExists(pid)));

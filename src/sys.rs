@@ -145,6 +145,19 @@ pub fn identity_at(path: &Path) -> Option<(u64, u64)> {
         .map(|m| file_identity(&m))
 }
 
+/// A new open file description of the very file `file` refers to (through
+/// `/proc/self/fd/N`, so a rename of its path in between cannot swap the file). Locks that
+/// belong to an open (OFD locks) then belong to this open alone, not to a mapping made through
+/// `file`, which would keep them alive as long as the mapping's pages are referenced.
+pub fn reopen(file: &File, write: bool) -> io::Result<File> {
+    use std::os::fd::AsRawFd;
+    OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(format!("/proc/self/fd/{}", file.as_raw_fd()))
+}
+
 /// Bytes an unprivileged process can still allocate in the filesystem holding `dir`.
 pub fn available_bytes(dir: &Path) -> io::Result<u64> {
     let stat = nix::sys::statvfs::statvfs(dir).map_err(io::Error::from)?;
