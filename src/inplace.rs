@@ -901,7 +901,7 @@ macro_rules! int_map {
                             IntOp::Square => format!("{x} squared"),
                             IntOp::Scale(k) => format!("{x} * {k}"),
                             IntOp::Add(k) => format!("{x} + {k}"),
-                            IntOp::Clip(..) => unreachable!("clip cannot overflow"),
+                            IntOp::Clip(lo, hi) => format!("{x} clipped to [{lo}, {hi}]"),
                         };
                         format!(
                             "{what} = {} does not fit {} ({}..={}); nothing was written (wrapping around as NumPy does must be asked for: CLI --wrap, Python wrap=True)",
