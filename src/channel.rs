@@ -33,11 +33,11 @@ use arrow_ipc::writer::{IpcDataGenerator, IpcWriteOptions, StreamWriter};
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 use memmap2::MmapRaw;
 
-use crate::create::{CreateOptions, Created, commit, reserve_temp, with_meta};
 use crate::error::{Error, Result};
 use crate::ipc::{Decoded, Decoder, guarded, read_schema};
 use crate::meta::{Lifetime, SegmentMeta};
 use crate::name::SegmentDir;
+use crate::publish::{CreateOptions, Created, commit, reserve_temp, with_meta};
 use crate::sys::{self, ProcessId};
 
 /// First bytes of a channel segment.

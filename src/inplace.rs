@@ -23,10 +23,13 @@ use memmap2::MmapRaw;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::attach::{AttachOptions, Segment, attach_file};
-use crate::create::{CreateOptions, Created, write_ipc};
 use crate::error::{Error, Result};
 use crate::meta::SegmentMeta;
 use crate::name::SegmentDir;
+use crate::publish::{
+    CreateOptions, Created, TempGuard, check_written, commit, plan, reserve_temp, with_meta,
+    write_error, write_ipc,
+};
 use crate::reduce::CHUNK_ROWS;
 use crate::sys;
 
@@ -995,6 +998,8 @@ pub struct Allocation {
     options: CreateOptions,
     writable: Option<WritableSegment>,
     bytes: u64,
+    /// Removes the temp file unless published.
+    guard: TempGuard,
 }
 
 impl std::ops::Deref for Allocation {
@@ -1029,9 +1034,8 @@ impl Allocation {
         if let Some(writable) = self.writable.take() {
             writable.detach_writes()?;
         }
-        let created =
-            crate::create::commit(&self.dir, &self.name, &self.temp, &self.options, self.bytes)?;
-        self.temp = PathBuf::new(); // published: nothing to clean up
+        let created = commit(&self.dir, &self.name, &self.temp, &self.options, self.bytes)?;
+        self.guard.disarm();
         Ok(created)
     }
 }
@@ -1049,14 +1053,6 @@ impl WritableSegment {
                 source,
             },
         )
-    }
-}
-
-impl Drop for Allocation {
-    fn drop(&mut self) {
-        if !self.temp.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.temp);
-        }
     }
 }
 
@@ -1155,10 +1151,10 @@ impl SegmentDir {
             })?;
 
         let meta = SegmentMeta::now(options.lifetime_value());
-        let schema = crate::create::with_meta(schema, &meta);
+        let schema = with_meta(schema, &meta);
         let batches = if rows == 0 { vec![] } else { vec![batch] };
-        let plan = crate::create::plan(name, &schema, &batches)?;
-        let (temp, file, guard) = crate::create::reserve_temp(self, name, &meta, options, plan)?;
+        let plan = plan(name, &schema, &batches)?;
+        let (temp, file, guard) = reserve_temp(self, name, &meta, options, plan)?;
         let written = write_ipc(
             SkipZeros {
                 inner: BufWriter::with_capacity(1 << 16, &file),
@@ -1167,13 +1163,12 @@ impl SegmentDir {
             &schema,
             &batches,
         )
-        .map_err(|e| crate::create::write_error(self, name, &temp, plan, e))?;
-        crate::create::check_written(name, &temp, written, plan)?;
+        .map_err(|e| write_error(self, name, &temp, plan, e))?;
+        check_written(name, &temp, written, plan)?;
         let meta = file
             .metadata()
             .map_err(|e| Error::from_io(e, "stat", name, &temp))?;
         let writable = WritableSegment::from_file(name, &temp, file, &meta)?;
-        guard.disarm();
         Ok(Allocation {
             dir: self.clone(),
             name: name.to_owned(),
@@ -1181,6 +1176,7 @@ impl SegmentDir {
             options: *options,
             writable: Some(writable),
             bytes: plan,
+            guard,
         })
     }
 }

@@ -45,6 +45,7 @@ mod lifecycle;
 mod meta;
 mod name;
 pub mod partition;
+mod publish;
 pub mod reduce;
 mod sys;
 
@@ -55,9 +56,7 @@ pub use channel::{
     CHANNEL_MAGIC, CHANNEL_VERSION, ChannelError, ChannelInfo, ChannelOptions, Consumer,
     ConsumerInfo, MAX_CONSUMERS, Producer, Received, WaitMode,
 };
-pub use create::{
-    ALIGNMENT, Counting, CreateOptions, Created, SegmentWriter, TempGuard, abort_publishes,
-};
+pub use create::SegmentWriter;
 pub use error::{Error, Result};
 pub use inplace::{
     Allocation, Constant, MapOp, MapOptions, RawValues, SegmentLock, ValuesMut, WritableSegment,
@@ -67,4 +66,5 @@ pub use ipc::guarded;
 pub use lifecycle::{GcReason, ListedSegment, Listing, Reclaimed, TempFile};
 pub use meta::{FORMAT_VERSION, Lifetime, SegmentMeta};
 pub use name::{DEFAULT_DIR, DIR_ENV, MAX_NAME_LEN, SegmentDir, check_name};
+pub use publish::{ALIGNMENT, Counting, CreateOptions, Created, TempGuard, abort_publishes};
 pub use sys::ProcessId;

@@ -20,10 +20,10 @@ use arrow_array::{
 use arrow_schema::{DataType, Field, Schema};
 
 use crate::attach::Segment;
-use crate::create::{CreateOptions, Created};
 use crate::error::{Error, Result};
 use crate::inplace::WritableSegment;
 use crate::name::SegmentDir;
+use crate::publish::{CreateOptions, Created};
 use crate::reduce::{Number, Partial};
 
 /// The results table's schema: one row per (column, chunk), in that order.
