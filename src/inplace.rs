@@ -23,6 +23,7 @@ use memmap2::MmapRaw;
 use nix::fcntl::{Flock, FlockArg};
 
 use crate::attach::{AttachOptions, Segment, attach_file};
+use crate::column_path::column_at;
 use crate::error::{Error, Result};
 use crate::meta::SegmentMeta;
 use crate::name::SegmentDir;
@@ -262,7 +263,7 @@ impl WritableSegment {
         };
         let mut first_row = 0u64;
         for batch in batches {
-            let array = column_at(batch, path).ok_or_else(|| err("no such column".into()))?;
+            let array = column_at(batch, path).map_err(err)?.array;
             let (values, width, per_row) = fixed_width_values(&array)
                 .ok_or_else(|| err(format!("{} has no fixed-width values to write in place (variable-width and nested columns cannot change size)", array.data_type())))?;
             data_type = Some(values.data_type().clone());
@@ -547,20 +548,6 @@ fn same_type(a: &DataType, b: &DataType) -> bool {
         | (DataType::Decimal256(..), DataType::Decimal256(..)) => true,
         _ => a == b,
     }
-}
-
-/// The column at `path` in `batch`: an exact top-level name, else `parent.child` via structs.
-fn column_at(batch: &RecordBatch, path: &str) -> Option<ArrayRef> {
-    if let Some(c) = batch.column_by_name(path) {
-        return Some(c.clone());
-    }
-    let mut parts = path.split('.');
-    let mut array = batch.column_by_name(parts.next()?)?.clone();
-    for part in parts {
-        let s = array.as_any().downcast_ref::<arrow_array::StructArray>()?;
-        array = s.column_by_name(part)?.clone();
-    }
-    Some(array)
 }
 
 /// The primitive values array of a fixed-width column (a fixed-size list's child values), its

@@ -37,6 +37,7 @@
 
 mod attach;
 mod channel;
+mod column_path;
 mod create;
 mod error;
 mod inplace;

@@ -27,12 +27,13 @@
 use std::ops::Range;
 
 use arrow_array::types::*;
-use arrow_array::{Array, ArrayRef, FixedSizeListArray, PrimitiveArray, RecordBatch, StructArray};
+use arrow_array::{Array, ArrayRef, FixedSizeListArray, PrimitiveArray, RecordBatch};
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, SchemaRef};
 use rayon::prelude::*;
 
 use crate::attach::Segment;
+use crate::column_path::column_at;
 use crate::error::{Error, Result};
 
 /// Rows per chunk: 32 Ki values (256 KiB of float64) stay in cache between the two passes.
@@ -642,9 +643,9 @@ fn is_numeric(dt: &DataType) -> bool {
     dt.is_integer() || dt.is_floating()
 }
 
-/// Find `path` (a column name, or `parent.child` through structs) in `batch`, with the nulls of
-/// every struct level on the way folded in.
-pub(crate) fn resolve_path(
+/// Find `path` ([`crate::column_path`]) in `batch`, with the nulls of every struct level on the
+/// way folded in and fixed-size lists flattened, checked to be numeric.
+fn resolve_path(
     name: &str,
     batch: &RecordBatch,
     path: &str,
@@ -654,35 +655,9 @@ pub(crate) fn resolve_path(
         column: path.to_owned(),
         reason,
     };
-    // A top-level name may itself contain dots: an exact match wins.
-    let (mut array, rest) = match batch.column_by_name(path) {
-        Some(a) => (a.clone(), ""),
-        None => {
-            let (head, rest) = path.split_once('.').unwrap_or((path, ""));
-            let a = batch
-                .column_by_name(head)
-                .ok_or_else(|| err("no such column".into()))?;
-            (a.clone(), rest)
-        }
-    };
-    let mut nulls = array.logical_nulls();
-    for part in rest.split('.').filter(|p| !p.is_empty()) {
-        let s = array
-            .as_any()
-            .downcast_ref::<StructArray>()
-            .ok_or_else(|| {
-                err(format!(
-                    "{} is not a struct, so it has no field {part:?}",
-                    array.data_type()
-                ))
-            })?;
-        let child = s
-            .column_by_name(part)
-            .ok_or_else(|| err(format!("struct has no field {part:?}")))?
-            .clone();
-        nulls = NullBuffer::union(nulls.as_ref(), child.logical_nulls().as_ref());
-        array = child;
-    }
+    let found = column_at(batch, path).map_err(err)?;
+    let mut nulls = found.nulls();
+    let mut array = found.array;
     // A fixed-size list reduces over all its values (like NumPy over a (rows, k) array); a
     // null list nulls its k values.
     while let Some(list) = array.as_any().downcast_ref::<FixedSizeListArray>() {
