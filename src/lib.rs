@@ -65,7 +65,7 @@ pub use inplace::{
 };
 pub use ipc::guarded;
 pub use lifecycle::{GcReason, ListedSegment, Listing, Reclaimed, TempFile};
-pub use meta::{FORMAT_VERSION, Lifetime, SegmentMeta};
+pub use meta::{FORMAT_VERSION, Lifetime, SegmentMeta, without_shmarrow_keys};
 pub use name::{DEFAULT_DIR, DIR_ENV, MAX_NAME_LEN, SegmentDir, check_name};
 pub use publish::{ALIGNMENT, Counting, CreateOptions, Created, TempGuard, abort_publishes};
 pub use sys::ProcessId;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use arrow_schema::Metadata;
+use arrow_schema::{Metadata, Schema};
 
 use crate::sys::ProcessId;
 
@@ -20,6 +20,14 @@ pub const KEY_CREATOR_START: &str = "shmarrow.creator_start";
 pub const KEY_CREATED_MS: &str = "shmarrow.created_ms";
 /// Key: [`Lifetime`] as `persistent` or `owner`.
 pub const KEY_LIFETIME: &str = "shmarrow.lifetime";
+
+/// `schema` with the user's metadata but without the `shmarrow.` keys, which describe the file
+/// it was read from (creator, lifetime, time): a copy published elsewhere gets its own.
+pub fn without_shmarrow_keys(schema: &Schema) -> Schema {
+    let mut metadata = schema.metadata().clone();
+    metadata.retain(|k, _| !k.starts_with("shmarrow."));
+    schema.clone().with_metadata(metadata)
+}
 
 /// How long a segment lives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -120,5 +128,15 @@ mod tests {
         md.insert(KEY_LIFETIME, "forever");
         assert_eq!(SegmentMeta::from_metadata(&md), None);
         assert_eq!(SegmentMeta::from_metadata(&Metadata::default()), None);
+    }
+
+    #[test]
+    fn a_copy_keeps_the_users_keys_only() {
+        let mut md = Metadata::default().with("user", "kept");
+        SegmentMeta::now(Lifetime::Owner).insert_into(&mut md);
+        let schema = Schema::empty().with_metadata(md);
+        let copied = without_shmarrow_keys(&schema);
+        assert_eq!(copied.metadata().len(), 1, "{:?}", copied.metadata());
+        assert_eq!(copied.metadata()["user"], "kept");
     }
 }

@@ -132,7 +132,33 @@ fn bad_schemas_fail_cleanly() {
         (
             "e.json",
             r#"{"fields": [{"name": "x", "type": "float64", "gen": {"dist": "zipf"}}]}"#,
-            "unknown dist",
+            "unknown variant `zipf`, expected one of `uniform`, `normal`, `sequence`",
+        ),
+        // A misspelt key fails at load, wherever it is, instead of falling back to a default.
+        (
+            "typo-field.json",
+            r#"{"fields": [{"name": "x", "type": "int8", "nulable": true}]}"#,
+            "unknown field `nulable`",
+        ),
+        (
+            "typo-gen.json",
+            r#"{"fields": [{"name": "x", "type": "float64", "gen": {"dist": "normal", "mena": 3}}]}"#,
+            "unknown field `mena`",
+        ),
+        (
+            "typo-type.json",
+            r#"{"fields": [{"name": "l", "type": {"lsit": "int8"}}]}"#,
+            "unknown field `lsit`",
+        ),
+        (
+            "typo-item.json",
+            r#"{"fields": [{"name": "l", "type": {"list": {"type": "int8", "gne": {}}}}]}"#,
+            "unknown field `gne`",
+        ),
+        (
+            "typo-top.json",
+            r#"{"feilds": [{"name": "x", "type": "int8"}]}"#,
+            "unknown field `feilds`",
         ),
         (
             "f.json",

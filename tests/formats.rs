@@ -249,6 +249,11 @@ fn bad_inputs_fail_cleanly_and_leave_nothing() {
         r#"{"fields": [{"name": "k", "type": "Integer"}]}"#,
     )
     .unwrap();
+    std::fs::write(
+        f("typo.json"),
+        r#"{"fields": [{"name": "k", "type": "Int64", "nulable": false}]}"#,
+    )
+    .unwrap();
     std::fs::write(f("mystery.bin"), b"hello world, not a known format").unwrap();
 
     fails_clean(
@@ -278,6 +283,17 @@ fn bad_inputs_fail_cleanly_and_leave_nothing() {
             &f("badtype.json"),
         ],
         "unknown type",
+    );
+    fails_clean(
+        &tmp,
+        &[
+            "import",
+            "x",
+            &f("badvalue.csv"),
+            "--schema",
+            &f("typo.json"),
+        ],
+        "unknown field `nulable`",
     );
     fails_clean(
         &tmp,

@@ -7,6 +7,8 @@ use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
 use shmarrow::Lifetime;
 
+use crate::format::InputFormat;
+
 /// Most threads, or worker processes, one command starts.
 pub const MAX_PARALLEL: u64 = shmarrow::reduce::MAX_THREADS as u64;
 /// Most consumers a channel can have (the library's limit).
@@ -294,21 +296,6 @@ pub struct DemoArgs {
     /// .venv/bin/python if present); the Python step is skipped when there is none.
     #[arg(long)]
     pub python: Option<PathBuf>,
-}
-
-/// File formats `import` reads and `export` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum InputFormat {
-    /// Arrow IPC file (also Feather v2): `.arrow`, `.feather`, `.ipc`.
-    Ipc,
-    /// Arrow IPC stream: `.arrows`, `.stream`.
-    Stream,
-    /// Parquet: `.parquet`, `.pq`.
-    Parquet,
-    /// CSV: `.csv` (comma-separated unless --delimiter).
-    Csv,
-    /// CSV with tabs: `.tsv`.
-    Tsv,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@ use arrow_array::types::*;
 use arrow_array::*;
 use arrow_buffer::{NullBuffer, OffsetBuffer, ScalarBuffer};
 use arrow_schema::{DataType, Field, Fields, Schema, SchemaRef, TimeUnit};
+use serde::Deserialize;
 use serde_json::Value;
 
 /// Longest generated string or list, and largest fixed-size list.
@@ -39,24 +40,100 @@ pub struct Dataset {
 struct Spec {
     field: Field,
     null_fraction: f64,
-    how: Value,
+    how: Gen,
     children: Vec<Spec>,
+}
+
+/// A dataset schema file (`schemas/README.md`). Unknown keys are refused at load, here and in
+/// every object below: a misspelt key is an error, never silently a default.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatasetDef {
+    name: Option<String>,
+    #[serde(rename = "description")]
+    _description: Option<String>,
+    fields: Vec<FieldDef>,
+}
+
+/// A field. `name` is required but for list items (default `item`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldDef {
+    name: Option<String>,
+    /// A type name (`"int64"`) or a [`NestedDef`] object; read by [`parse_type`], which
+    /// names the field in its errors.
+    #[serde(rename = "type")]
+    data_type: Value,
+    nullable: Option<bool>,
+    #[serde(default)]
+    null_fraction: f64,
+    #[serde(default, rename = "gen")]
+    how: Gen,
+}
+
+/// A nested type: exactly one of `struct`, `list`, `large_list`, `fixed_size_list` (with
+/// `size`) or `dictionary` (with `index`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NestedDef {
+    #[serde(rename = "struct")]
+    fields: Option<Vec<FieldDef>>,
+    list: Option<Value>,
+    large_list: Option<Value>,
+    fixed_size_list: Option<Value>,
+    size: Option<u64>,
+    dictionary: Option<String>,
+    index: Option<String>,
+}
+
+/// How values are generated (`gen`); which keys apply depends on the type.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Gen {
+    #[serde(default)]
+    dist: Dist,
+    min: Option<f64>,
+    max: Option<f64>,
+    mean: Option<f64>,
+    std: Option<f64>,
+    start: Option<f64>,
+    step: Option<f64>,
+    /// `bool`: the probability of true.
+    p: Option<f64>,
+    /// Strings and dictionaries: the values to choose from.
+    values: Option<Vec<Value>>,
+    /// Strings and lists: `[MIN, MAX]` length.
+    length: Option<Vec<u64>>,
+}
+
+/// The distribution of numbers.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Dist {
+    #[default]
+    Uniform,
+    Normal,
+    Sequence,
 }
 
 impl Dataset {
     /// Parse the JSON text of a dataset schema.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let v: Value = serde_json::from_str(text).context("not valid JSON")?;
-        let fields = v["fields"]
-            .as_array()
-            .context("expected {\"fields\": [...]}")?;
-        let specs = fields
-            .iter()
-            .map(parse_field)
+        let def: DatasetDef = match serde_json::from_str(text) {
+            Ok(def) => def,
+            Err(e) if e.is_syntax() || e.is_eof() => {
+                return Err(anyhow::Error::new(e).context("not valid JSON"));
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let specs = def
+            .fields
+            .into_iter()
+            .map(|f| parse_field(f, None))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let schema = Schema::new(specs.iter().map(|s| s.field.clone()).collect::<Vec<_>>());
         Ok(Self {
-            name: v["name"].as_str().unwrap_or("dataset").to_owned(),
+            name: def.name.unwrap_or_else(|| "dataset".to_owned()),
             schema: Arc::new(schema),
             specs,
         })
@@ -90,19 +167,26 @@ impl Dataset {
     }
 }
 
-fn parse_field(v: &Value) -> anyhow::Result<Spec> {
-    let name = v["name"].as_str().context("a field without \"name\"")?;
+/// A field; `default_name` is the name of a list item that has none.
+fn parse_field(def: FieldDef, default_name: Option<&str>) -> anyhow::Result<Spec> {
+    let name = def
+        .name
+        .or_else(|| default_name.map(str::to_owned))
+        .context("a field without \"name\"")?;
     let ctx = || format!("field {name:?}");
-    let null_fraction = v["null_fraction"].as_f64().unwrap_or(0.0);
-    let nullable = v["nullable"].as_bool().unwrap_or(null_fraction > 0.0);
+    let null_fraction = def.null_fraction;
+    let nullable = def.nullable.unwrap_or(null_fraction > 0.0);
     if !(0.0..=1.0).contains(&null_fraction) || (null_fraction > 0.0 && !nullable) {
         bail!("field {name:?}: null_fraction must be in [0, 1] and needs \"nullable\": true");
     }
-    let (data_type, children) = parse_type(&v["type"]).with_context(ctx)?;
+    let (data_type, children) = parse_type(&def.data_type).with_context(ctx)?;
+    if matches!(data_type, DataType::Dictionary(..)) && def.how.values.is_none() {
+        bail!("field {name:?}: a dictionary needs \"gen\": {{\"values\": [...]}}");
+    }
     Ok(Spec {
         field: Field::new(name, data_type, nullable),
         null_fraction,
-        how: v.get("gen").cloned().unwrap_or(Value::Null),
+        how: def.how,
         children,
     })
 }
@@ -111,67 +195,89 @@ fn parse_type(v: &Value) -> anyhow::Result<(DataType, Vec<Spec>)> {
     if let Some(s) = v.as_str() {
         return Ok((parse_scalar(s)?, Vec::new()));
     }
-    let obj = v.as_object().context("a type is a string or an object")?;
-    if let Some(fields) = obj.get("struct") {
+    if !v.is_object() {
+        bail!("a type is a string or an object");
+    }
+    let def = NestedDef::deserialize(v)?;
+    let kinds = [
+        def.fields.is_some(),
+        def.list.is_some(),
+        def.large_list.is_some(),
+        def.fixed_size_list.is_some(),
+        def.dictionary.is_some(),
+    ];
+    if kinds.iter().filter(|&&k| k).count() != 1
+        || (def.size.is_some() && def.fixed_size_list.is_none())
+        || (def.index.is_some() && def.dictionary.is_none())
+    {
+        bail!(
+            "unknown type {v}: give one of struct, list, large_list, fixed_size_list (with size), dictionary (with index)"
+        );
+    }
+    let item = |key: &str, item: &Value| -> anyhow::Result<Spec> {
+        parse_item(item).with_context(|| format!("the item of {key:?}"))
+    };
+    if let Some(fields) = def.fields {
         let children = fields
-            .as_array()
-            .context("\"struct\" takes a list of fields")?
-            .iter()
-            .map(parse_field)
+            .into_iter()
+            .map(|f| parse_field(f, None))
             .collect::<anyhow::Result<Vec<_>>>()?;
         let fields: Fields = children.iter().map(|c| c.field.clone()).collect();
         return Ok((DataType::Struct(fields), children));
     }
-    for (key, make) in [
-        ("list", DataType::List as fn(Arc<Field>) -> DataType),
-        ("large_list", DataType::LargeList),
+    for (key, list, make) in [
+        (
+            "list",
+            &def.list,
+            DataType::List as fn(Arc<Field>) -> DataType,
+        ),
+        ("large_list", &def.large_list, DataType::LargeList),
     ] {
-        if let Some(item) = obj.get(key) {
-            let child = parse_field(&with_default_name(item))?;
+        if let Some(list) = list {
+            let child = item(key, list)?;
             return Ok((make(Arc::new(child.field.clone())), vec![child]));
         }
     }
-    if let Some(item) = obj.get("fixed_size_list") {
-        let size = obj["size"]
-            .as_u64()
+    if let Some(list) = &def.fixed_size_list {
+        let size = def
+            .size
             .filter(|&n| (1..=MAX_LENGTH as u64).contains(&n))
             .and_then(|n| i32::try_from(n).ok())
             .with_context(|| format!("fixed_size_list needs \"size\" from 1 to {MAX_LENGTH}"))?;
-        let child = parse_field(&with_default_name(item))?;
+        let child = item("fixed_size_list", list)?;
         return Ok((
             DataType::FixedSizeList(Arc::new(child.field.clone()), size),
             vec![child],
         ));
     }
-    if let Some(values) = obj.get("dictionary") {
-        let values = parse_scalar(
-            values
-                .as_str()
-                .context("dictionary values are a string type")?,
-        )?;
-        let index = parse_scalar(obj.get("index").and_then(Value::as_str).unwrap_or("int32"))?;
-        if !index.is_dictionary_key_type() {
-            bail!("dictionary index must be a signed or unsigned integer type, not {index}");
-        }
-        return Ok((
-            DataType::Dictionary(Box::new(index), Box::new(values)),
-            Vec::new(),
-        ));
+    let values = parse_scalar(def.dictionary.as_deref().unwrap_or_default())?;
+    let index = parse_scalar(def.index.as_deref().unwrap_or("int32"))?;
+    if !index.is_dictionary_key_type() {
+        bail!("dictionary index must be a signed or unsigned integer type, not {index}");
     }
-    bail!("unknown type {v}")
+    Ok((
+        DataType::Dictionary(Box::new(index), Box::new(values)),
+        Vec::new(),
+    ))
 }
 
-/// A list item given as a bare type gets the Arrow default name `item`.
-fn with_default_name(item: &Value) -> Value {
-    match item {
-        Value::Object(o) if o.contains_key("name") => item.clone(),
-        Value::Object(o) if o.contains_key("type") => {
-            let mut o = o.clone();
-            o.insert("name".into(), "item".into());
-            Value::Object(o)
+/// A list item: a field (its name defaults to `item`) or just a type.
+fn parse_item(item: &Value) -> anyhow::Result<Spec> {
+    let is_field = item
+        .as_object()
+        .is_some_and(|o| o.contains_key("type") || o.contains_key("name"));
+    let def = if is_field {
+        FieldDef::deserialize(item)?
+    } else {
+        FieldDef {
+            name: None,
+            data_type: item.clone(),
+            nullable: None,
+            null_fraction: 0.0,
+            how: Gen::default(),
         }
-        other => serde_json::json!({"name": "item", "type": other}),
-    }
+    };
+    parse_field(def, Some("item"))
 }
 
 fn parse_scalar(s: &str) -> anyhow::Result<DataType> {
@@ -269,17 +375,18 @@ impl Rng {
 /// Numbers for a numeric leaf: `{"dist": "uniform", "min", "max"}` (default 0..1000),
 /// `{"dist": "normal", "mean", "std"}`, `{"dist": "sequence", "start", "step"}` (by row number).
 fn numbers(
-    how: &Value,
+    how: &Gen,
     rows: usize,
     first_row: u64,
     rng: &mut Rng,
     int: bool,
 ) -> anyhow::Result<Vec<f64>> {
-    let f = |k: &str, d: f64| how.get(k).and_then(Value::as_f64).unwrap_or(d);
-    let dist = how.get("dist").and_then(Value::as_str).unwrap_or("uniform");
-    Ok(match dist {
-        "uniform" => {
-            let (lo, hi) = (f("min", 0.0), f("max", if int { 1000.0 } else { 1.0 }));
+    Ok(match how.dist {
+        Dist::Uniform => {
+            let (lo, hi) = (
+                how.min.unwrap_or(0.0),
+                how.max.unwrap_or(if int { 1000.0 } else { 1.0 }),
+            );
             if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
                 bail!("gen: min and max must be finite, min <= max");
             }
@@ -295,20 +402,19 @@ fn numbers(
                 })
                 .collect()
         }
-        "normal" => {
-            let (m, s) = (f("mean", 0.0), f("std", 1.0));
+        Dist::Normal => {
+            let (m, s) = (how.mean.unwrap_or(0.0), how.std.unwrap_or(1.0));
             (0..rows)
                 .map(|_| m + s * rng.normal())
                 .map(|x| if int { x.round() } else { x })
                 .collect()
         }
-        "sequence" => {
-            let (start, step) = (f("start", 0.0), f("step", 1.0));
+        Dist::Sequence => {
+            let (start, step) = (how.start.unwrap_or(0.0), how.step.unwrap_or(1.0));
             (0..rows)
                 .map(|i| start + step * (first_row + i as u64) as f64)
                 .collect()
         }
-        other => bail!("gen: unknown dist {other:?} (uniform, normal, sequence)"),
     })
 }
 
@@ -317,16 +423,23 @@ fn nulls(spec: &Spec, rows: usize, rng: &mut Rng) -> Option<NullBuffer> {
         .then(|| NullBuffer::from_iter((0..rows).map(|_| rng.unit() >= spec.null_fraction)))
 }
 
-fn strings(how: &Value, rows: usize, rng: &mut Rng) -> anyhow::Result<Vec<String>> {
-    if let Some(values) = how.get("values").and_then(Value::as_array) {
-        let values: Vec<String> = values
+/// `"values"` as strings (a value that is not a JSON string as its JSON text).
+fn values(how: &Gen) -> Option<Vec<String>> {
+    let values = how.values.as_ref()?;
+    Some(
+        values
             .iter()
             .map(|v| {
                 v.as_str()
                     .map(str::to_owned)
                     .unwrap_or_else(|| v.to_string())
             })
-            .collect();
+            .collect(),
+    )
+}
+
+fn strings(how: &Gen, rows: usize, rng: &mut Rng) -> anyhow::Result<Vec<String>> {
+    if let Some(values) = values(how) {
         if values.is_empty() {
             bail!("gen: \"values\" is empty");
         }
@@ -348,13 +461,12 @@ fn strings(how: &Value, rows: usize, rng: &mut Rng) -> anyhow::Result<Vec<String
 }
 
 /// `"length": [min, max]` (default [0, 8]).
-fn lengths(how: &Value) -> anyhow::Result<(usize, usize)> {
-    let l = how.get("length");
-    let get = |i: usize, d: usize| match l.and_then(|l| l.get(i)) {
+fn lengths(how: &Gen) -> anyhow::Result<(usize, usize)> {
+    let l = how.length.as_deref().unwrap_or_default();
+    let get = |i: usize, d: usize| match l.get(i) {
         None => Ok(d),
-        Some(v) => v
-            .as_u64()
-            .and_then(|n| usize::try_from(n).ok())
+        Some(&v) => usize::try_from(v)
+            .ok()
             .filter(|&n| n <= MAX_LENGTH)
             .with_context(|| {
                 format!("gen: length {v} is not a whole number from 0 to {MAX_LENGTH}")
@@ -388,7 +500,7 @@ fn generate(spec: &Spec, rows: usize, first_row: u64, rng: &mut Rng) -> anyhow::
     }
     Ok(match &dt {
         DataType::Boolean => {
-            let p = how.get("p").and_then(Value::as_f64).unwrap_or(0.5);
+            let p = how.p.unwrap_or(0.5);
             let values: Vec<bool> = (0..rows).map(|_| rng.unit() < p).collect();
             Arc::new(BooleanArray::new(values.into(), nulls(spec, rows, rng)))
         }
@@ -433,20 +545,9 @@ fn generate(spec: &Spec, rows: usize, first_row: u64, rng: &mut Rng) -> anyhow::
             }
         }
         DataType::Dictionary(index, _) => {
-            let values = how
-                .get("values")
-                .and_then(Value::as_array)
-                .with_context(|| {
-                    format!("field {name:?}: a dictionary needs \"gen\": {{\"values\": [...]}}")
-                })?;
-            let dict: Vec<String> = values
-                .iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_owned)
-                        .unwrap_or_else(|| v.to_string())
-                })
-                .collect();
+            let dict = values(how).with_context(|| {
+                format!("field {name:?}: a dictionary needs \"gen\": {{\"values\": [...]}}")
+            })?;
             if dict.is_empty() {
                 bail!("field {name:?}: empty dictionary");
             }

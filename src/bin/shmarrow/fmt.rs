@@ -1,46 +1,56 @@
-//! Output helpers shared by the verbs: human sizes, JSON objects, the schema tree.
+//! Output helpers shared by the verbs: human sizes and dates, progress bars, JSON objects,
+//! the schema tree.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use arrow_schema::{DataType, Field};
+use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 use shmarrow::{ChannelInfo, SegmentInfo, SegmentMeta};
 
-/// `1536` -> `1.5 KiB`.
+/// `1536` -> `1.50 KiB` (a `String`, so that widths apply in tables).
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    indicatif::HumanBytes(n).to_string()
 }
 
-/// Milliseconds since the epoch as `2026-11-25 04:30:12Z` (UTC; Hinnant's civil-from-days).
+/// Milliseconds since the epoch as `2026-11-25 04:30:12Z` (UTC).
 pub fn utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    i64::try_from(ms)
+        .ok()
+        .and_then(chrono::DateTime::from_timestamp_millis)
+        .map_or_else(
+            || format!("{ms} ms after the epoch"),
+            |t| t.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+        )
+}
+
+/// What a progress bar counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Rows,
+    Bytes,
+}
+
+/// A progress bar on stderr when it is a terminal, hidden otherwise: `{verb} [bar] done/total`
+/// in `unit`, rate and time left; a spinner when `total` is 0 (unknown).
+pub fn progress(verb: &str, total: u64, unit: Unit) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = if total == 0 {
+        ProgressBar::new_spinner()
+    } else {
+        ProgressBar::new(total)
+    };
+    let counts = match unit {
+        Unit::Rows => "{human_pos}/{human_len} rows ({per_sec}, {eta})",
+        Unit::Bytes => "{bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+    };
+    let template = format!("{{spinner}} {verb} [{{bar:40}}] {counts}");
+    bar.set_style(
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// A user id as its name, if it has one.
@@ -167,9 +177,20 @@ pub fn schema_tree(
 #[cfg(test)]
 mod tests {
     #[test]
+    fn sizes() {
+        assert_eq!(super::bytes(512), "512 B");
+        assert_eq!(super::bytes(1536), "1.50 KiB");
+        assert_eq!(super::bytes(3 << 30), "3.00 GiB");
+    }
+
+    #[test]
     fn utc_dates() {
         assert_eq!(super::utc(0), "1970-01-01 00:00:00Z");
         assert_eq!(super::utc(951_782_400_000), "2000-02-29 00:00:00Z");
         assert_eq!(super::utc(1_795_580_165_541), "2026-11-25 04:16:05Z");
+        assert_eq!(
+            super::utc(u64::MAX),
+            "18446744073709551615 ms after the epoch"
+        );
     }
 }

@@ -3,8 +3,12 @@
 mod cli;
 mod cmd;
 mod dataset;
+#[cfg(feature = "flight")]
+mod flight;
 mod fmt;
+mod format;
 mod signals;
+mod workers;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -3,16 +3,15 @@
 //! (each from its own seed, so the data does not depend on the thread count) and streamed into
 //! the segment in order; private memory holds one wave of batches, never the table.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
 
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use shmarrow::SegmentDir;
 
 use crate::cli::CreateArgs;
 use crate::dataset::Dataset;
-use crate::fmt;
+use crate::fmt::{self, Unit};
 
 pub fn run(
     dir: &SegmentDir,
@@ -24,18 +23,7 @@ pub fn run(
     let dataset = Dataset::load(&args.schema)?;
     let options = args.publish.options();
     let mut writer = dir.writer(&args.name, &dataset.schema, &options)?;
-    let bar = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(args.rows);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} generating [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let bar = fmt::progress("generating", args.rows, Unit::Rows);
     let batch_rows = args.batch_rows as u64;
     let batches = args.rows.div_ceil(batch_rows);
     let wave = (rayon::current_num_threads() * 2) as u64;

@@ -176,7 +176,7 @@ pub fn run(dir: &SegmentDir, args: &DemoArgs, out: &mut dyn Write) -> anyhow::Re
     let worker_args: Vec<String> = ["reduce", &array, "--results", &results, "--column", "x"]
         .map(String::from)
         .to_vec();
-    let report = super::workers::run(dir, w, &worker_args)?;
+    let report = crate::workers::run(dir, w, &worker_args)?;
     // One row per chunk, labelled with its worker: each worker's chunks merge into its row here.
     let rows = partition::read_partials(&dir.attach(&results)?)?;
     let partials: Vec<Partial> = rows.iter().map(|r| r.partial).collect();

@@ -16,8 +16,9 @@ use arrow_array::RecordBatch;
 use arrow_schema::Schema;
 use shmarrow::{SegmentDir, TempGuard};
 
-use crate::cli::{ExportArgs, InputFormat};
+use crate::cli::ExportArgs;
 use crate::fmt;
+use crate::format::InputFormat;
 
 pub fn run(
     dir: &SegmentDir,
@@ -29,7 +30,7 @@ pub fn run(
     let format = match args.format {
         Some(f) => f,
         None if to_stdout => InputFormat::Stream,
-        None => super::import::from_extension(&args.file).with_context(|| {
+        None => InputFormat::from_extension(&args.file).with_context(|| {
             format!(
                 "cannot tell the format from {:?}; pass --format (ipc, stream, parquet, csv, tsv)",
                 args.file.display().to_string()
@@ -40,10 +41,7 @@ pub fn run(
         check_target(&args.file, args.force)?;
     }
     let segment = dir.attach(&args.name)?;
-    let mut schema = (*segment.schema()).clone();
-    let mut metadata = schema.metadata().clone();
-    metadata.retain(|k, _| !k.starts_with("shmarrow."));
-    schema = schema.with_metadata(metadata);
+    let schema = shmarrow::without_shmarrow_keys(&segment.schema());
     let (target, bytes) = if to_stdout {
         let bytes = write(io::stdout(), format, &schema, segment.batches())?;
         ("standard output".to_owned(), bytes)

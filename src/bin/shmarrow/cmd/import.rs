@@ -10,7 +10,7 @@
 //! segment (no private copy at all).
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Cursor, IsTerminal, Read, Write};
+use std::io::{BufRead, BufReader, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -18,11 +18,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use arrow_array::{RecordBatch, RecordBatchReader};
 use arrow_schema::{DataType, Schema, SchemaRef};
-use indicatif::{ProgressBar, ProgressStyle};
 use shmarrow::{CreateOptions, Created, IpcFile, SegmentDir, guarded};
 
-use crate::cli::{ImportArgs, InputFormat};
-use crate::fmt;
+use crate::cli::ImportArgs;
+use crate::fmt::{self, Unit};
+use crate::format::{InputFormat, open};
 
 pub fn run(
     dir: &SegmentDir,
@@ -48,13 +48,14 @@ pub fn run(
         warn_if_it_will_not_fit(dir, &label, estimate);
     }
 
-    let (schema, bar, batches): (SchemaRef, ProgressBar, Batches) = match (format, &input.path) {
+    let (schema, counted, batches): (SchemaRef, (u64, Unit), Batches) = match (format, &input.path)
+    {
         (InputFormat::Ipc, Some(path)) => {
             let reader = IpcFile::open(&label, path).map_err(|e| input_error(&input, format, e))?;
             let rows = reader.info().rows();
             (
                 reader.info().schema.clone(),
-                progress(rows, "rows"),
+                (rows, Unit::Rows),
                 boxed(reader),
             )
         }
@@ -71,7 +72,7 @@ pub fn run(
                     .with_context(|| format!("read {label}"))?;
                 anyhow::Ok((rows, reader))
             })?;
-            (reader.schema(), progress(rows, "rows"), boxed(reader))
+            (reader.schema(), (rows, Unit::Rows), boxed(reader))
         }
         (InputFormat::Ipc | InputFormat::Parquet, None) => anyhow::bail!(
             "{label}: {} needs a file that can be read at any offset (its footer is at the end), \
@@ -87,11 +88,7 @@ pub fn run(
             let bytes = std::mem::replace(&mut input.bytes, Box::new(std::io::empty()));
             let reader = shmarrow::ipc::StreamReader::try_new(&label, BufReader::new(bytes))
                 .map_err(|e| input_error(&input, format, e))?;
-            (
-                reader.schema(),
-                progress(input.size, "bytes"),
-                boxed(reader),
-            )
+            (reader.schema(), (input.size, Unit::Bytes), boxed(reader))
         }
         (InputFormat::Csv | InputFormat::Tsv, _) => {
             let delimiter = args.delimiter.unwrap_or(if format == InputFormat::Tsv {
@@ -113,15 +110,16 @@ pub fn run(
                 .with_batch_size(args.batch_rows)
                 .build(BufReader::new(bytes))
                 .with_context(|| format!("read {label}"))?;
-            (schema, progress(input.size, "bytes"), boxed(reader))
+            (schema, (input.size, Unit::Bytes), boxed(reader))
         }
     };
-    let created = stream_into(dir, args, &label, &schema, &options, bar, batches).map_err(|e| {
-        match e.downcast::<shmarrow::Error>() {
-            Ok(e) => input_error(&input, format, e),
-            Err(e) => e,
-        }
-    })?;
+    let created =
+        stream_into(dir, args, &label, &schema, &options, counted, batches).map_err(|e| {
+            match e.downcast::<shmarrow::Error>() {
+                Ok(e) => input_error(&input, format, e),
+                Err(e) => e,
+            }
+        })?;
     let info = dir.info(created.name())?;
     created.disown();
     if json {
@@ -141,10 +139,6 @@ pub fn run(
         )?;
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn open(path: &Path) -> anyhow::Result<File> {
-    File::open(path).with_context(|| format!("open {}", path.display()))
 }
 
 /// The bytes to import: a regular file (any format), or a stream — standard input (`-`), a
@@ -196,26 +190,18 @@ impl Input {
     /// The format from the file name, else from the first bytes (which are put back in front
     /// of the rest: nothing is consumed).
     fn detect(&mut self) -> anyhow::Result<InputFormat> {
-        if let Some(format) = from_extension(&self.given) {
+        if let Some(format) = InputFormat::from_extension(&self.given) {
             return Ok(format);
         }
-        let mut magic = Vec::with_capacity(6);
-        let mut bytes = std::mem::replace(&mut self.bytes, Box::new(std::io::empty()));
-        (&mut bytes)
-            .take(6)
-            .read_to_end(&mut magic)
-            .with_context(|| format!("read {}", self.label))?;
-        let format = match magic.as_slice() {
-            b"ARROW1" => InputFormat::Ipc,
-            [b'P', b'A', b'R', b'1', ..] => InputFormat::Parquet,
-            [0xff, 0xff, 0xff, 0xff, ..] => InputFormat::Stream,
-            _ => anyhow::bail!(
+        let bytes = std::mem::replace(&mut self.bytes, Box::new(std::io::empty()));
+        let (format, bytes) = InputFormat::sniff(bytes, &self.label)?;
+        self.bytes = bytes;
+        format.with_context(|| {
+            format!(
                 "cannot tell the format of {} from its name or first bytes; pass --format (ipc, stream, parquet, csv, tsv)",
                 self.label
-            ),
-        };
-        self.bytes = Box::new(Cursor::new(magic).chain(bytes));
-        Ok(format)
+            )
+        })
     }
 }
 
@@ -304,12 +290,13 @@ fn stream_into(
     label: &str,
     schema: &Schema,
     options: &CreateOptions,
-    bar: ProgressBar,
+    (total, unit): (u64, Unit),
     mut batches: Batches,
 ) -> anyhow::Result<Created> {
-    let schema = strip_shmarrow_keys(schema);
+    let schema = shmarrow::without_shmarrow_keys(schema);
     let mut writer = dir.writer(&args.name, &schema, options)?;
-    let by_bytes = bar.message() == "bytes";
+    let bar = fmt::progress("importing", total, unit);
+    let by_bytes = unit == Unit::Bytes;
     for i in 0.. {
         let Some(batch) = guarded(label, || Ok::<_, shmarrow::Error>(batches.next()))? else {
             break;
@@ -323,27 +310,6 @@ fn stream_into(
     }
     bar.finish_and_clear();
     Ok(writer.finish()?)
-}
-
-/// A progress bar on stderr when it is a terminal; hidden otherwise. `total` 0: a spinner.
-fn progress(total: u64, unit: &'static str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden().with_message(unit);
-    }
-    let bar = if total == 0 {
-        ProgressBar::new_spinner()
-    } else {
-        ProgressBar::new(total)
-    };
-    let template = if unit == "bytes" {
-        "{spinner} importing [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})"
-    } else {
-        "{spinner} importing [{bar:40}] {pos}/{len} rows ({per_sec}, {eta})"
-    };
-    bar.set_style(
-        ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    bar.with_message(unit)
 }
 
 /// Roughly how large the segment will be: Parquet's uncompressed size, else the input's.
@@ -383,51 +349,41 @@ fn warn_if_it_will_not_fit(dir: &SegmentDir, label: &str, estimate: u64) {
 
 /// A CSV schema file: `{"fields": [{"name": "x", "type": "Float64", "nullable": true}, ...]}`,
 /// types in Arrow's own notation (`Int64`, `Utf8`, `Timestamp(Microsecond, Some("UTC"))`).
+/// An unknown (misspelt) key is an error.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvSchema {
+    fields: Vec<CsvField>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvField {
+    name: String,
+    #[serde(rename = "type")]
+    data_type: String,
+    nullable: Option<bool>,
+}
+
 fn read_schema(path: &Path) -> anyhow::Result<Schema> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("read schema {}", path.display()))?;
-    let value: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-    let fields = value["fields"]
-        .as_array()
-        .with_context(|| format!("{}: expected {{\"fields\": [...]}}", path.display()))?;
-    let fields = fields
-        .iter()
-        .map(|f| {
-            let name = f["name"].as_str().context("a field without \"name\"")?;
-            let ty = f["type"]
-                .as_str()
-                .with_context(|| format!("field {name:?} without \"type\""))?;
-            let data_type: arrow_schema::DataType = ty
-                .parse()
-                .with_context(|| format!("field {name:?}: unknown type {ty:?}"))?;
-            Ok(arrow_schema::Field::new(
-                name,
-                data_type,
-                f["nullable"].as_bool().unwrap_or(true),
-            ))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()
-        .with_context(|| format!("schema {}", path.display()))?;
+    let def: CsvSchema =
+        serde_json::from_str(&text).with_context(|| format!("schema {}", path.display()))?;
+    let fields =
+        def.fields
+            .into_iter()
+            .map(|f| {
+                let data_type: DataType = f.data_type.parse().with_context(|| {
+                    format!("field {:?}: unknown type {:?}", f.name, f.data_type)
+                })?;
+                Ok(arrow_schema::Field::new(
+                    f.name,
+                    data_type,
+                    f.nullable.unwrap_or(true),
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .with_context(|| format!("schema {}", path.display()))?;
     Ok(Schema::new(fields))
-}
-
-/// A segment copied from another keeps the user's metadata but gets fresh `shmarrow.` keys.
-fn strip_shmarrow_keys(schema: &Schema) -> Schema {
-    let mut metadata = schema.metadata().clone();
-    metadata.retain(|k, _| !k.starts_with("shmarrow."));
-    schema.clone().with_metadata(metadata)
-}
-
-/// The format a file name says (`.arrow`, `.parquet`, `.tsv`, ...), if any.
-pub fn from_extension(path: &Path) -> Option<InputFormat> {
-    let ext = path.extension()?.to_str()?.to_ascii_lowercase();
-    Some(match ext.as_str() {
-        "arrow" | "feather" | "ipc" => InputFormat::Ipc,
-        "arrows" | "stream" => InputFormat::Stream,
-        "parquet" | "pq" => InputFormat::Parquet,
-        "csv" => InputFormat::Csv,
-        "tsv" => InputFormat::Tsv,
-        _ => return None,
-    })
 }

@@ -52,7 +52,7 @@ pub fn run(
             if args.wrap {
                 job.push("--wrap".into());
             }
-            super::workers::run(dir, p, &job)?;
+            crate::workers::run(dir, p, &job)?;
         }
     }
     let elapsed = t0.elapsed();

@@ -5,8 +5,6 @@ pub mod create;
 pub mod demo;
 pub mod df;
 pub mod export;
-#[cfg(feature = "flight")]
-pub mod flight_common;
 pub mod gc;
 pub mod head;
 pub mod import;
@@ -23,4 +21,3 @@ pub mod rm;
 #[cfg(feature = "flight")]
 pub mod serve;
 pub mod worker;
-pub mod workers;

@@ -13,6 +13,7 @@ use shmarrow::{ChannelOptions, CreateOptions, Lifetime, SegmentDir};
 use crate::cli::ProduceArgs;
 use crate::dataset::Dataset;
 use crate::fmt;
+use crate::format::{InputFormat, open};
 
 /// Where batches come from.
 enum Source {
@@ -140,23 +141,19 @@ fn stream(
 /// channel's point is the stream, not the file).
 fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<RecordBatch>> {
     let label = path.display().to_string();
-    let mut magic = [0u8; 6];
-    std::io::Read::read_exact(
-        &mut std::fs::File::open(path).with_context(|| format!("open {label}"))?,
-        &mut magic,
-    )
-    .with_context(|| format!("read {label}"))?;
-    let file = || std::fs::File::open(path).with_context(|| format!("open {label}"));
+    let (format, _) = InputFormat::sniff(Box::new(open(path)?), &label)?;
     // Foreign bytes: IPC through shmarrow's checked decoder, everything under its guard.
-    let batches: anyhow::Result<Vec<_>> = shmarrow::guarded(&label, || match &magic {
-        b"ARROW1" => Ok(shmarrow::IpcFile::open(&label, path)?.collect::<Result<_, _>>()?),
-        [b'P', b'A', b'R', b'1', ..] => Ok(
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file()?)?
+    let batches: anyhow::Result<Vec<_>> = shmarrow::guarded(&label, || match format {
+        Some(InputFormat::Ipc) => {
+            Ok(shmarrow::IpcFile::open(&label, path)?.collect::<Result<_, _>>()?)
+        }
+        Some(InputFormat::Parquet) => Ok(
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open(path)?)?
                 .build()?
                 .collect::<Result<_, _>>()?,
         ),
         _ => Ok(
-            shmarrow::ipc::StreamReader::try_new(&label, BufReader::new(file()?))
+            shmarrow::ipc::StreamReader::try_new(&label, BufReader::new(open(path)?))
                 .with_context(|| {
                     format!("{label} is not an Arrow IPC file or stream, nor Parquet")
                 })?

@@ -12,13 +12,11 @@ use arrow_flight::error::FlightError;
 use arrow_flight::{FlightDescriptor, Ticket};
 use futures::TryStreamExt;
 use serde_json::json;
-use shmarrow::{CreateOptions, SegmentDir, SegmentWriter};
+use shmarrow::{CreateOptions, SegmentDir, SegmentWriter, without_shmarrow_keys};
 
-use super::flight_common::{
-    FlightBatches, connect, flight_error, progress, runtime, strip_shmarrow_keys,
-};
 use crate::cli::PullArgs;
-use crate::fmt;
+use crate::flight::{FlightBatches, connect, flight_error, runtime};
+use crate::fmt::{self, Unit};
 
 pub fn run(
     dir: &SegmentDir,
@@ -102,7 +100,7 @@ async fn pull(
         .into_inner()
         .map_err(FlightError::from);
     let mut stream = FlightBatches::new(name, input);
-    let bar = progress(total, "pulling");
+    let bar = fmt::progress("pulling", total, Unit::Rows);
     let mut writer: Option<SegmentWriter> = None;
     let mut rows = 0u64;
     loop {
@@ -120,7 +118,7 @@ async fn pull(
             Some(w) => w,
             None => writer.insert(dir.writer(
                 local,
-                &strip_shmarrow_keys(batch.schema_ref()),
+                &without_shmarrow_keys(batch.schema_ref()),
                 options,
             )?),
         };
@@ -135,7 +133,7 @@ async fn pull(
             let schema = stream
                 .schema()
                 .with_context(|| format!("pull {name}: the stream ended before its schema"))?;
-            dir.writer(local, &strip_shmarrow_keys(schema), options)?
+            dir.writer(local, &without_shmarrow_keys(schema), options)?
         }
     };
     if total != 0 && rows != total {

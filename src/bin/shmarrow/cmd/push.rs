@@ -11,13 +11,11 @@ use arrow_flight::FlightDescriptor;
 use arrow_flight::encode::{DictionaryHandling, FlightDataEncoderBuilder};
 use futures::{StreamExt, TryStreamExt, stream};
 use serde_json::{Value, json};
-use shmarrow::SegmentDir;
+use shmarrow::{SegmentDir, without_shmarrow_keys};
 
-use super::flight_common::{
-    connect, flight_batches, flight_error, progress, runtime, strip_shmarrow_keys,
-};
 use crate::cli::PushArgs;
-use crate::fmt;
+use crate::flight::{connect, flight_batches, flight_error, runtime};
+use crate::fmt::{self, Unit};
 
 pub fn run(
     dir: &SegmentDir,
@@ -72,9 +70,9 @@ async fn push(segment: shmarrow::Segment, args: &PushArgs, remote: &str) -> anyh
     let descriptor = FlightDescriptor::new_cmd(
         json!({"name": remote, "replace": args.replace, "rows": segment.num_rows()}).to_string(),
     );
-    let schema = Arc::new(strip_shmarrow_keys(&segment.schema()));
+    let schema = Arc::new(without_shmarrow_keys(&segment.schema()));
     let batches = flight_batches(&segment, &schema)?;
-    let bar = progress(segment.num_rows(), "pushing");
+    let bar = fmt::progress("pushing", segment.num_rows(), Unit::Rows);
     let counter = bar.clone();
     let input = stream::iter(batches).map(move |b| {
         counter.inc(b.num_rows() as u64);

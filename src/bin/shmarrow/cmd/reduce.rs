@@ -104,7 +104,7 @@ fn by_processes(
     for c in columns {
         worker_args.extend(["--column".to_owned(), c.clone()]);
     }
-    super::workers::run(dir, workers, &worker_args)?;
+    crate::workers::run(dir, workers, &worker_args)?;
     let rows = partition::read_partials(&dir.attach(&results)?)?;
     if let Some(row) = rows.iter().find(|r| !r.done) {
         bail!(
