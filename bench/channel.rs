@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use arrow_array::{Array, ArrayRef, Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use shmarrow::{ChannelOptions, Producer, SegmentDir, WaitMode};
+use shmarrow::{ChannelOptions, Producer, SegmentDir, WaitMode, WaitPolicy};
 
 #[path = "common.rs"]
 mod common;
@@ -290,7 +290,11 @@ fn consumer_main() -> BenchResult<()> {
     let total: u64 = total.parse()?;
     let warm: u64 = warm.parse()?;
     let dir = SegmentDir::new(PathBuf::from(dir));
-    let mut consumer = dir.subscribe(name)?.wait_mode(wait).timeout(Some(PATIENCE));
+    let mut consumer = dir.subscribe(name)?;
+    *consumer.wait_policy() = WaitPolicy {
+        mode: wait,
+        timeout: Some(PATIENCE),
+    };
     let mut latencies: Vec<u64> = Vec::with_capacity(if kind == Kind::Latency {
         total.saturating_sub(warm) as usize
     } else {
@@ -435,11 +439,11 @@ impl Ctx<'_> {
             name: name.clone(),
         };
         self.dir.create_channel(&name, &schema, &options)?;
-        let mut producer = self
-            .dir
-            .producer(&name)?
-            .wait_mode(spec.producer_wait)
-            .timeout(Some(PATIENCE));
+        let mut producer = self.dir.producer(&name)?;
+        *producer.wait_policy() = WaitPolicy {
+            mode: spec.producer_wait,
+            timeout: Some(PATIENCE),
+        };
         let total = spec.warm + spec.timed;
         let mut child = ChildGuard(Some(
             Command::new(&self.exe)

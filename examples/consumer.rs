@@ -15,7 +15,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = SegmentDir::from_env();
     // The producer may not have created the channel yet: wait up to 30 s for it.
     let patience = Some(Duration::from_secs(30));
-    let mut consumer = dir.subscribe_within(&name, patience)?.timeout(patience);
+    let mut consumer = dir.subscribe_within(&name, patience)?;
+    consumer.wait_policy().timeout = patience;
     let (mut batches, mut rows, mut ok, mut sum) = (0i64, 0u64, true, 0.0f64);
     while let Some(received) = consumer.recv()? {
         let b = &received.batch;

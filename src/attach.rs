@@ -24,7 +24,7 @@ use arrow_ipc::{Block, MessageHeader};
 use arrow_schema::{DataType, SchemaRef};
 
 use crate::error::{Error, Result};
-use crate::ipc::{Decoded, Decoder, check_batch, guarded, read_schema};
+use crate::ipc::{Decoded, Decoder, check_batch, guarded, message_prefix, read_schema};
 use crate::meta::SegmentMeta;
 use crate::name::SegmentDir;
 use crate::sys;
@@ -484,12 +484,8 @@ fn decode_block(
 
 /// The message of a block's metadata (after the continuation marker and length).
 fn block_message(meta: &[u8]) -> std::result::Result<arrow_ipc::Message<'_>, String> {
-    let fb = if meta[..4] == [0xff; 4] {
-        &meta[8..]
-    } else {
-        &meta[4..]
-    };
-    arrow_ipc::root_as_message(fb).map_err(|e| format!("message header: {e}"))
+    let (start, _) = message_prefix(meta)?;
+    arrow_ipc::root_as_message(&meta[start..]).map_err(|e| format!("message header: {e}"))
 }
 
 /// Map and read the layout of `file` (opened at `path`; `meta` is its `fstat`).

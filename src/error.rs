@@ -3,6 +3,7 @@
 
 use std::io;
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -164,13 +165,13 @@ pub enum Error {
         /// The error from arrow.
         source: arrow_schema::ArrowError,
     },
-    /// A channel operation failed (see [`ChannelError`](crate::ChannelError)).
+    /// A channel operation failed (see [`ChannelError`]).
     #[error("channel {name:?}")]
     Channel {
         /// The channel segment's name.
         name: String,
         /// What went wrong.
-        source: crate::channel::ChannelError,
+        source: ChannelError,
     },
     /// Any other I/O error, with the path it happened on.
     #[error("{op} {}", path.display())]
@@ -232,4 +233,47 @@ impl Error {
                 .join(" "),
         }
     }
+}
+
+/// Why a channel operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ChannelError {
+    /// The file is not a channel segment of a version we read.
+    #[error("not a channel segment: {0}")]
+    NotAChannel(String),
+    /// The [`ChannelOptions`](crate::ChannelOptions) cannot make a channel.
+    #[error("invalid channel options: {0}")]
+    InvalidOptions(String),
+    /// Another live process is the producer.
+    #[error("another process (pid {0}) is its producer")]
+    ProducerExists(u32),
+    /// The producer closed the stream; no more batches can be sent.
+    #[error("the channel was closed by its producer")]
+    Closed,
+    /// The producer died without closing the stream.
+    #[error("the producer (pid {0}) died without closing the stream")]
+    ProducerDied(u32),
+    /// Every consumer entry is taken.
+    #[error("all {0} consumer entries are taken")]
+    TooManyConsumers(u32),
+    /// A batch does not fit in a slot.
+    #[error(
+        "a batch of {needed} bytes does not fit in a {slot} byte slot (64 of them are the slot header); create the channel with a larger slot size"
+    )]
+    BatchTooLarge {
+        /// Bytes the encoded batch needs, slot header included.
+        needed: u64,
+        /// The slot size.
+        slot: u64,
+    },
+    /// The batch's fields differ from the channel's schema.
+    #[error("batch fields differ from the channel schema: {0}")]
+    SchemaMismatch(String),
+    /// The wait for a batch (consumer) or for space (producer) timed out.
+    #[error("timed out after {0:?}")]
+    Timeout(Duration),
+    /// [`SegmentDir::subscribe_within`](crate::SegmentDir::subscribe_within): no channel appeared under the name in time.
+    #[error("no channel of that name appeared within {0:?}")]
+    NotCreated(Duration),
 }

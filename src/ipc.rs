@@ -101,6 +101,27 @@ pub(crate) fn check_batch(
     u64::try_from(batch.length()).map_err(|_| "negative row count".into())
 }
 
+/// The continuation marker that starts an encapsulated message (since Arrow 0.15; before it,
+/// a message started with its length).
+pub(crate) const CONTINUATION: [u8; 4] = [0xff; 4];
+
+/// Where the flatbuffer of the encapsulated message at the start of `bytes` begins (after the
+/// continuation marker and length), and the length it declares (0: the end-of-stream marker).
+pub(crate) fn message_prefix(bytes: &[u8]) -> Result<(usize, usize), String> {
+    let word = |at: usize| {
+        bytes
+            .get(at..at + 4)
+            .and_then(|w| <[u8; 4]>::try_from(w).ok())
+    };
+    let (start, len) = match word(0) {
+        Some(CONTINUATION) => (8, word(4)),
+        first => (4, first),
+    };
+    let len = len.ok_or("message prefix truncated")?;
+    let len = usize::try_from(i32::from_le_bytes(len)).map_err(|_| "negative metadata length")?;
+    Ok((start, len))
+}
+
 /// A schema message's schema, and whether its byte order differs from this machine's.
 pub(crate) fn read_schema(fb: arrow_ipc::Schema<'_>) -> Result<(Schema, bool), String> {
     let schema = arrow_ipc::convert::try_fb_to_schema(fb).map_err(|e| format!("schema: {e}"))?;
@@ -278,6 +299,46 @@ impl Decoder {
                 other.variant_name().unwrap_or("unknown")
             ))),
         }
+    }
+
+    /// Decode the encapsulated messages at the start of `bytes` (the dictionary batches a
+    /// record batch needs, then the record batch: a channel slot) in place, and return the
+    /// record batch. Each message's (small) flatbuffer is copied before it is verified, so what
+    /// was checked is what is used whatever another process writes into `bytes` meanwhile;
+    /// bodies stay in place. Runs under [`guarded`].
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] for bytes that are not such messages, as [`decode`](Self::decode).
+    pub(crate) fn decode_until_batch(&mut self, bytes: &Buffer) -> Result<RecordBatch> {
+        let name = self.name.clone();
+        guarded(&name, || {
+            let mut pos = 0usize;
+            while let Ok((start, meta_len)) = message_prefix(&bytes[pos..]) {
+                if meta_len == 0 {
+                    break;
+                }
+                let meta_start = pos + start;
+                let meta_end = meta_start
+                    .checked_add(meta_len)
+                    .filter(|&e| e <= bytes.len())
+                    .ok_or_else(|| self.corrupt("message metadata past the end".into()))?;
+                let metadata = bytes[meta_start..meta_end].to_vec();
+                let message = arrow_ipc::root_as_message(&metadata)
+                    .map_err(|e| self.corrupt(format!("message header: {e}")))?;
+                let body_len = usize::try_from(message.bodyLength())
+                    .map_err(|_| self.corrupt("negative body length".into()))?;
+                let body_end = meta_end
+                    .checked_add(body_len)
+                    .filter(|&e| e <= bytes.len())
+                    .ok_or_else(|| self.corrupt("message body past the end".into()))?;
+                let body = bytes.slice_with_length(meta_end, body_len);
+                if let Decoded::Batch(batch) = self.decode_message(&message, &body)? {
+                    return Ok(batch);
+                }
+                pos = body_end;
+            }
+            Err(self.corrupt("no record batch".into()))
+        })
     }
 
     /// What arrow's skipped validation would have checked without reading values: every
@@ -717,7 +778,7 @@ fn next_message(reader: &mut impl Read, label: &str) -> Result<Option<(Vec<u8>, 
     if word.is_empty() {
         return Ok(None);
     }
-    if word == [0xff; 4] {
+    if word == CONTINUATION {
         word = read_up_to(reader, 4, label)?;
     }
     let Ok(word) = <[u8; 4]>::try_from(word.as_slice()) else {

@@ -54,11 +54,11 @@ pub use attach::{
     AttachOptions, BatchInfo, ColumnInfo, IpcFile, Segment, SegmentInfo, Validate, attach_path,
 };
 pub use channel::{
-    CHANNEL_MAGIC, CHANNEL_VERSION, ChannelError, ChannelInfo, ChannelOptions, Consumer,
-    ConsumerInfo, MAX_CONSUMERS, Producer, Received, WaitMode,
+    CHANNEL_MAGIC, CHANNEL_VERSION, ChannelInfo, ChannelOptions, Consumer, ConsumerInfo,
+    MAX_CONSUMERS, Producer, Received, WaitMode, WaitPolicy,
 };
 pub use create::SegmentWriter;
-pub use error::{Error, Result};
+pub use error::{ChannelError, Error, Result};
 pub use inplace::{
     Allocation, Constant, MapOp, MapOptions, RawValues, SegmentLock, ValuesMut, WritableSegment,
     split_rows,

@@ -103,10 +103,8 @@ fn a_held_batch_pins_its_slot_and_oversized_batches_are_refused() {
     )
     .unwrap();
     let mut c = dir.subscribe("c").unwrap();
-    let mut p = dir
-        .producer("c")
-        .unwrap()
-        .timeout(Some(Duration::from_millis(200)));
+    let mut p = dir.producer("c").unwrap();
+    p.wait_policy().timeout = Some(Duration::from_millis(200));
     p.send(&batch(0, 3)).unwrap();
     let kept = c.recv().unwrap().unwrap().batch;
     p.send(&batch(1, 3)).unwrap();
@@ -290,7 +288,7 @@ fn lossy_consumer_never_yields_a_batch_from_a_slot_whose_encoding_failed() {
         other => panic!("{other:?}"),
     }
     let mut received = Vec::new();
-    c.set_timeout(Some(Duration::ZERO));
+    c.wait_policy().timeout = Some(Duration::ZERO);
     loop {
         match c.recv() {
             Ok(Some(r)) => received.push((r.seq, r.missed, tags(&r.batch))),
@@ -301,7 +299,7 @@ fn lossy_consumer_never_yields_a_batch_from_a_slot_whose_encoding_failed() {
             other => panic!("{other:?}"),
         }
     }
-    c.set_timeout(None);
+    c.wait_policy().timeout = None;
     assert_eq!(
         received,
         vec![(1, 1, vec!["b".to_owned(), "a".to_owned()])],
@@ -613,9 +611,9 @@ fn subscribe_within_waits_for_the_channel_to_appear() {
         })
     };
     started.send(()).unwrap();
-    let c = dir.subscribe_within("late", None).unwrap();
+    let mut c = dir.subscribe_within("late", None).unwrap();
     let mut p = creator.join().unwrap();
-    let mut c = c.timeout(Some(Duration::from_secs(10)));
+    c.wait_policy().timeout = Some(Duration::from_secs(10));
     p.send(&batch(3, 1)).unwrap();
     assert_eq!(seq_of(&c.recv().unwrap().unwrap().batch), 3);
     // A table under the name fails at once, without waiting.

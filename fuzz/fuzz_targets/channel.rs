@@ -133,7 +133,8 @@ fn slots(data: &[u8]) {
     file.write_all_at(&slot, t.slots_offset).expect("write slot");
     file.write_all_at(&1u64.to_le_bytes(), WRITE_SEQ).expect("write_seq");
     file.write_all_at(&1u32.to_le_bytes(), CLOSED).expect("closed");
-    let mut consumer = consumer.timeout(Some(Duration::from_millis(1)));
+    let mut consumer = consumer;
+    consumer.wait_policy().timeout = Some(Duration::from_millis(1));
     if let Ok(Some(received)) = consumer.recv() {
         // Touch every value, so a wrong offset is read, not just built.
         for column in received.batch.columns() {
@@ -153,8 +154,8 @@ fn header(data: &[u8]) {
         }
     }
     let dir = common::write("chan", &bytes);
-    if let Ok(consumer) = dir.subscribe("chan") {
-        let mut consumer = consumer.timeout(Some(Duration::from_millis(1)));
+    if let Ok(mut consumer) = dir.subscribe("chan") {
+        consumer.wait_policy().timeout = Some(Duration::from_millis(1));
         let _ = consumer.recv();
     }
     let _ = dir.producer("chan");

@@ -1027,7 +1027,7 @@ impl Subscription {
             py,
             self.timeout,
             |slice| {
-                consumer.set_timeout(Some(slice));
+                consumer.wait_policy().timeout = Some(slice);
                 consumer.recv()
             },
             is_timeout,
@@ -1145,7 +1145,7 @@ impl Producer {
             py,
             self.timeout,
             |slice| {
-                producer.set_timeout(Some(slice));
+                producer.wait_policy().timeout = Some(slice);
                 producer.send(batch)
             },
             is_timeout,

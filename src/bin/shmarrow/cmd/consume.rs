@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use shmarrow::reduce::{Partial, reduce_batches};
-use shmarrow::{SegmentDir, WaitMode};
+use shmarrow::{SegmentDir, WaitMode, WaitPolicy};
 
 use crate::cli::ConsumeArgs;
 use crate::fmt;
@@ -19,13 +19,16 @@ pub fn run(
 ) -> anyhow::Result<ExitCode> {
     let timeout = args.timeout.0;
     // The channel may not exist yet: wait for its producer to create it.
-    let consumer = dir.subscribe_within(&args.name, timeout)?;
+    let mut consumer = dir.subscribe_within(&args.name, timeout)?;
     let wait = if args.spin_us > 0 {
         WaitMode::SpinThenBlock(Duration::from_micros(args.spin_us))
     } else {
         WaitMode::Block
     };
-    let mut consumer = consumer.timeout(timeout).wait_mode(wait);
+    *consumer.wait_policy() = WaitPolicy {
+        mode: wait,
+        timeout,
+    };
     let (mut batches, mut rows, mut missed) = (0u64, 0u64, 0u64);
     let mut partial: Option<Partial> = None;
     let t0 = Instant::now();

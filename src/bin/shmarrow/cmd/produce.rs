@@ -89,13 +89,13 @@ pub fn run(
 }
 
 fn stream(
-    producer: shmarrow::Producer,
+    mut producer: shmarrow::Producer,
     args: &ProduceArgs,
     source: &Source,
     total: u64,
 ) -> anyhow::Result<(u64, u64, u64, Duration)> {
     let timeout = args.timeout.0;
-    let mut producer = producer.timeout(timeout);
+    producer.wait_policy().timeout = timeout;
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     while producer.consumers() < args.consumers as usize {
         if deadline.is_some_and(|d| Instant::now() > d) {

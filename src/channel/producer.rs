@@ -1,0 +1,378 @@
+//! The producing end: claiming a channel, waiting for a free slot, encoding a batch straight
+//! into it, publishing it.
+
+use std::fs::File;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::SeqCst;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use arrow_ipc::writer::StreamWriter;
+use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
+
+use super::layout::{LIVENESS, SLOT_HEADER, Shared, UNREADABLE, WRITING, channel_err, ipc_options};
+use super::{ChannelOptions, WaitPolicy};
+use crate::publish::Created;
+use crate::error::{ChannelError, Error, Result};
+use crate::name::SegmentDir;
+use crate::sys::{self, ProcessId};
+
+/// How long a claim waits for the kernel to release a dead producer's lock.
+const PRODUCER_TEARDOWN: Duration = Duration::from_secs(2);
+
+impl SegmentDir {
+    /// Create channel `name` (as [`create_channel`](Self::create_channel)) and become its
+    /// producer. Dropping the producer closes the stream and, for an
+    /// [`Owner`](crate::Lifetime::Owner) channel, removes it (consumers that joined read what
+    /// was sent, then the end of the stream).
+    ///
+    /// # Errors
+    /// As [`create_channel`](Self::create_channel) and [`producer`](Self::producer).
+    pub fn create_producer(
+        &self,
+        name: &str,
+        schema: &Schema,
+        options: &ChannelOptions,
+    ) -> Result<Producer> {
+        let created = self.create_channel(name, schema, options)?;
+        let mut producer = self.producer(name)?;
+        producer.created = Some(created);
+        Ok(producer)
+    }
+
+    /// Become the producer of channel `name` (one at a time: a live producer elsewhere is an
+    /// error; a dead one is taken over). The claim is a lock the kernel holds for this
+    /// producer's own open of the file until the producer is dropped or the process ends
+    /// (`schemas/CHANNEL.md`), so of many processes or threads claiming at once exactly one
+    /// wins.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::Channel`] ([`ChannelError::ProducerExists`],
+    /// [`ChannelError::Closed`], [`ChannelError::NotAChannel`]).
+    pub fn producer(&self, name: &str) -> Result<Producer> {
+        let path = self.segment_path(name)?;
+        let (shared, file) = Shared::open(name, &path, true)?;
+        let shared = Arc::new(shared);
+        // The claim lives on an open of its own: a lock on the open that the mapping was made
+        // through would outlive a killed producer for as long as anything still holds its
+        // address space (the mapping references that open), and a takeover could be refused.
+        let claim = sys::reopen(&file, true).map_err(|e| Error::from_io(e, "open", name, &path))?;
+        drop(file);
+        let h = shared.header();
+        if h.closed.load(SeqCst) != 0 {
+            return Err(channel_err(name, ChannelError::Closed));
+        }
+        // The claim is the kernel's: a write lock on our own open of the file, which no other
+        // open can hold at the same time and which goes when we do, however we end.
+        // A producer that is dead by pid and start time may still hold the lock for a moment:
+        // its main thread is a zombie while the kernel finishes its other threads, which share
+        // its descriptors. Only then is the lock retried, and for a bounded time.
+        let teardown = Instant::now() + PRODUCER_TEARDOWN;
+        let won = loop {
+            if shared.try_claim(&claim, &path)? {
+                break true;
+            }
+            let dead = shared.producer().is_some_and(|p| !p.is_alive());
+            if !dead || Instant::now() >= teardown {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        if !won {
+            let pid = shared.producer().map_or(0, |p| p.pid);
+            return Err(channel_err(name, ChannelError::ProducerExists(pid)));
+        }
+        // A producer that closed the stream stored `closed` before its lock went.
+        if h.closed.load(SeqCst) != 0 {
+            return Err(channel_err(name, ChannelError::Closed));
+        }
+        // Publish who we are for consumers, `ls` and `info`, in the order `Shared::producer`
+        // relies on.
+        let me = ProcessId::current();
+        h.producer_pid.store(0, SeqCst);
+        h.producer_start.store(me.start_time, SeqCst);
+        h.producer_pid.store(me.pid, SeqCst);
+        let schema = shared.schema.clone();
+        let has_dictionaries = schema
+            .flattened_fields()
+            .iter()
+            .any(|f| matches!(f.data_type(), DataType::Dictionary(..)));
+        Ok(Producer {
+            shared,
+            _claim: claim,
+            schema,
+            writer: None,
+            has_dictionaries,
+            policy: WaitPolicy::default(),
+            created: None,
+        })
+    }
+}
+
+/// Writes into one slot's message area through a raw pointer; `None`: discard (the schema
+/// message the stream writer emits on creation).
+struct SlotSink {
+    target: Option<(*mut u8, usize)>,
+    pos: usize,
+    overflow: bool,
+}
+
+// SAFETY: the pointer targets the shared mapping, which the owning Producer keeps alive; the
+// sink is only used by that Producer (moving it to another thread moves the only user).
+unsafe impl Send for SlotSink {}
+// SAFETY: a shared `&SlotSink` allows no access at all (writing needs `&mut`), so sharing
+// references between threads cannot race.
+unsafe impl Sync for SlotSink {}
+
+impl Write for SlotSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Some((ptr, cap)) = self.target {
+            if self.pos + buf.len() > cap {
+                self.overflow = true;
+                return Err(std::io::Error::other("slot full"));
+            }
+            // SAFETY: `pos + len <= cap` (checked above) and `ptr..ptr + cap` is this slot's
+            // message area inside the live mapping, which no consumer reads while the producer
+            // writes it (backpressure, or the pin protocol in lossy mode).
+            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), ptr.add(self.pos), buf.len()) };
+        }
+        self.pos += buf.len();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The producing end of a channel (see [`SegmentDir::producer`]). Dropping it closes the
+/// stream: consumers then receive the remaining batches and `None`.
+pub struct Producer {
+    shared: Arc<Shared>,
+    /// Our open of the channel file, holding the claim lock: closed (releasing it) only after
+    /// `drop` has stored `closed` and cleared `producer_pid`.
+    _claim: File,
+    schema: SchemaRef,
+    writer: Option<StreamWriter<SlotSink>>,
+    has_dictionaries: bool,
+    policy: WaitPolicy,
+    /// The channel this producer created ([`SegmentDir::create_producer`]): dropped after the
+    /// stream is closed, which removes an owner channel.
+    created: Option<Created>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("channel", &self.shared.name)
+            .finish()
+    }
+}
+
+impl Producer {
+    /// How [`send`](Self::send) waits for space (default: block, no timeout), to read or
+    /// change.
+    pub fn wait_policy(&mut self) -> &mut WaitPolicy {
+        &mut self.policy
+    }
+
+    /// The channel's schema.
+    pub fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    /// Batches sent so far (the next sequence number).
+    pub fn sent(&self) -> u64 {
+        self.shared.header().write_seq.load(SeqCst)
+    }
+
+    /// Live consumers right now.
+    pub fn consumers(&self) -> usize {
+        self.shared.active_consumers(SeqCst).count()
+    }
+
+    /// Send one batch: wait for a free slot, encode the batch straight into it, publish it with
+    /// one atomic store and wake the consumers.
+    ///
+    /// # Errors
+    /// [`ChannelError::SchemaMismatch`], [`ChannelError::BatchTooLarge`] (nothing is sent),
+    /// [`ChannelError::Timeout`], [`ChannelError::Closed`].
+    pub fn send(&mut self, batch: &RecordBatch) -> Result<()> {
+        let name = self.shared.name.clone();
+        if batch.schema_ref().fields() != self.schema.fields() {
+            return Err(channel_err(
+                &name,
+                ChannelError::SchemaMismatch(format!("{:?}", batch.schema_ref().fields())),
+            ));
+        }
+        let shared = self.shared.clone();
+        let h = shared.header();
+        if h.closed.load(SeqCst) != 0 {
+            return Err(channel_err(&name, ChannelError::Closed));
+        }
+        let seq = h.write_seq.load(SeqCst);
+        self.wait_for_slot(seq)?;
+        let slot_ptr = self.shared.slot_ptr(seq);
+        let cap = self.shared.slot_size - SLOT_HEADER;
+        let written = self.encode(batch, slot_ptr.wrapping_add(SLOT_HEADER), cap);
+        let slot = self.shared.slot(seq);
+        let len = match written {
+            Ok(len) => len,
+            Err(e) => {
+                // Nothing was published, but the slot's old bytes may be partly overwritten:
+                // mark them unreadable (a lagging lossy consumer skips the slot and counts it
+                // missed instead of decoding torn bytes), then give the slot back to its old
+                // sequence number.
+                slot.len.store(UNREADABLE, SeqCst);
+                slot.seq
+                    .store(seq.wrapping_sub(self.shared.slot_count), SeqCst);
+                return Err(e);
+            }
+        };
+        slot.len.store(len as u64, SeqCst);
+        slot.seq.store(seq, SeqCst);
+        h.write_seq.store(seq + 1, SeqCst);
+        Shared::notify(&h.data_futex, &h.data_waiters);
+        Ok(())
+    }
+
+    /// Encode `batch` into `len` bytes at `ptr`; the exact size on overflow.
+    fn encode(&mut self, batch: &RecordBatch, ptr: *mut u8, cap: usize) -> Result<usize> {
+        let name = self.shared.name.clone();
+        let invalid = |e: ArrowError| Error::InvalidTable {
+            name: name.clone(),
+            source: e,
+        };
+        // Every slot is self-contained: with dictionaries, a fresh writer re-emits them.
+        if self.writer.is_none() || self.has_dictionaries {
+            let sink = SlotSink {
+                target: None,
+                pos: 0,
+                overflow: false,
+            };
+            self.writer = Some(
+                StreamWriter::try_new_with_options(sink, &self.schema, ipc_options())
+                    .map_err(invalid)?,
+            );
+        }
+        let writer = self.writer.as_mut().expect("just set");
+        *writer.get_mut() = SlotSink {
+            target: Some((ptr, cap)),
+            pos: 0,
+            overflow: false,
+        };
+        match writer.write(batch) {
+            Ok(()) => Ok(writer.get_ref().pos),
+            Err(_) if writer.get_ref().overflow => {
+                // Measure the exact size for the error, then drop the half-used writer.
+                let mut counter = StreamWriter::try_new_with_options(
+                    SlotSink {
+                        target: None,
+                        pos: 0,
+                        overflow: false,
+                    },
+                    &self.schema,
+                    ipc_options(),
+                )
+                .map_err(invalid)?;
+                let before = counter.get_ref().pos;
+                counter.write(batch).map_err(invalid)?;
+                let needed = (counter.get_ref().pos - before + SLOT_HEADER) as u64;
+                self.writer = None;
+                Err(channel_err(
+                    &name,
+                    ChannelError::BatchTooLarge {
+                        needed,
+                        slot: self.shared.slot_size as u64,
+                    },
+                ))
+            }
+            Err(e) => {
+                self.writer = None;
+                Err(invalid(e))
+            }
+        }
+    }
+
+    /// Wait until slot `seq % slots` may be written: no live consumer still needs the batch
+    /// in it (it was read and released, or, in lossy mode, at least released).
+    fn wait_for_slot(&self, seq: u64) -> Result<()> {
+        let s = &self.shared;
+        let h = s.header();
+        let started = Instant::now();
+        let slot = s.slot(seq);
+        let old = seq.wrapping_sub(s.slot_count);
+        let mut last_reap = Instant::now();
+        loop {
+            if seq < s.slot_count || self.oldest_held() > old || self.oldest_held() == u64::MAX {
+                if !s.lossy {
+                    slot.seq.store(WRITING, SeqCst);
+                    return Ok(());
+                }
+                // Lossy: announce the rewrite, then make sure nobody pinned the old batch
+                // meanwhile (the consumer pins, then checks `seq`: one of us sees the other).
+                slot.seq.store(WRITING, SeqCst);
+                if seq < s.slot_count || self.oldest_held() > old {
+                    return Ok(());
+                }
+                slot.seq.store(old, SeqCst);
+            }
+            let limit = self.policy.next_sleep(&s.name, started)?;
+            let seen = h.space_futex.load(SeqCst);
+            if self.oldest_held() > old {
+                continue;
+            }
+            Shared::wait(
+                &h.space_futex,
+                &h.space_waiters,
+                seen,
+                limit,
+                self.policy.mode,
+            );
+            if last_reap.elapsed() >= LIVENESS {
+                self.reap_dead_consumers();
+                last_reap = Instant::now();
+            }
+        }
+    }
+
+    /// The oldest sequence number any live consumer still needs (`u64::MAX`: none).
+    fn oldest_held(&self) -> u64 {
+        let s = &self.shared;
+        s.active_consumers(SeqCst)
+            .map(|c| {
+                let pinned = c.pinned.load(SeqCst);
+                if s.lossy {
+                    pinned
+                } else {
+                    pinned.min(c.cursor.load(SeqCst))
+                }
+            })
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    fn reap_dead_consumers(&self) {
+        for c in self.shared.active_consumers(SeqCst) {
+            let who = ProcessId {
+                pid: c.pid.load(SeqCst),
+                start_time: c.start.load(SeqCst),
+            };
+            if !who.is_alive() {
+                let _ = c.state.compare_exchange(1, 0, SeqCst, SeqCst);
+            }
+        }
+    }
+
+    /// End the stream: consumers receive what was sent, then `None`.
+    pub fn close(self) {}
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        let h = self.shared.header();
+        h.closed.store(1, SeqCst);
+        Shared::notify(&h.data_futex, &h.data_waiters);
+        h.producer_pid.store(0, SeqCst);
+    }
+}
