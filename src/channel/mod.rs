@@ -49,10 +49,10 @@ use arrow_schema::{Schema, SchemaRef};
 pub use consumer::{Consumer, Received};
 pub use producer::Producer;
 
-use crate::publish::{CreateOptions, Created, commit, reserve_temp, with_meta};
 use crate::error::{ChannelError, Error, Result};
 use crate::meta::{Lifetime, SegmentMeta};
 use crate::name::SegmentDir;
+use crate::publish::{CreateOptions, Created, commit, reserve_temp, with_meta};
 use crate::sys::ProcessId;
 use layout::{
     FLAG_LOSSY, Geometry, HEADER_LEN, LIVENESS, MIN_SLOT_SIZE, Shared, channel_err, ipc_options,

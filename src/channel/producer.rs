@@ -13,9 +13,9 @@ use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 
 use super::layout::{LIVENESS, SLOT_HEADER, Shared, UNREADABLE, WRITING, channel_err, ipc_options};
 use super::{ChannelOptions, WaitPolicy};
-use crate::publish::Created;
 use crate::error::{ChannelError, Error, Result};
 use crate::name::SegmentDir;
+use crate::publish::Created;
 use crate::sys::{self, ProcessId};
 
 /// How long a claim waits for the kernel to release a dead producer's lock.
