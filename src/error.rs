@@ -173,6 +173,16 @@ pub enum Error {
         /// What went wrong.
         source: ChannelError,
     },
+    /// Worker processes of a partitioned job ([`crate::partition`]) failed, were killed or
+    /// left their part unwritten: there is no result.
+    #[error("{} of {workers} worker(s) did not finish, no result: {}", failures.len(), failures.join("; "))]
+    Workers {
+        /// How many workers were started.
+        workers: usize,
+        /// One line per worker that did not finish: which, its pid, how it ended, its last
+        /// line on stderr.
+        failures: Vec<String>,
+    },
     /// Any other I/O error, with the path it happened on.
     #[error("{op} {}", path.display())]
     Io {

@@ -1,16 +1,41 @@
-//! The partitioned multi-process pattern (the lecture's production design), as data:
-//! a small *results segment*, itself an Arrow table with one row per (column, chunk), that
-//! workers attach by name and fill in place, each its own rows, with no lock.
+//! The partitioned multi-process pattern (the lecture's production design): P worker
+//! processes attach a segment by name, each reduces its share of the chunks, and writes the
+//! partials into its own rows of a small *results segment* (itself an Arrow table with one row
+//! per (column, chunk)), in place, with no lock; the coordinator merges every chunk's partial
+//! in chunk order.
 //!
-//! The coordinator [`allocate_results`], publishes it, starts workers that each compute the
-//! [`Partial`] of each chunk of their share ([`worker_chunks`]) and [`write_partials`] them into
-//! their rows, marking each `done` last; after they exit, [`read_partials`] gives the rows back,
-//! in chunk order, to [`crate::reduce::merge_in_order`]: the same merge of the same chunk
-//! partials as [`Segment::reduce`] with threads, so the result is bit for bit the same for any
-//! number of processes or threads. Any Arrow reader can inspect the partials
-//! (`shmarrow inspect`, pyarrow).
+//! [`reduce_by_processes`] is the coordinator: it [`allocate_results`], publishes it, starts
+//! the workers with a command the caller builds for each [`ReduceTask`] (this binary's
+//! `shmarrow worker reduce`, `python -m shmarrow._worker`, ...), waits for all of them
+//! ([`run_workers`]), and gives the rows back ([`read_partials`]), in chunk order, to
+//! [`crate::reduce::merge_in_order`]: the same merge of the same chunk partials as
+//! [`Segment::reduce`] with threads, so the result is bit for bit the same for any number of
+//! processes or threads. A worker runs [`ReduceTask::run`]: it computes the [`Partial`] of
+//! each chunk of its share ([`worker_chunks`]) and [`write_partials`] them into its rows,
+//! marking each `done` last. Any Arrow reader can inspect the partials (`shmarrow inspect`,
+//! pyarrow).
+//!
+//! ```no_run
+//! # fn main() -> shmarrow::Result<()> {
+//! use shmarrow::SegmentDir;
+//! use shmarrow::partition::{ProcessOptions, reduce_by_processes};
+//!
+//! let dir = SegmentDir::from_env();
+//! // Each worker is this crate's `shmarrow worker reduce ...` (any program that calls
+//! // `ReduceTask::run` will do).
+//! let reduced = reduce_by_processes(&dir, "prices", &["price"], 4, &ProcessOptions::default(), |task| {
+//!     let mut command = std::process::Command::new("shmarrow");
+//!     command.arg("--dir").arg(dir.path()).arg("worker").args(task.args());
+//!     command
+//! })?;
+//! println!("mean {}", reduced.stats[0].mean);
+//! # Ok(()) }
+//! ```
 
 use std::ops::Range;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use arrow_array::types::{Decimal128Type, Float64Type, UInt8Type, UInt32Type, UInt64Type};
 use arrow_array::{
@@ -24,7 +49,7 @@ use crate::error::{Error, Result};
 use crate::inplace::WritableSegment;
 use crate::name::SegmentDir;
 use crate::publish::{CreateOptions, Created};
-use crate::reduce::{Number, Partial};
+use crate::reduce::{Number, Partial, Stats, merge_in_order};
 
 /// The results table's schema: one row per (column, chunk), in that order.
 pub fn results_schema() -> Schema {
@@ -250,4 +275,280 @@ pub fn read_partials(results: &Segment) -> Result<Vec<PartialRow>> {
         }
     }
     Ok(rows)
+}
+
+/// One worker's part of a partitioned reduce: what it is told on its command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReduceTask {
+    /// The segment reduced.
+    pub name: String,
+    /// The results segment the worker writes its rows into.
+    pub results: String,
+    /// The columns reduced, in order.
+    pub columns: Vec<String>,
+    /// This worker's index, below `workers`.
+    pub worker: usize,
+    /// How many workers share the chunks.
+    pub workers: usize,
+}
+
+impl ReduceTask {
+    /// The task as the arguments of `shmarrow worker`: `reduce NAME --results R --column C...
+    /// --index I --of N`.
+    pub fn args(&self) -> Vec<String> {
+        let mut args = vec![
+            "reduce".to_owned(),
+            self.name.clone(),
+            "--results".into(),
+            self.results.clone(),
+        ];
+        for c in &self.columns {
+            args.extend(["--column".to_owned(), c.clone()]);
+        }
+        args.extend([
+            "--index".to_owned(),
+            self.worker.to_string(),
+            "--of".into(),
+            self.workers.to_string(),
+        ]);
+        args
+    }
+
+    /// The worker's body, in the worker process: attach the segment and the results segment
+    /// by name, reduce this worker's chunks of each column (one thread: the processes are the
+    /// parallelism) and write their partials into its own rows.
+    ///
+    /// # Errors
+    /// As [`SegmentDir::attach`], [`SegmentDir::open_writable`], [`Segment::chunk_partials`]
+    /// and [`write_partials`]; [`Error::Workers`] if `worker` is not below `workers`.
+    pub fn run(&self, dir: &SegmentDir) -> Result<()> {
+        if self.worker >= self.workers {
+            return Err(Error::Workers {
+                workers: self.workers,
+                failures: vec![format!(
+                    "worker index {} is not below {}",
+                    self.worker, self.workers
+                )],
+            });
+        }
+        let segment = dir.attach(&self.name)?;
+        let out = dir.open_writable(&self.results)?;
+        // The rows of each column's chunks follow those of the columns before it.
+        let mut first = 0;
+        for column in &self.columns {
+            let count = segment.chunk_count(column)?;
+            let chunks = worker_chunks(count, self.worker, self.workers);
+            let (_, partials) = segment.chunk_partials(column, chunks.clone(), Some(1))?;
+            write_partials(&out, first + chunks.start, &partials)?;
+            first += count;
+        }
+        Ok(())
+    }
+}
+
+/// Options of [`reduce_by_processes`].
+#[derive(Debug, Clone, Default)]
+pub struct ProcessOptions {
+    ddof: u32,
+    keep_results: Option<String>,
+}
+
+impl ProcessOptions {
+    /// Delta degrees of freedom for var/std (default 0).
+    pub fn ddof(mut self, ddof: u32) -> Self {
+        self.ddof = ddof;
+        self
+    }
+
+    /// Keep the results segment, persistent, under this name (default: a fresh `owner`
+    /// segment, removed when the reduction ends, whether it succeeds or fails).
+    pub fn keep_results(mut self, name: Option<String>) -> Self {
+        self.keep_results = name;
+        self
+    }
+}
+
+/// What [`reduce_by_processes`] found and cost.
+#[derive(Debug, Clone)]
+pub struct ProcessReduction {
+    /// One per column, merged over all chunks: equal, bit for bit, to [`Segment::reduce`].
+    pub stats: Vec<Stats>,
+    /// `per_worker[w][c]`: column `c` over worker `w`'s chunks only.
+    pub per_worker: Vec<Vec<Stats>>,
+    /// The workers' run.
+    pub workers: WorkerReport,
+    /// Size of the results segment (all that came back from the workers).
+    pub results_bytes: u64,
+}
+
+/// Reduce `columns` of segment `name` (every numeric top-level column if empty) by `workers`
+/// processes (at least 1), `start` building the command of each (it is started with stdin
+/// and stdout on `/dev/null`, stderr captured for the error).
+///
+/// # Errors
+/// As [`SegmentDir::attach`] and [`Segment::chunk_count`] for the segment and its columns,
+/// [`SegmentDir::allocate`] for the results segment; [`Error::Workers`] if a worker fails, is
+/// killed or leaves a row unwritten (no partial result is returned); [`Error::Io`] if a
+/// worker cannot be started.
+pub fn reduce_by_processes(
+    dir: &SegmentDir,
+    name: &str,
+    columns: &[&str],
+    workers: usize,
+    options: &ProcessOptions,
+    mut start: impl FnMut(&ReduceTask) -> Command,
+) -> Result<ProcessReduction> {
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let workers = workers.max(1);
+    let segment = dir.attach(name)?;
+    let columns = segment.reduce_columns(columns);
+    let chunk_counts = columns
+        .iter()
+        .map(|c| segment.chunk_count(c))
+        .collect::<Result<Vec<_>>>()?;
+    let results = options.keep_results.clone().unwrap_or_else(|| {
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        format!("shmarrow-results-{}-{call}", std::process::id())
+    });
+    let lifetime = if options.keep_results.is_some() {
+        crate::Lifetime::Persistent
+    } else {
+        crate::Lifetime::Owner
+    };
+    let create = CreateOptions::default().replace(false).lifetime(lifetime);
+    // An owner segment: removed when this handle drops (also on failure), unless kept.
+    let created = allocate_results(dir, &results, workers, &chunk_counts, &create)?;
+    let report = run_workers(workers, |worker| {
+        start(&ReduceTask {
+            name: name.to_owned(),
+            results: results.clone(),
+            columns: columns.clone(),
+            worker,
+            workers,
+        })
+    })?;
+    let rows = read_partials(&dir.attach(&results)?)?;
+    if let Some(row) = rows.iter().find(|r| !r.done) {
+        return Err(Error::Workers {
+            workers,
+            failures: vec![format!(
+                "worker {} exited without writing its result for chunk {} of column {}",
+                row.worker, row.chunk, columns[row.column as usize]
+            )],
+        });
+    }
+    let mut stats = Vec::with_capacity(columns.len());
+    let mut per_worker = vec![Vec::with_capacity(columns.len()); workers];
+    for (c, column) in columns.iter().enumerate() {
+        let first = first_row(&chunk_counts, c);
+        let partials: Vec<Partial> = rows
+            .get(first..first + chunk_counts[c])
+            .ok_or_else(|| Error::InvalidColumn {
+                name: results.clone(),
+                column: column.clone(),
+                reason: "the results segment lacks rows of this column".into(),
+            })?
+            .iter()
+            .map(|r| r.partial)
+            .collect();
+        // Whether it is an integer column (an empty range: no chunk is reduced here).
+        let int = segment.chunk_partials(column, 0..0, None)?.0;
+        stats.push(merge_in_order(int, &partials).finish(column, options.ddof));
+        for (w, mine) in per_worker.iter_mut().enumerate() {
+            let own = &partials[worker_chunks(partials.len(), w, workers)];
+            mine.push(merge_in_order(int, own).finish(column, options.ddof));
+        }
+    }
+    let results_bytes = created.bytes();
+    if options.keep_results.is_some() {
+        created.disown();
+    }
+    Ok(ProcessReduction {
+        stats,
+        per_worker,
+        workers: report,
+        results_bytes,
+    })
+}
+
+/// What a run of worker processes cost.
+#[derive(Debug, Clone, Copy)]
+pub struct WorkerReport {
+    /// Wall time from the first start to the last exit.
+    pub elapsed: Duration,
+    /// Bytes sent to the workers: their command lines (program and arguments; no data).
+    pub argv_bytes: usize,
+}
+
+/// Start `workers` processes, `start(i)` building worker `i`'s command (stdin and stdout on
+/// `/dev/null`, stderr captured), and wait for all of them.
+///
+/// # Errors
+/// [`Error::Workers`] naming every worker that failed or was killed, with its pid and last
+/// line on stderr (never a partial success); [`Error::Io`] if one cannot be started, after the
+/// ones already started have exited.
+pub fn run_workers(
+    workers: usize,
+    mut start: impl FnMut(usize) -> Command,
+) -> Result<WorkerReport> {
+    let t0 = Instant::now();
+    let mut argv_bytes = 0;
+    let mut children = Vec::with_capacity(workers);
+    let mut failures = Vec::new();
+    for i in 0..workers {
+        let mut command = start(i);
+        argv_bytes += std::iter::once(command.get_program())
+            .chain(command.get_args())
+            .map(|a| a.len() + 1)
+            .sum::<usize>();
+        let spawned = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn();
+        match spawned {
+            Ok(child) => children.push((i, child)),
+            Err(source) => {
+                // Those already started run to their end before the error is returned.
+                for (_, child) in children {
+                    let _ = child.wait_with_output();
+                }
+                return Err(Error::Io {
+                    op: "start worker process",
+                    path: command.get_program().into(),
+                    source,
+                });
+            }
+        }
+    }
+    for (i, child) in children {
+        let pid = child.id();
+        let out = child.wait_with_output().map_err(|source| Error::Io {
+            op: "wait for worker process",
+            path: format!("pid {pid}").into(),
+            source,
+        })?;
+        if out.status.success() {
+            continue;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let last = stderr.lines().last().unwrap_or("").trim();
+        let how = match std::os::unix::process::ExitStatusExt::signal(&out.status) {
+            Some(sig) => format!("was killed by signal {sig}"),
+            None => format!("failed ({})", out.status),
+        };
+        let said = if last.is_empty() {
+            String::new()
+        } else {
+            format!(": {last}")
+        };
+        failures.push(format!("worker {i} (pid {pid}) {how}{said}"));
+    }
+    if !failures.is_empty() {
+        return Err(Error::Workers { workers, failures });
+    }
+    Ok(WorkerReport {
+        elapsed: t0.elapsed(),
+        argv_bytes,
+    })
 }

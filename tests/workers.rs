@@ -162,6 +162,76 @@ fn processes_equal_threads_bit_for_bit() {
     );
 }
 
+/// The library's coordinator, called from Rust with workers of this binary: the same stats,
+/// bit for bit, as threads; per-worker stats cover each worker's own chunks; nothing is left.
+#[test]
+fn the_library_coordinator_reduces_by_processes() {
+    use shmarrow::partition::{ProcessOptions, reduce_by_processes};
+    let tmp = TempDir::new("w-lib");
+    publish_offset_floats(&tmp, "d");
+    let dir = tmp.dir();
+    let threads = dir
+        .attach("d")
+        .unwrap()
+        .reduce(
+            &["x", "n"],
+            &shmarrow::reduce::ReduceOptions::default().ddof(1),
+        )
+        .unwrap();
+    let mut started = Vec::new();
+    let reduced = reduce_by_processes(
+        &dir,
+        "d",
+        &["x", "n"],
+        3,
+        &ProcessOptions::default().ddof(1),
+        |task| {
+            started.push(task.worker);
+            let mut worker = shmarrow_bin();
+            worker
+                .arg("--dir")
+                .arg(dir.path())
+                .arg("worker")
+                .args(task.args());
+            worker
+        },
+    )
+    .unwrap();
+    assert_eq!(started, [0, 1, 2]);
+    assert_eq!(reduced.stats, threads);
+    assert_eq!(reduced.per_worker.len(), 3);
+    let counts: u64 = reduced.per_worker.iter().map(|w| w[0].count).sum();
+    assert_eq!(counts, threads[0].count);
+    assert!(reduced.per_worker.iter().all(|w| w[0].count > 0));
+    assert!(reduced.workers.argv_bytes > 0 && reduced.results_bytes > 0);
+    assert_eq!(
+        dir.list().unwrap().segments.len(),
+        1,
+        "the results segment is gone"
+    );
+    // A worker that fails: the error names it and its last line on stderr; no result.
+    let err = reduce_by_processes(&dir, "d", &["x"], 2, &ProcessOptions::default(), |task| {
+        let mut worker = shmarrow_bin();
+        worker
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("worker")
+            .args(task.args());
+        if task.worker == 1 {
+            worker.args(["--column", "nope"]);
+        }
+        worker
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, shmarrow::Error::Workers { workers: 2, failures } if failures.len() == 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("worker 1 (pid"), "{err}");
+    assert!(err.to_string().contains("nope"), "{err}");
+    assert_eq!(dir.list().unwrap().segments.len(), 1);
+}
+
 #[test]
 fn kept_results_are_an_arrow_table_one_row_per_chunk() {
     let tmp = TempDir::new("w-keep");

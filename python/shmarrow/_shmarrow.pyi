@@ -109,8 +109,19 @@ def reduce(
     threads: Optional[int] = None,
     *,
     ddof: int = 0,
+    processes: Optional[int] = None,
     dir: Optional[_PathLike] = None,
 ) -> Dict[str, Dict[str, _Number]]: ...
+def _reduce_worker(
+    name: str,
+    results: str,
+    columns: Sequence[str],
+    worker: int,
+    workers: int,
+    *,
+    validate: str,
+    dir: _PathLike,
+) -> None: ...
 # One chunk's mergeable state: (count, null_count, sum, sum_low, mean, mean_low, m2, min, max, nan).
 _Partial = Tuple[int, int, _Number, float, float, float, float, Optional[_Number], Optional[_Number], bool]
 

@@ -1,6 +1,7 @@
 //! `shmarrow._shmarrow`: the Python binding. Thin: every operation is the Rust library's own;
 //! arrays cross into pyarrow through the Arrow C stream interface without copying, and the
 //! exported buffers keep the segment's mapping alive.
+#![forbid(unsafe_code)]
 
 use arrow_array::ffi_stream::RecordBatchStreamReader;
 use arrow_array::{RecordBatch, RecordBatchIterator, RecordBatchReader};
@@ -13,6 +14,7 @@ use pyo3::types::{PyDict, PyType};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use shmarrow::partition::{ProcessOptions, ReduceTask, reduce_by_processes};
 use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats, merge_in_order};
 use shmarrow::{
     AttachOptions, ChannelError as ChannelFailure, Constant, CreateOptions, Error, Lifetime, MapOp,
@@ -455,6 +457,11 @@ fn number<'py>(py: Python<'py>, n: Option<Number>) -> PyResult<Bound<'py, PyAny>
 ///     Worker threads; default one per core.
 /// ddof : int, default 0
 ///     Delta degrees of freedom of `var` and `std`.
+/// processes : int, optional
+///     Instead of threads, this many worker processes (1 to 256, this interpreter running
+///     `shmarrow._worker`) attach the segment by name and each writes the partials of its
+///     share of the chunks into a results segment, merged here in chunk order: the lecture's
+///     partitioned pattern, with the same result as threads, bit for bit.
 /// dir : str or os.PathLike, optional
 ///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
 ///
@@ -468,11 +475,14 @@ fn number<'py>(py: Python<'py>, n: Option<Number>) -> PyResult<Bound<'py, PyAny>
 /// InvalidColumn
 ///     A column that does not exist or is not numeric (also a ValueError).
 /// ValueError
-///     An unknown op.
+///     An unknown op, `threads` or `processes` out of range, or both given.
+/// ShmarrowError
+///     A worker process failed or was killed (the message names it); there is no result.
 /// SegmentNotFound, InvalidName, AccessDenied, CorruptSegment
 ///     As for `attach`.
 #[pyfunction]
-#[pyo3(signature = (name, columns=None, ops=None, threads=None, *, ddof=0, dir=None))]
+#[pyo3(signature = (name, columns=None, ops=None, threads=None, *, ddof=0, processes=None, dir=None))]
+#[allow(clippy::too_many_arguments)] // the Python signature
 fn reduce<'py>(
     py: Python<'py>,
     name: &str,
@@ -480,6 +490,7 @@ fn reduce<'py>(
     ops: Option<Vec<String>>,
     threads: Option<usize>,
     ddof: u32,
+    processes: Option<usize>,
     dir: Option<std::path::PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let ops = parse_ops(ops)?;
@@ -489,18 +500,82 @@ fn reduce<'py>(
         options = options.threads(t);
     }
     let columns = columns.unwrap_or_default();
-    let stats = py
-        .detach(|| {
-            let segment = dir.attach(name)?;
-            let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
-            segment.reduce(&refs, &options)
-        })
-        .map_err(to_py)?;
+    let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+    let stats = match processes {
+        None => py.detach(|| dir.attach(name)?.reduce(&refs, &options)),
+        Some(p) => {
+            if threads.is_some() {
+                return Err(pyo3::exceptions::PyValueError::new_err(
+                    "give threads or processes, not both",
+                ));
+            }
+            let workers = thread_count(Some(p))
+                .map_err(|_| {
+                    pyo3::exceptions::PyValueError::new_err(format!(
+                        "processes={p}: expected 1 to {}",
+                        shmarrow::reduce::MAX_THREADS
+                    ))
+                })?
+                .unwrap_or(1);
+            let python: std::path::PathBuf = py.import("sys")?.getattr("executable")?.extract()?;
+            if python.as_os_str().is_empty() {
+                return Err(ShmarrowError::new_err(
+                    "processes: this interpreter does not know its executable (sys.executable)",
+                ));
+            }
+            let options = ProcessOptions::default().ddof(ddof);
+            py.detach(|| {
+                let reduced = reduce_by_processes(&dir, name, &refs, workers, &options, |task| {
+                    let mut worker = std::process::Command::new(&python);
+                    worker
+                        .args(["-m", "shmarrow._worker"])
+                        .arg(dir.path())
+                        .arg(dir.validation().to_string())
+                        .args([&task.name, &task.results])
+                        .args([task.worker.to_string(), task.workers.to_string()])
+                        .args(&task.columns);
+                    worker
+                })?;
+                Ok(reduced.stats)
+            })
+        }
+    }
+    .map_err(to_py)?;
     let out = PyDict::new(py);
     for s in stats {
         out.set_item(&s.column, stats_dict(py, &s, &ops)?)?;
     }
     Ok(out)
+}
+
+/// One worker process of `reduce(..., processes=P)` (run by `python -m shmarrow._worker`):
+/// reduce worker `worker` of `workers`'s share of `columns` of segment `name` into its rows of
+/// results segment `results`.
+#[pyfunction]
+#[pyo3(signature = (name, results, columns, worker, workers, *, validate, dir))]
+#[allow(clippy::too_many_arguments)] // the Python signature
+fn _reduce_worker(
+    py: Python<'_>,
+    name: String,
+    results: String,
+    columns: Vec<String>,
+    worker: usize,
+    workers: usize,
+    validate: &str,
+    dir: std::path::PathBuf,
+) -> PyResult<()> {
+    let validate = validate
+        .parse()
+        .map_err(pyo3::exceptions::PyValueError::new_err)?;
+    let dir = SegmentDir::new(dir).validate(validate);
+    let task = ReduceTask {
+        name,
+        results,
+        columns,
+        worker,
+        workers,
+    };
+    py.detach(|| task.run(&dir)).map_err(to_py)
 }
 
 fn parse_ops(ops: Option<Vec<String>>) -> PyResult<Vec<Op>> {
@@ -1414,6 +1489,7 @@ fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gc, m)?)?;
     m.add_function(wrap_pyfunction!(reduce, m)?)?;
     m.add_function(wrap_pyfunction!(reduce_partials, m)?)?;
+    m.add_function(wrap_pyfunction!(_reduce_worker, m)?)?;
     m.add_function(wrap_pyfunction!(merge_partials, m)?)?;
     m.add_function(wrap_pyfunction!(map_inplace, m)?)?;
     m.add_function(wrap_pyfunction!(lock, m)?)?;

@@ -414,6 +414,38 @@ def test_cli_processes_more_workers_than_chunks(seg_name, shm_dir, shmarrow_bin)
     assert list(ops) == ["x"] and set(ops["x"]) == {"mean", "std"}
 
 
+def test_python_processes_equal_threads_bit_for_bit_and_leave_nothing(big_data, iso_dir):
+    table, _ = big_data
+    shmarrow.create("d", table, dir=iso_dir)
+    for ddof in (0, 1):
+        threads = shmarrow.reduce("d", ddof=ddof, dir=iso_dir)
+        for procs in (1, 3):
+            got = shmarrow.reduce("d", ddof=ddof, processes=procs, dir=iso_dir)
+            assert bits(got) == bits(threads), (ddof, procs)
+    some = shmarrow.reduce("d", ["u64", "f64"], ops=["sum", "max"], processes=2, dir=iso_dir)
+    assert list(some) == ["u64", "f64"] and set(some["f64"]) == {"sum", "max"}
+    assert os.listdir(iso_dir) == ["d"]  # the results segments are gone
+
+
+@pytest.mark.parametrize("bad", [0, 257, -1, 2**64])
+def test_python_processes_out_of_range(bad, big_segment, shm_dir):
+    name, _ = big_segment
+    with pytest.raises((ValueError, OverflowError)):
+        shmarrow.reduce(name, processes=bad, dir=shm_dir)
+    with pytest.raises(ValueError, match="not both"):
+        shmarrow.reduce(name, threads=2, processes=2, dir=shm_dir)
+
+
+def test_python_worker_errors_are_clear(big_segment, shm_dir):
+    name, _ = big_segment
+    usage = subprocess.run([sys.executable, "-m", "shmarrow._worker"], capture_output=True, text=True)
+    assert usage.returncode == 2 and "usage" in usage.stderr
+    bad = subprocess.run([sys.executable, "-m", "shmarrow._worker", shm_dir, "auto", name,
+                          "pytest-no-such-results", "0", "1", "f64"], capture_output=True, text=True)
+    assert bad.returncode == 1 and "SegmentNotFound" in bad.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in bad.stderr
+
+
 # ---------------------------------------------------------------- 4. struct children
 
 

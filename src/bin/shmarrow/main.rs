@@ -1,4 +1,5 @@
 //! The `shmarrow` command: lifecycle and jobs over segments.
+#![forbid(unsafe_code)]
 
 mod cli;
 mod cmd;
@@ -8,7 +9,6 @@ mod flight;
 mod fmt;
 mod format;
 mod signals;
-mod workers;
 
 use std::io::{self, Write};
 use std::process::ExitCode;

@@ -22,8 +22,9 @@ use arrow_array::{
     TimestampMicrosecondArray,
 };
 use arrow_schema::{DataType, Field, Schema};
-use shmarrow::reduce::{Partial, ReduceOptions, merge_in_order};
-use shmarrow::{CreateOptions, Lifetime, SegmentDir, partition};
+use shmarrow::partition::{self, ProcessOptions};
+use shmarrow::reduce::ReduceOptions;
+use shmarrow::{CreateOptions, Lifetime, SegmentDir};
 
 use crate::cli::{DemoArgs, MapArgs, Parallel};
 use crate::fmt;
@@ -169,25 +170,24 @@ pub fn run(dir: &SegmentDir, args: &DemoArgs, out: &mut dyn Write) -> anyhow::Re
         out,
         "\n== 3. Example 28.2: mean/std/max per worker; each of {w} processes writes its own row of a results segment =="
     )?;
-    let results = format!("shmarrow-demo-{pid}-results");
     let data = dir.attach(&array)?;
     let chunks = data.chunk_count("x")?;
-    let results_created = partition::allocate_results(dir, &results, w, &[chunks], &owner)?;
-    let worker_args: Vec<String> = ["reduce", &array, "--results", &results, "--column", "x"]
-        .map(String::from)
-        .to_vec();
-    let report = crate::workers::run(dir, w, &worker_args)?;
-    // One row per chunk, labelled with its worker: each worker's chunks merge into its row here.
-    let rows = partition::read_partials(&dir.attach(&results)?)?;
-    let partials: Vec<Partial> = rows.iter().map(|r| r.partial).collect();
+    let exe = super::worker::exe()?;
+    // The results segment is an owner segment: removed once merged, also on failure.
+    let options = ProcessOptions::default();
+    let reduced = partition::reduce_by_processes(dir, &array, &["x"], w, &options, |task| {
+        let mut worker = super::worker::command(&exe, dir);
+        worker.args(task.args());
+        worker
+    })?;
     writeln!(
         out,
         "   {:>6} {:>12} {:>14} {:>14} {:>14}",
         "WORKER", "COUNT", "MEAN", "STD", "MAX"
     )?;
-    for worker in 0..w {
-        let mine = partition::worker_chunks(chunks, worker, w);
-        let s = merge_in_order(false, partials.get(mine).unwrap_or_default()).finish("x", 0);
+    // One row per chunk, labelled with its worker: each worker's chunks merged.
+    for (worker, stats) in reduced.per_worker.iter().enumerate() {
+        let s = &stats[0];
         writeln!(
             out,
             "   {:>6} {:>12} {:>14.6} {:>14.6} {:>14.6}",
@@ -198,7 +198,7 @@ pub fn run(dir: &SegmentDir, args: &DemoArgs, out: &mut dyn Write) -> anyhow::Re
             s.max.map_or(f64::NAN, |m| m.as_f64())
         )?;
     }
-    let merged = merge_in_order(false, &partials).finish("x", 0);
+    let merged = &reduced.stats[0];
     let threads = data.reduce(&["x"], &ReduceOptions::default())?.remove(0);
     writeln!(
         out,
@@ -208,13 +208,13 @@ pub fn run(dir: &SegmentDir, args: &DemoArgs, out: &mut dyn Write) -> anyhow::Re
         threads.mean,
         threads.std,
         chunks,
-        report.elapsed.as_secs_f64() * 1e3
+        reduced.workers.elapsed.as_secs_f64() * 1e3
     )?;
     writeln!(
         out,
         "bytes between processes: {} of command lines to the workers, {} results segment back (the data: 0)",
-        report.argv_bytes,
-        fmt::bytes(results_created.bytes())
+        reduced.workers.argv_bytes,
+        fmt::bytes(reduced.results_bytes)
     )?;
     drop(data);
 
@@ -256,10 +256,10 @@ pub fn run(dir: &SegmentDir, args: &DemoArgs, out: &mut dyn Write) -> anyhow::Re
         "  python -c 'import pyarrow as pa; print(pa.ipc.open_file(pa.memory_map(\"{}\")).read_all())'",
         created.path().display()
     )?;
-    drop((created, array_created, results_created));
+    drop((created, array_created));
     writeln!(
         out,
-        "removed {name:?}, {array:?}, {results:?} (owner lifetime: the creator's handles dropped)"
+        "removed {name:?}, {array:?} and the results segment (owner lifetime: the creator's handles dropped)"
     )?;
     Ok(ExitCode::SUCCESS)
 }

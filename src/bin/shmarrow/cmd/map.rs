@@ -41,18 +41,16 @@ pub fn run(
             // exclusive lock held: a bad one is one clear error before any worker writes,
             // rather than P worker failures after some of them wrote.
             writable.map_with(&args.column, op, 0..u64::MAX, &options.dry_run(true))?;
-            let mut job = vec![
-                "map".into(),
-                args.name.clone(),
-                "--column".into(),
-                args.column.clone(),
-                "--op".into(),
-                spec.clone(),
-            ];
-            if args.wrap {
-                job.push("--wrap".into());
-            }
-            crate::workers::run(dir, p, &job)?;
+            let exe = super::worker::exe()?;
+            shmarrow::partition::run_workers(p, |i| {
+                let mut worker = super::worker::command(&exe, dir);
+                worker.args(["map", &args.name, "--column", &args.column, "--op", &spec]);
+                if args.wrap {
+                    worker.arg("--wrap");
+                }
+                worker.args(["--index", &i.to_string(), "--of", &p.to_string()]);
+                worker
+            })?;
         }
     }
     let elapsed = t0.elapsed();

@@ -3,10 +3,11 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde_json::{Value, json};
-use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats, merge_in_order};
-use shmarrow::{AttachOptions, CreateOptions, Lifetime, Segment, SegmentDir, partition};
+use shmarrow::partition::{self, ProcessOptions};
+use shmarrow::reduce::{Number, Op, ReduceOptions, Stats};
+use shmarrow::{AttachOptions, SegmentDir};
 
 use crate::cli::ReduceArgs;
 
@@ -41,7 +42,22 @@ pub fn run(
             let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
             segment.reduce(&refs, &options)?
         }
-        Some(p) => by_processes(dir, &segment, args, &columns, p)?,
+        Some(p) => {
+            // The lecture's production pattern: P worker processes of this binary attach by
+            // name and fill their rows of a results segment; merged in chunk order as with
+            // threads (bit for bit the same result).
+            let exe = super::worker::exe()?;
+            let refs: Vec<&str> = columns.iter().map(String::as_str).collect();
+            let options = ProcessOptions::default()
+                .ddof(args.ddof)
+                .keep_results(args.keep_results.clone());
+            partition::reduce_by_processes(dir, &args.name, &refs, p, &options, |task| {
+                let mut worker = super::worker::command(&exe, dir);
+                worker.args(task.args());
+                worker
+            })?
+            .stats
+        }
     };
     let ops: &[Op] = if args.ops.is_empty() {
         &Op::ALL
@@ -66,74 +82,6 @@ pub fn run(
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The lecture's production pattern: a results segment with one row per (column, chunk),
-/// P worker processes that attach by name and fill the rows of their chunks, then the merge
-/// of every chunk's partial in chunk order, exactly as with threads (so the result is bit for
-/// bit the same for any number of processes or threads).
-fn by_processes(
-    dir: &SegmentDir,
-    segment: &Segment,
-    args: &ReduceArgs,
-    columns: &[String],
-    workers: usize,
-) -> anyhow::Result<Vec<Stats>> {
-    let keep = args.keep_results.is_some();
-    let results = args
-        .keep_results
-        .clone()
-        .unwrap_or_else(|| format!("shmarrow-results-{}", std::process::id()));
-    let options = CreateOptions::default().replace(false).lifetime(if keep {
-        Lifetime::Persistent
-    } else {
-        Lifetime::Owner
-    });
-    let chunk_counts = columns
-        .iter()
-        .map(|c| segment.chunk_count(c))
-        .collect::<shmarrow::Result<Vec<_>>>()?;
-    // Removed when this handle drops (also on failure), unless kept for inspection.
-    let created = partition::allocate_results(dir, &results, workers, &chunk_counts, &options)?;
-    let mut worker_args = vec![
-        "reduce".to_owned(),
-        args.name.clone(),
-        "--results".into(),
-        results.clone(),
-    ];
-    for c in columns {
-        worker_args.extend(["--column".to_owned(), c.clone()]);
-    }
-    crate::workers::run(dir, workers, &worker_args)?;
-    let rows = partition::read_partials(&dir.attach(&results)?)?;
-    if let Some(row) = rows.iter().find(|r| !r.done) {
-        bail!(
-            "worker {} exited without writing its result for chunk {} of column {}",
-            row.worker,
-            row.chunk,
-            columns[row.column as usize]
-        );
-    }
-    let stats = columns
-        .iter()
-        .enumerate()
-        .map(|(c, name)| {
-            let first = partition::first_row(&chunk_counts, c);
-            let partials: Vec<Partial> = rows
-                .get(first..first + chunk_counts[c])
-                .with_context(|| format!("results segment {results:?} lacks rows of {name}"))?
-                .iter()
-                .map(|r| r.partial)
-                .collect();
-            // Whether it is an integer column (an empty range: no chunk is reduced here).
-            let int = segment.chunk_partials(name, 0..0, None)?.0;
-            Ok(merge_in_order(int, &partials).finish(name, args.ddof))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    if keep {
-        created.disown();
-    }
-    Ok(stats)
 }
 
 /// A statistic's value: an exact integer, a float, or absent.

@@ -1,9 +1,12 @@
 //! `shmarrow worker ...`: the body of one worker process (started by `reduce`/`map`
-//! `--processes`). It attaches by name, works on its own part, and writes only its own rows.
+//! `--processes`, and `demo`). It attaches by name, works on its own part, and writes only
+//! its own rows.
 
-use std::process::ExitCode;
+use std::path::Path;
+use std::process::{Command, ExitCode};
 
-use shmarrow::{MapOptions, SegmentDir, partition, split_rows};
+use shmarrow::partition::ReduceTask;
+use shmarrow::{MapOptions, SegmentDir, split_rows};
 
 use crate::cli::{WorkerArgs, WorkerJob};
 
@@ -19,19 +22,14 @@ pub fn run(dir: &SegmentDir, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
             name,
             results,
             columns,
-        } => {
-            let segment = dir.attach(name)?;
-            let out = dir.open_writable(results)?;
-            // The rows of each column's chunks follow those of the columns before it.
-            let mut first = 0;
-            for column in columns {
-                let count = segment.chunk_count(column)?;
-                let chunks = partition::worker_chunks(count, args.index, args.of);
-                let (_, partials) = segment.chunk_partials(column, chunks.clone(), Some(1))?;
-                partition::write_partials(&out, first + chunks.start, &partials)?;
-                first += count;
-            }
+        } => ReduceTask {
+            name: name.clone(),
+            results: results.clone(),
+            columns: columns.clone(),
+            worker: args.index,
+            workers: args.of,
         }
+        .run(dir)?,
         WorkerJob::Map {
             name,
             column,
@@ -53,4 +51,22 @@ pub fn run(dir: &SegmentDir, args: &WorkerArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command that runs `worker` of this binary (`exe`) on `dir`, with `dir`'s validation;
+/// the job's arguments follow.
+pub fn command(exe: &Path, dir: &SegmentDir) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .arg("--dir")
+        .arg(dir.path())
+        .arg("--validate")
+        .arg(dir.validation().to_string())
+        .arg("worker");
+    command
+}
+
+/// This binary, to start its workers.
+pub fn exe() -> anyhow::Result<std::path::PathBuf> {
+    anyhow::Context::context(std::env::current_exe(), "locate the shmarrow binary")
 }
