@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import gc
 import os
-import platform
 import signal
 import statistics
 import sys
@@ -36,34 +35,13 @@ import numpy as np
 import pyarrow as pa
 
 import shmarrow
-from benchlib import human, loadavg
+from benchlib import human, loadavg, machine
 
 MIB = 1 << 20
 GIB = 1 << 30
 COLUMNS = 8
 TARGET_SPEEDUP = 4.0  # shmarrow attach at least 4x faster than stock pyarrow (medians)
 
-
-def machine() -> str:
-    mem = "?"
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemTotal:"):
-                    mem = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    try:
-        with open("/proc/sys/kernel/osrelease") as f:
-            kernel = f.read().strip()
-    except OSError:
-        kernel = "?"
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"nproc {nproc}, MemTotal {mem}, kernel {kernel}; Python {platform.python_version()}, "
-        f"pyarrow {pa.__version__}, numpy {np.__version__}"
-    )
 
 
 def make_table(nbytes: int) -> pa.Table:

@@ -1,14 +1,17 @@
 """Helpers the Python benchmarks share: the machine header, load average, byte sizes.
 
-The benchmarks run as `python bench/NAME.py`, so this directory is on `sys.path`.
+The benchmarks run as `python bench/NAME.py` (and `bench/compare` runs the `comparison` package
+with this directory on `PYTHONPATH`), so this directory is on `sys.path`.
 """
 
+import math
 import os
 import platform
 
 import numpy as np
 import pyarrow as pa
 
+MB = 10**6
 MIB = 1 << 20
 GIB = 1 << 30
 
@@ -44,4 +47,23 @@ def human(nbytes: int) -> str:
         return f"{nbytes // GIB} GiB"
     if nbytes >= MIB and nbytes % MIB == 0:
         return f"{nbytes // MIB} MiB"
+    if nbytes >= MB and nbytes % MB == 0:
+        return f"{nbytes // MB} MB"
     return f"{nbytes} B"
+
+
+def chan_merge(parts) -> tuple[int, float, float]:
+    """(count, mean, std with ddof 0) of parts -> (count, mean, std) of them all, by Chan et
+    al.'s update (empty parts are skipped; no values: NaN)."""
+    count, mean, m2 = 0, 0.0, 0.0
+    for n, m, sd in parts:
+        if n == 0:
+            continue
+        if count == 0:
+            mean, m2 = m, sd * sd * n
+        else:
+            delta = m - mean
+            mean += delta * n / (count + n)
+            m2 += sd * sd * n + delta * delta * count * n / (count + n)
+        count += n
+    return count, (mean if count else math.nan), (math.sqrt(m2 / count) if count else math.nan)

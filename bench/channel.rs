@@ -45,8 +45,8 @@ use shmarrow::{ChannelOptions, Producer, SegmentDir, WaitMode, WaitPolicy};
 #[path = "common.rs"]
 mod common;
 use common::{
-    BenchResult, SegmentGuard, check_interrupted, first_line_with, install_signal_handlers,
-    kernel_release, loadavg, nproc, verdict,
+    BenchResult, SegmentGuard, bench_main, check_interrupted, loadavg, machine, mono_ns, nproc,
+    quick, summary, verdict,
 };
 
 const MIB: usize = 1 << 20;
@@ -99,42 +99,6 @@ impl Drop for ChildGuard {
 // ---------------------------------------------------------------------------------------------
 // Clock, statistics, machine.
 
-/// `CLOCK_MONOTONIC` in ns: one clock for every process on the machine (unlike `Instant`, whose
-/// value cannot be sent to another process).
-fn mono_ns() -> u64 {
-    let mut ts = nix::libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-struct Summary {
-    median: f64,
-    min: f64,
-    max: f64,
-    n: usize,
-}
-
-fn summary(values: &[f64]) -> Summary {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Summary {
-        median,
-        min: v[0],
-        max: v[n - 1],
-        n,
-    }
-}
-
 /// Nearest-rank percentile `p` (0..=100) of sorted values.
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
@@ -142,12 +106,9 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
 }
 
 fn print_machine(dir: &SegmentDir, quick: bool) {
-    let mem = first_line_with("/proc/meminfo", "MemTotal:").unwrap_or_else(|| "?".into());
-    let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into());
-    let kernel = kernel_release();
     println!(
-        "machine: {cpu}, nproc {}, MemTotal {mem}, kernel {kernel}; dir {}; pid {}; mode {}",
-        nproc(),
+        "machine: {}; dir {}; pid {}; mode {}",
+        machine(),
         dir.path().display(),
         std::process::id(),
         if quick {
@@ -779,15 +740,11 @@ fn main() {
         }
         return;
     }
-    install_signal_handlers();
-    if let Err(e) = run() {
-        eprintln!("bench failed: {e}");
-        std::process::exit(1);
-    }
+    bench_main(run);
 }
 
 fn run() -> BenchResult<()> {
-    let quick = std::env::var("SHMARROW_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let quick = quick();
     let dir = SegmentDir::from_env();
     // (rounds, timed batches per round, warm-up batches per run)
     let (lat_rounds, lat_n, lat_warm) = if quick {

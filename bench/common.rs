@@ -1,5 +1,5 @@
-//! Helpers shared by the benchmark programs `core`, `compute` and `channel`, each of which
-//! includes this file with `#[path = "common.rs"] mod common;`.
+//! Helpers shared by the benchmark programs `core`, `compute`, `channel` and `compare_rust`,
+//! each of which includes this file with `#[path = "common.rs"] mod common;`.
 
 // Each bench uses a subset of these helpers; the rest would be dead code in that bench.
 #![allow(dead_code)]
@@ -40,6 +40,28 @@ pub fn install_signal_handlers() {
     }
 }
 
+/// A benchmark's `main`: the signal handlers, then `run`; an error is printed, exit 1.
+pub fn bench_main(run: fn() -> BenchResult<()>) {
+    install_signal_handlers();
+    if let Err(e) = run() {
+        eprintln!("bench failed: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// Quick mode: `SHMARROW_BENCH_QUICK` set, not empty and not `0`.
+pub fn quick() -> bool {
+    std::env::var("SHMARROW_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// `CLOCK_MONOTONIC` in ns: one clock for every process on the machine (unlike `Instant`,
+/// whose value cannot be sent to another process).
+pub fn mono_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .expect("CLOCK_MONOTONIC exists on Linux");
+    t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+}
+
 pub fn check_interrupted() -> BenchResult<()> {
     if INTERRUPTED.load(Ordering::SeqCst) {
         Err("interrupted by a signal; cleaning up".into())
@@ -63,6 +85,44 @@ impl Drop for SegmentGuard<'_> {
             eprintln!("warning: could not remove segment {}: {e}", self.name);
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics of repeated measurements.
+
+/// Median (the mean of the middle two for an even count), minimum, maximum and count.
+pub struct Summary {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub n: usize,
+}
+
+/// The [`Summary`] of `values` (at least one).
+pub fn summary(values: &[f64]) -> Summary {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Summary {
+        median,
+        min: v[0],
+        max: v[n - 1],
+        n,
+    }
+}
+
+/// The [`Summary`] of durations in units of `per_second` (1e3: ms, 1e6: µs).
+pub fn summary_of(samples: &[std::time::Duration], per_second: f64) -> Summary {
+    let values: Vec<f64> = samples
+        .iter()
+        .map(|d| d.as_secs_f64() * per_second)
+        .collect();
+    summary(&values)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -113,6 +173,17 @@ pub fn nproc_text() -> String {
     std::thread::available_parallelism()
         .map(|n| n.to_string())
         .unwrap_or_else(|_| "?".into())
+}
+
+/// `CPU, nproc N, MemTotal M, kernel K`: the start of every benchmark's machine line.
+pub fn machine() -> String {
+    let mem = first_line_with("/proc/meminfo", "MemTotal:").unwrap_or_else(|| "?".into());
+    let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into());
+    format!(
+        "{cpu}, nproc {}, MemTotal {mem}, kernel {}",
+        nproc_text(),
+        kernel_release()
+    )
 }
 
 /// The kernel release (`/proc/sys/kernel/osrelease`), or `?`.

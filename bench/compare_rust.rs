@@ -1,6 +1,6 @@
-//! The Rust-API contender of the side-by-side suite (`bench/compare`, `bench/compare.py`).
+//! The Rust-API contender of the side-by-side suite (`bench/compare`, `bench/comparison/`).
 //!
-//! Not a benchmark on its own: `bench/compare.py` builds it (`cargo bench --bench compare_rust
+//! Not a benchmark on its own: `bench/compare` builds it (`cargo bench --bench compare_rust
 //! --no-run`) and drives it, so that its rounds alternate with the Python contenders' rounds
 //! in the same run. Every mode but `stream` and `limits` is a small server: it sets up, prints
 //! one JSON line (`{"ready": ...}`), then answers each `round` line on stdin with one JSON
@@ -26,6 +26,9 @@
 //!   batch (first value changed each time) for WARMUP + SECONDS seconds to CONSUMERS children.
 //! - `limits DIR READ_BYTES COPY_BYTES REPEATS`: memory bandwidth and first-touch costs.
 
+#[path = "common.rs"]
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::Arc;
@@ -40,16 +43,6 @@ use shmarrow::reduce::{Partial, merge_in_order};
 use shmarrow::{ChannelOptions, CreateOptions, MapOp, SegmentDir, partition, split_rows};
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;
-
-fn now_ns() -> u64 {
-    let mut ts = nix::libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC always exists on Linux.
-    unsafe { nix::libc::clock_gettime(nix::libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
 
 /// Peak resident set size of this process, bytes (`VmHWM`).
 fn vmhwm() -> u64 {
@@ -171,7 +164,7 @@ fn handoff_held(dir: &SegmentDir, name: &str, bytes: usize) -> R<()> {
     kid.line()?; // subscribed
     emit(&json!({"ready": true}));
     serve(|| {
-        let t0 = now_ns();
+        let t0 = common::mono_ns();
         producer.send(&batch)?;
         let r = kid.line()?;
         Ok(json!({"t0": t0, "t_recv": r["t_recv"], "t_sum": r["t_sum"], "sum": r["sum"]}))
@@ -188,9 +181,9 @@ fn consumer(dir: &SegmentDir, name: &str) -> R<()> {
     let mut sub = dir.subscribe(name)?;
     emit(&json!({"subscribed": true}));
     while let Some(received) = sub.recv()? {
-        let t_recv = now_ns();
+        let t_recv = common::mono_ns();
         let s = sum_batch(&received.batch);
-        let t_sum = now_ns();
+        let t_sum = common::mono_ns();
         drop(received); // releases the slot
         emit(&json!({"seq": 0, "t_recv": t_recv, "t_sum": t_sum, "sum": s}));
     }
@@ -207,9 +200,9 @@ fn handoff_inplace(dir: &SegmentDir, name: &str, bytes: usize) -> R<()> {
     serve(|| {
         let alloc = dir.allocate(name, &schema(), rows, &CreateOptions::default())?;
         alloc.values_mut::<Float64Type>("x")?[0].fill(1.0); // built in place (untimed)
-        let t0 = now_ns();
+        let t0 = common::mono_ns();
         let created = alloc.publish()?;
-        let t_pub = now_ns();
+        let t_pub = common::mono_ns();
         kid.say(name)?;
         let r = kid.line()?;
         created.disown();
@@ -229,9 +222,9 @@ fn attacher(dir: &SegmentDir) -> R<()> {
     for line in std::io::stdin().lock().lines() {
         let name = line?;
         let segment = dir.attach(name.trim())?;
-        let t_recv = now_ns();
+        let t_recv = common::mono_ns();
         let s: f64 = segment.batches().iter().map(sum_batch).sum();
-        let t_sum = now_ns();
+        let t_sum = common::mono_ns();
         drop(segment);
         emit(&json!({"t_recv": t_recv, "t_sum": t_sum, "sum": s}));
     }
@@ -369,11 +362,11 @@ fn stream(
                 })
             })
             .collect();
-        let t_start = now_ns();
+        let t_start = common::mono_ns();
         let t_measure = t_start + (warmup * 1e9) as u64;
         let t_end = t_measure + (seconds * 1e9) as u64;
         let mut sent = 0u64;
-        while now_ns() < t_end {
+        while common::mono_ns() < t_end {
             producer.send(&batch)?; // the same resident batch, copied into a slot each time
             sent += 1;
         }
@@ -397,17 +390,6 @@ fn stream(
 
 // ---------------------------------------------------------------------------------------------
 // Physical limits.
-
-fn median(mut xs: Vec<f64>) -> (f64, f64, f64) {
-    xs.sort_by(f64::total_cmp);
-    let n = xs.len();
-    let m = if n % 2 == 1 {
-        xs[n / 2]
-    } else {
-        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
-    };
-    (m, xs[0], xs[n - 1])
-}
 
 /// A fresh file in `dir` of `len` bytes, mapped shared read-write; `fallocate` reserves its
 /// pages first (as shmarrow's segments and channels do).
@@ -481,7 +463,12 @@ fn limits(dir: &SegmentDir, read_bytes: usize, copy_bytes: usize, repeats: usize
     ];
     let mut out = serde_json::Map::new();
     for (i, (label, bytes)) in labels.iter().enumerate() {
-        let (m, lo, hi) = median(samples[i].clone());
+        let common::Summary {
+            median: m,
+            min: lo,
+            max: hi,
+            ..
+        } = common::summary(&samples[i]);
         out.insert(
             (*label).to_owned(),
             json!({"bytes": bytes, "median_s": m, "min_s": lo, "max_s": hi, "n": samples[i].len()}),
@@ -498,7 +485,7 @@ fn main() {
     // `cargo bench` passes `--bench`; with no mode this program has nothing to do alone.
     let args: Vec<String> = args.into_iter().filter(|a| a != "--bench").collect();
     if args.len() < 2 {
-        eprintln!("compare_rust: driven by bench/compare.py (see bench/README.md); nothing to do");
+        eprintln!("compare_rust: driven by bench/comparison (see bench/README.md); nothing to do");
         return;
     }
     let dir = SegmentDir::new(&args[1]);

@@ -34,7 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 import shmarrow
-from benchlib import human, loadavg, machine
+from benchlib import chan_merge, human, loadavg, machine
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -57,30 +57,20 @@ def make_column(rows: int) -> np.ndarray:
 def numpy_stats(views: list[np.ndarray]) -> dict:
     """count, sum, mean, std (ddof 0), min, max with NumPy, chunk by chunk; chunks combined
     with Chan et al.'s update (with one chunk these are just the plain NumPy calls)."""
-    count, total, mean, m2 = 0, 0.0, 0.0, 0.0
-    lo, hi = math.inf, -math.inf
+    total, lo, hi, parts = 0.0, math.inf, -math.inf, []
     for v in views:
-        n = v.size
-        if n == 0:
+        if v.size == 0:
             continue
-        s = float(v.sum())
-        m = float(v.mean())
-        sd = float(v.std())
+        total += float(v.sum())
         lo = min(lo, float(v.min()))
         hi = max(hi, float(v.max()))
-        if count == 0:
-            mean, m2 = m, sd * sd * n
-        else:
-            delta = m - mean
-            mean += delta * n / (count + n)
-            m2 += sd * sd * n + delta * delta * count * n / (count + n)
-        count += n
-        total += s
+        parts.append((v.size, float(v.mean()), float(v.std())))
+    count, _, std = chan_merge(parts)
     return {
         "count": count,
         "sum": total,
         "mean": total / count if count else math.nan,
-        "std": math.sqrt(m2 / count) if count else math.nan,
+        "std": std,
         "min": lo,
         "max": hi,
     }

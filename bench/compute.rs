@@ -40,8 +40,8 @@ use shmarrow::{AttachOptions, CreateOptions, Segment, SegmentDir};
 #[path = "common.rs"]
 mod common;
 use common::{
-    BenchResult, SegmentGuard, check_interrupted, first_line_with, human, install_signal_handlers,
-    kernel_release, loadavg, nproc_text, verdict,
+    BenchResult, SegmentGuard, Summary, bench_main, check_interrupted, human, loadavg, machine,
+    quick, summary_of, verdict,
 };
 
 const MIB: usize = 1 << 20;
@@ -56,30 +56,6 @@ const TARGET_PROCESSES_RATIO: f64 = 0.8; // threads time / processes time
 
 // ---------------------------------------------------------------------------------------------
 // Statistics of timings.
-
-struct Timing {
-    median: f64, // ms
-    min: f64,
-    max: f64,
-    n: usize,
-}
-
-fn timing(samples: &[Duration]) -> Timing {
-    let mut ms: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e3).collect();
-    ms.sort_by(f64::total_cmp);
-    let n = ms.len();
-    let median = if n % 2 == 1 {
-        ms[n / 2]
-    } else {
-        (ms[n / 2 - 1] + ms[n / 2]) / 2.0
-    };
-    Timing {
-        median,
-        min: ms[0],
-        max: ms[n - 1],
-        n,
-    }
-}
 
 /// GB/s (10^9 bytes per second) for `bytes` in `ms` milliseconds.
 fn gbps(bytes: usize, ms: f64) -> f64 {
@@ -115,12 +91,9 @@ fn mount_of(dir: &Path) -> String {
 }
 
 fn print_machine(dir: &SegmentDir, quick: bool, exe: &Path) {
-    let nproc = nproc_text();
-    let mem = first_line_with("/proc/meminfo", "MemTotal:").unwrap_or_else(|| "?".into());
-    let cpu = first_line_with("/proc/cpuinfo", "model name").unwrap_or_else(|| "?".into());
-    let kernel = kernel_release();
     println!(
-        "machine: {cpu}, nproc {nproc}, MemTotal {mem}, kernel {kernel}; pid {}; mode {}",
+        "machine: {}; pid {}; mode {}",
+        machine(),
         std::process::id(),
         if quick {
             "QUICK (128 MiB, targets not judged)"
@@ -337,7 +310,7 @@ fn bench_fused(
     println!(
         "| case | threads | median ms | min ms | max ms | GB/s (median) | n |\n|---|---:|---:|---:|---:|---:|---:|"
     );
-    let t: Vec<Timing> = samples.iter().map(|s| timing(s)).collect();
+    let t: Vec<Summary> = samples.iter().map(|s| summary_of(s, 1e3)).collect();
     for (c, case) in cases.iter().enumerate() {
         let (label, threads) = match case {
             Warm::Stats(t) => (
@@ -461,7 +434,7 @@ fn run_cli(
 }
 
 struct CliResult {
-    timings: Vec<Timing>,
+    timings: Vec<Summary>,
     means: Vec<f64>,
 }
 
@@ -488,7 +461,7 @@ fn bench_cli(
         }
     }
     Ok(CliResult {
-        timings: samples.iter().map(|s| timing(s)).collect(),
+        timings: samples.iter().map(|s| summary_of(s, 1e3)).collect(),
         means,
     })
 }
@@ -611,21 +584,21 @@ fn print_cold(results: &[ColdResult], bytes: usize) {
                 r.faults_populate,
             ),
         ] {
-            let total = timing(&s.total);
+            let total = summary_of(&s.total, 1e3);
             println!(
                 "| {label} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {:.1} | {faults} | {} |",
                 r.threads,
-                timing(&s.attach).median,
-                timing(&s.reduce).median,
+                summary_of(&s.attach, 1e3).median,
+                summary_of(&s.reduce, 1e3).median,
                 total.median,
                 total.min,
                 total.max,
                 gbps(bytes, total.median),
-                timing(&s.drop).median,
+                summary_of(&s.drop, 1e3).median,
                 total.n
             );
         }
-        let warm = timing(&r.warm);
+        let warm = summary_of(&r.warm, 1e3);
         println!(
             "| (iii) warm: reduce again on the same mapping | {} | - | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | - | {} | {} |",
             r.threads,
@@ -640,9 +613,9 @@ fn print_cold(results: &[ColdResult], bytes: usize) {
     }
     println!();
     for r in results {
-        let plain = timing(&r.plain.total).median;
-        let populate = timing(&r.populate.total).median;
-        let warm = timing(&r.warm).median;
+        let plain = summary_of(&r.plain.total, 1e3).median;
+        let populate = summary_of(&r.populate.total, 1e3).median;
+        let warm = summary_of(&r.warm, 1e3).median;
         println!(
             "- {} thread(s): populate end to end {populate:.1} ms vs no populate {plain:.1} ms \
              ({:.2}×): populate makes the cold case {}; cold/warm: no populate {:.2}×, \
@@ -659,15 +632,11 @@ fn print_cold(results: &[ColdResult], bytes: usize) {
 // ---------------------------------------------------------------------------------------------
 
 fn main() {
-    install_signal_handlers();
-    if let Err(e) = run() {
-        eprintln!("bench failed: {e}");
-        std::process::exit(1);
-    }
+    bench_main(run);
 }
 
 fn run() -> BenchResult<()> {
-    let quick = std::env::var("SHMARROW_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let quick = quick();
     let dir = SegmentDir::from_env();
     let (bytes, warmups, repeats) = if quick {
         (128 * MIB, 1, 3)

@@ -38,8 +38,8 @@ use shmarrow::{AttachOptions, CreateOptions, SegmentDir, Validate};
 #[path = "common.rs"]
 mod common;
 use common::{
-    BenchResult, SegmentGuard, check_interrupted, first_line_with, human, install_signal_handlers,
-    kernel_release, loadavg, nproc_text, verdict,
+    BenchResult, SegmentGuard, Summary, bench_main, check_interrupted, human, loadavg, machine,
+    quick, summary_of, verdict,
 };
 
 const MIB: usize = 1 << 20;
@@ -65,43 +65,6 @@ impl Drop for FileGuard {
             Err(e) => eprintln!("warning: could not remove {}: {e}", self.0.display()),
         }
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Statistics.
-
-struct Stats {
-    median: f64,
-    min: f64,
-    max: f64,
-    n: usize,
-}
-
-fn stats(samples: &[Duration]) -> Stats {
-    let mut us: Vec<f64> = samples.iter().map(|d| d.as_secs_f64() * 1e6).collect();
-    us.sort_by(f64::total_cmp);
-    let n = us.len();
-    let median = if n % 2 == 1 {
-        us[n / 2]
-    } else {
-        (us[n / 2 - 1] + us[n / 2]) / 2.0
-    };
-    Stats {
-        median,
-        min: us[0],
-        max: us[n - 1],
-        n,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Machine description.
-
-fn machine() -> (String, String, String) {
-    let nproc = nproc_text();
-    let mem = first_line_with("/proc/meminfo", "MemTotal:").unwrap_or_else(|| "?".into());
-    let kernel = kernel_release();
-    (nproc, mem, kernel)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -136,7 +99,7 @@ fn segment_name(what: &str) -> String {
 struct AttachRow {
     bytes: usize,
     file_bytes: u64,
-    total: Stats,
+    total: Summary,
     drop_median_us: f64,
 }
 
@@ -197,8 +160,8 @@ fn bench_attach(
     Ok(AttachRow {
         bytes,
         file_bytes,
-        total: stats(&total),
-        drop_median_us: stats(&drops).median,
+        total: summary_of(&total, 1e6),
+        drop_median_us: summary_of(&drops, 1e6).median,
     })
 }
 
@@ -208,8 +171,8 @@ fn bench_attach(
 struct PublishResult {
     bytes: usize,
     file_bytes: u64,
-    create: Stats,
-    baseline: Stats,
+    create: Summary,
+    baseline: Summary,
 }
 
 /// The baseline: a new file (`O_CREAT|O_EXCL`), `write_all` of `data` in 1 MiB chunks, close.
@@ -290,8 +253,8 @@ fn bench_publish(
     Ok(PublishResult {
         bytes,
         file_bytes,
-        create: stats(&create),
-        baseline: stats(&baseline),
+        create: summary_of(&create, 1e6),
+        baseline: summary_of(&baseline, 1e6),
     })
 }
 
@@ -376,7 +339,7 @@ fn bench_shape(
     shape: &Shape,
     warmups: usize,
     repeats: usize,
-) -> BenchResult<[Stats; 3]> {
+) -> BenchResult<[Summary; 3]> {
     let name = segment_name("shape");
     let guard = SegmentGuard {
         dir,
@@ -424,21 +387,17 @@ fn bench_shape(
         }
     }
     drop(guard);
-    Ok(samples.map(|s| stats(&s)))
+    Ok(samples.map(|s| summary_of(&s, 1e6)))
 }
 
 // ---------------------------------------------------------------------------------------------
 
 fn main() {
-    install_signal_handlers();
-    if let Err(e) = run() {
-        eprintln!("bench failed: {e}");
-        std::process::exit(1);
-    }
+    bench_main(run);
 }
 
 fn run() -> BenchResult<()> {
-    let quick = std::env::var("SHMARROW_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
+    let quick = quick();
     let dir = SegmentDir::from_env();
     let (attach_sizes, attach_warmups, attach_repeats) = if quick {
         (vec![MIB, 100 * MIB], 1, 11)
@@ -451,11 +410,11 @@ fn run() -> BenchResult<()> {
         (GIB, 1, 7)
     };
 
-    let (nproc, mem, kernel) = machine();
     println!("# shmarrow core benchmark (Rust)");
     println!();
     println!(
-        "machine: nproc {nproc}, MemTotal {mem}, kernel {kernel}; dir {}; mode {}; pid {}",
+        "machine: {}; dir {}; mode {}; pid {}",
+        machine(),
         dir.path().display(),
         if quick { "QUICK (no 1 GiB)" } else { "full" },
         std::process::id()

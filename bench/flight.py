@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import gc
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -48,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.flight as flight
-from benchlib import human, loadavg
+from benchlib import human, loadavg, machine
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -57,23 +56,6 @@ BATCH_ROWS = 64 * 1024
 TARGET_RATIO = 0.8  # shmarrow serve throughput / pyarrow server throughput (medians)
 ROOT = Path(__file__).resolve().parent.parent
 
-
-def machine() -> str:
-    mem = cpu = kernel = "?"
-    try:
-        with open("/proc/meminfo") as f:
-            mem = next((l.split(":", 1)[1].strip() for l in f if l.startswith("MemTotal:")), "?")
-        with open("/proc/cpuinfo") as f:
-            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), "?")
-        with open("/proc/sys/kernel/osrelease") as f:
-            kernel = f.read().strip()
-    except OSError:
-        pass
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{cpu}, nproc {nproc}, MemTotal {mem}, kernel {kernel}; Python "
-        f"{platform.python_version()}, pyarrow {pa.__version__}"
-    )
 
 
 class PyarrowServer(flight.FlightServerBase):

@@ -43,7 +43,6 @@ from __future__ import annotations
 import glob
 import json
 import os
-import platform
 import shutil
 import signal
 import statistics
@@ -56,7 +55,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from benchlib import loadavg
+from benchlib import loadavg, machine
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -121,28 +120,6 @@ running_group: int | None = None  # process group of the launcher in flight, kil
 
 def human(nbytes: float) -> str:
     return f"{nbytes / MIB:.1f} MiB"
-
-
-def read_first(path: str, key: str) -> str:
-    try:
-        with open(path) as f:
-            return next((l.split(":", 1)[1].strip() for l in f if l.startswith(key)), "?")
-    except OSError:
-        return "?"
-
-
-def machine() -> str:
-    try:
-        with open("/proc/sys/kernel/osrelease") as f:
-            kernel = f.read().strip()
-    except OSError:
-        kernel = "?"
-    nproc = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return (
-        f"{read_first('/proc/cpuinfo', 'model name')}, nproc {nproc}, MemTotal "
-        f"{read_first('/proc/meminfo', 'MemTotal:')}, kernel {kernel}; Python "
-        f"{platform.python_version()}, pyarrow {pa.__version__}, numpy {np.__version__}"
-    )
 
 
 def fs_type(path: str) -> str:

@@ -1,0 +1,1 @@
+"""The side-by-side suite of ``bench/compare``: see ``__main__``."""
