@@ -166,7 +166,7 @@ fn processes_equal_threads_bit_for_bit() {
 /// bit for bit, as threads; per-worker stats cover each worker's own chunks; nothing is left.
 #[test]
 fn the_library_coordinator_reduces_by_processes() {
-    use shmarrow::partition::{ProcessOptions, reduce_by_processes};
+    use shmarrow::partition::{ProcessOptions, ReduceTask, reduce_by_processes};
     let tmp = TempDir::new("w-lib");
     publish_offset_floats(&tmp, "d");
     let dir = tmp.dir();
@@ -178,6 +178,16 @@ fn the_library_coordinator_reduces_by_processes() {
             &shmarrow::reduce::ReduceOptions::default().ddof(1),
         )
         .unwrap();
+    // Each worker is `shmarrow --dir DIR worker reduce ...` of this build.
+    let worker_of = |task: &ReduceTask| {
+        let mut worker = shmarrow_bin();
+        worker
+            .arg("--dir")
+            .arg(dir.path())
+            .arg("worker")
+            .args(task.args());
+        worker
+    };
     let mut started = Vec::new();
     let reduced = reduce_by_processes(
         &dir,
@@ -187,13 +197,7 @@ fn the_library_coordinator_reduces_by_processes() {
         &ProcessOptions::default().ddof(1),
         |task| {
             started.push(task.worker);
-            let mut worker = shmarrow_bin();
-            worker
-                .arg("--dir")
-                .arg(dir.path())
-                .arg("worker")
-                .args(task.args());
-            worker
+            worker_of(task)
         },
     )
     .unwrap();
@@ -211,12 +215,7 @@ fn the_library_coordinator_reduces_by_processes() {
     );
     // A worker that fails: the error names it and its last line on stderr; no result.
     let err = reduce_by_processes(&dir, "d", &["x"], 2, &ProcessOptions::default(), |task| {
-        let mut worker = shmarrow_bin();
-        worker
-            .arg("--dir")
-            .arg(dir.path())
-            .arg("worker")
-            .args(task.args());
+        let mut worker = worker_of(task);
         if task.worker == 1 {
             worker.args(["--column", "nope"]);
         }
