@@ -11,7 +11,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 .PHONY: demo test venv python-package bench lint clean fuzz soak
 
 # Besides the package's own needs: the data world the tests hand segments to (polars, pandas,
-# DuckDB), joblib's loky pool, mypy (`make test` runs mypy --strict on the examples), and Dask
+# DuckDB), joblib's loky pool, mypy (`make test` runs mypy --strict on the examples and shmarrow/dask.py), and Dask
 # distributed + dask.dataframe for shmarrow.dask (python/tests/test_dask*.py).
 $(VENV)/.deps: python/pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,7 @@ demo: python-package
 test: python-package
 	SHMARROW_PYTHON=$(PY) SHMARROW_REQUIRE_PYTHON=1 cargo test
 	$(PY) -m mypy --config-file python/pyproject.toml examples/*.py python/tests/test_typing.py
+	$(PY) -m mypy --config-file python/pyproject.toml --follow-imports=silent python/shmarrow/dask.py
 	$(PY) -m pytest -q python/tests
 
 bench: python-package

@@ -14,11 +14,17 @@ serializers run; shmarrow's path links from 1 MiB (the default) and writes heap 
    the time is the client's wall time of that task (submit to result), so both paths carry
    the same scheduling overhead (printed as the "floor": the same with an 8-byte array).
    "sum on a1" is the same task run where the object is (no hand-off; for segment-backed
-   objects it includes the first touch of the freshly mapped pages, as the receiver's does). Objects: a pyarrow.Table and a NumPy array, each heap-backed
-   (made by a task) and segment-backed (attached from a segment by a task). Every repeat
-   uses a fresh object so a2 never holds a replica. Target: segment-backed at least 5x faster
-   than Dask's default; heap-backed never slower (else writing stays off by default, as it
-   is: the "path" column says which path ran).
+   objects it includes the first touch of the freshly mapped pages, as the receiver's does).
+   Objects: a pyarrow.Table and a NumPy array, each heap-backed (made by a task) and
+   segment-backed (attached from a segment by a task). Every repeat uses a fresh object so
+   a2 never holds a replica. Target: segment-backed at least 5x faster than Dask's default;
+   heap-backed never slower (else writing stays off by default, as it is: the "path" column
+   says which path ran).
+   Where the time goes, for the segment-backed objects: Dask's ``serialize`` and
+   ``deserialize`` of the object, the first sum of what came out (first touch of its pages
+   + sum) and a second, warm sum, measured in a task on a2; "rest" is the hand-off minus the
+   floor and those (messages, TCP, for Dask the receiver filling fresh buffers). "ceiling"
+   is Dask's time / (floor + warm sum): no same-host path can do better than that ratio.
 2. Reduction: 1 GiB of float64 (a column ``x`` over one segment per host, 512 MiB each),
    ``shmarrow.dask.reduce`` (mean and std, computed on each host, partials merged on the
    client) against ``dask.dataframe``: ``read_parquet`` of the same data (one Parquet file per
@@ -80,7 +86,32 @@ def total(obj: object) -> float:
     return float(pc.sum(obj["x"]).as_py())  # type: ignore[index]
 
 
+def steps(make: object, arg: object, ours: bool) -> list:
+    """Run in a task on the receiving worker: one hand-off's own steps, in this process (ms).
+
+    The sender's serializer (Dask's ``serialize``, with a recipient of this host for
+    shmarrow's path), the receiver's ``deserialize`` of those frames, the first sum of what
+    it returned, and a second (warm) sum: first - warm is the first touch of the pages.
+    In-process, Dask's frames are views of the original (no TCP, no fresh buffer to fill).
+    """
+    from distributed.protocol.serialize import deserialize, serialize
+
+    obj = make(arg)  # type: ignore[operator]
+    context = {"recipient": {sd.HANDSHAKE_KEY: [sd.host_token(), sd._me()]}} if ours else None
+    t0 = time.perf_counter()
+    header, frames = serialize(obj, serializers=("dask", "pickle"), on_error="raise", context=context)
+    t1 = time.perf_counter()
+    back = deserialize(header, frames)
+    t2 = time.perf_counter()
+    total(back)
+    t3 = time.perf_counter()
+    total(back)
+    t4 = time.perf_counter()
+    return [(b - a) * 1e3 for a, b in ((t0, t1), (t1, t2), (t2, t3), (t3, t4))]
+
+
 def main() -> None:
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")  # here and in the workers
     from distributed import Client, Nanny, Scheduler, SpecCluster, wait
 
     print(f"# shmarrow.dask benchmark: {machine()}")
@@ -100,7 +131,6 @@ def main() -> None:
                      "b1": worker("127.0.0.2", dirs["B"])},
         ) as cluster, Client(cluster) as client:
             client.wait_for_workers(3)
-            sd.install(client)
             names = {i["name"]: a for a, i in client.scheduler_info()["workers"].items()}
             a1, a2, b1 = names["a1"], names["a2"], names["b1"]
             print(f"# dask {__import__('dask').__version__}, distributed "
@@ -124,6 +154,10 @@ def main() -> None:
                 del data
                 return elapsed
 
+            # Dask's own task round trip, before shmarrow is installed and after.
+            plain_floor = statistics.median(handoff(np.zeros, 1) for _ in range(3 * REPEATS))
+            sd.install(client)
+
             def local(make: object, arg: object) -> float:
                 data = client.submit(make, arg, workers=[a1], pure=False)
                 wait(data)
@@ -133,9 +167,11 @@ def main() -> None:
 
             print(f"\n## Hand-off of {HANDOFF_BYTES / 1e6:.0f} MB from a task on a1 to a task on a2 + sum "
                   f"(median of {REPEATS}, ms)")
-            floor = statistics.median(handoff(np.zeros, 1) for _ in range(REPEATS))
-            print(f"(floor: the same two tasks with an 8-byte array, no segment: {floor * 1e3:.1f} ms)")
+            floor = statistics.median(handoff(np.zeros, 1) for _ in range(3 * REPEATS))
+            print(f"(floor: the same two tasks with an 8-byte array, no segment: {floor * 1e3:.1f} ms; "
+                  f"{plain_floor * 1e3:.1f} ms before shmarrow.dask.install)")
             print(f"{'object':26} {'sum on a1':>10} {'Dask':>8} {'shmarrow':>9} {'ratio':>7}  path   target")
+            times = {}
             for label, make, arg in cases:
                 sum_only = statistics.median(local(make, arg) for _ in range(REPEATS))
                 dask_times, ours = [], []
@@ -152,6 +188,27 @@ def main() -> None:
                 verdict = "PASS" if d / s >= goal else "MISS"
                 print(f"{label:26} {sum_only * 1e3:10.1f} {d * 1e3:8.1f} {s * 1e3:9.1f} {d / s:6.1f}x  "
                       f"{path:6} >= {goal:.0f}x {verdict}")
+                times[label] = (d, s)
+            print("\nWhere the time goes (ms, medians; serialize, deserialize and the sums measured in a "
+                  "task on a2, in-process;\n'rest' = hand-off - floor - those: messages, TCP and, for "
+                  "Dask, the receiver filling fresh buffers)")
+            print(f"{'object':26} {'path':8} {'hand-off':>8} {'floor':>6} {'serialize':>9} "
+                  f"{'deserial.':>9} {'1st touch':>9} {'sum':>6} {'rest':>6}  ceiling")
+            for label, make, arg in cases:
+                if "segment" not in label:
+                    continue
+                for path, ours in (("Dask", False), ("shmarrow", True)):
+                    client.run(sd._enable, *((sd.DEFAULT_THRESHOLD,) * 2 if ours else (NEVER, NEVER)))
+                    runs = [client.submit(steps, make, arg, ours, workers=[a2], pure=False).result()
+                            for _ in range(REPEATS)]
+                    ser, de, first, warm = (statistics.median(c) for c in zip(*runs))
+                    whole = times[label][ours] * 1e3
+                    rest = whole - floor * 1e3 - ser - de - first
+                    # No same-host path can beat Dask's time / (floor + the sum itself).
+                    ceiling = f"{times[label][0] * 1e3 / (floor * 1e3 + warm):6.1f}x" if ours else ""
+                    print(f"{label:26} {path:8} {whole:8.1f} {floor * 1e3:6.1f} {ser:9.2f} {de:9.2f} "
+                          f"{first - warm:9.1f} {warm:6.1f} {rest:6.1f}  {ceiling}")
+            client.run(sd._enable, sd.DEFAULT_THRESHOLD, sd.DEFAULT_THRESHOLD)
             shmarrow.remove("bench-table")
             shmarrow.remove("bench-array")
 

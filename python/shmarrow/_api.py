@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from . import _shmarrow
-from ._shmarrow import Created, InvalidColumn, InvalidTable, NotZeroCopy, SegmentNotFound
+from ._shmarrow import Created, InvalidColumn, InvalidTable, NotZeroCopy, SegmentExists, SegmentNotFound
 from .structured import _table as _numpy_table
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -38,7 +38,8 @@ def _resolve_dir(name: str, dir: Optional[PathLike]) -> str:
 
 def _error(cls: type, message: str, name: Optional[str], **attrs: Any) -> Exception:
     """An instance of one of shmarrow's exception classes, as the Rust binding makes them."""
-    code = {SegmentNotFound: errno.ENOENT}.get(cls)
+    codes: Dict[type, int] = {SegmentNotFound: errno.ENOENT, SegmentExists: errno.EEXIST}
+    code = codes.get(cls)
     exc: Exception = cls(code, message) if code is not None else cls(message)
     exc.name = name  # type: ignore[attr-defined]
     for key, value in attrs.items():

@@ -24,6 +24,7 @@ mean "same kernel, same directory, same user", whatever the IP addresses say.
 
 from __future__ import annotations
 
+import inspect
 import mmap
 import os
 import time
@@ -36,7 +37,7 @@ import pyarrow as pa
 from . import _shmarrow
 from ._api import _error, _reference_of, _resolve_dir, attach, create
 from ._share import Shared
-from ._shmarrow import InvalidColumn, SegmentNotFound, ShmarrowError
+from ._shmarrow import InvalidColumn, SegmentExists, SegmentNotFound, ShmarrowError
 
 try:
     import distributed
@@ -67,7 +68,7 @@ DEFAULT_THRESHOLD = 1 << 20
 DEFAULT_TTL = 300.0
 
 
-class AmbiguousSegment(ShmarrowError, ValueError):  # type: ignore[misc]
+class AmbiguousSegment(ShmarrowError, ValueError):
     """Two hosts hold a segment of the same name: say which one with ``workers=``."""
 
 
@@ -270,12 +271,15 @@ def _head(frame: Any) -> Any:
 
 
 def _publish_part(part: Any, name: str) -> str:
-    if isinstance(part, np.ndarray):
-        table = part
-    else:
-        table = pa.Table.from_pandas(part, preserve_index=False)
-    create(name, table, replace=False)
-    return name
+    """Run on a worker: write one partition; returns this host's token (where it now is)."""
+    data = part if isinstance(part, np.ndarray) else pa.Table.from_pandas(part, preserve_index=False)
+    create(name, data, replace=False)
+    return host_token()
+
+
+def _remove_on(name: str, token: str) -> bool:
+    """Run on every worker: remove ``name`` if this worker is on the host of ``token``."""
+    return token == host_token() and bool(_shmarrow.remove(name))
 
 
 def publish(collection: Any, prefix: str) -> List[str]:
@@ -295,23 +299,41 @@ def publish(collection: Any, prefix: str) -> List[str]:
     TypeError
         ``collection`` is neither a dask DataFrame nor a dask Array.
     SegmentExists
-        A name is taken (nothing is replaced).
+        A host of the cluster already holds one of the names (checked before any work;
+        nothing is replaced).
+    Exception
+        Whatever a partition's computation or write raised: the segments the other
+        partitions wrote are removed before it is re-raised.
     """
-    import dask
     import dask.array as da
     import dask.dataframe as dd
+    from dask.delayed import delayed
 
+    parts: List[Any]
+    blocks: Any = collection  # dask's collections are untyped
     if isinstance(collection, da.Array):
-        parts = list(collection.to_delayed().ravel())
+        parts = list(blocks.to_delayed().ravel())
     elif isinstance(collection, dd.DataFrame):
-        parts = list(collection.to_delayed())
+        parts = list(blocks.to_delayed())
     else:
         raise TypeError(f"publish takes a dask DataFrame or Array, not {type(collection).__name__!r}")
     names = [f"{prefix}-{i}" for i in range(len(parts))]
     for name in names:
         _shmarrow.path(name)  # an invalid name fails here, before any work
-    tasks = [dask.delayed(_publish_part, pure=False)(part, name) for part, name in zip(parts, names)]
-    return list(distributed.get_client().compute(tasks, sync=True))
+    client: Any = distributed.get_client()  # Client.compute is untyped
+    taken = sorted({n for info in _hosts(client).values() for n in info["names"]} & set(names))
+    if taken:
+        raise _error(SegmentExists, f"publish: {taken} already held on this cluster "
+                     "(publish replaces nothing)", taken[0])
+    write: Any = delayed(_publish_part, pure=False)
+    futures = client.compute([write(part, name) for part, name in zip(parts, names)])
+    errors = [f.exception() for f in futures]  # waits for every partition
+    if any(e is not None for e in errors):  # remove what the other partitions wrote, each on its host
+        for name, future, error in zip(names, futures, errors):
+            if error is None:
+                client.run(_remove_on, name, future.result())
+        raise next(e for e in errors if e is not None)
+    return names
 
 
 # ---------------------------------------------------------------------------------------------
@@ -446,10 +468,11 @@ def _eligible(x: Any) -> bool:
     return not isinstance(x, np.ndarray) or (x.dtype.kind in "biufcmM" and x.dtype.names is None)
 
 
-def _call(fn: Callable[..., Any], x: Any, context: Optional[Dict[str, Any]]) -> Any:
-    from dask.utils import has_keyword
-
-    return fn(x, context=context) if has_keyword(fn, "context") else fn(x)
+def _call(fn: Callable[..., Any], x: Any, context: Optional[Dict[str, Any]]) -> Tuple[Dict[str, Any], List[Any]]:
+    """Dask's own serializer of ``x`` (as Dask calls it: with the context if it takes one)."""
+    takes_context = "context" in inspect.signature(fn).parameters
+    frames: Tuple[Dict[str, Any], List[Any]] = fn(x, context=context) if takes_context else fn(x)
+    return frames
 
 
 def _loads(kind: type) -> Callable[..., Any]:
@@ -501,12 +524,14 @@ def _enable(threshold: int, write_threshold: Optional[int]) -> str:
     _CONFIG["write_threshold"] = write_threshold
     _CONFIG["dir"] = _segment_dir()
     _CONFIG["token"] = host_token()
+    serializers: Any = dask_serialize  # dask's Dispatch is untyped
+    deserializers: Any = dask_deserialize
     for kind in (pa.Table, pa.RecordBatch, np.ndarray):
         if kind not in _ORIGINAL:
-            _ORIGINAL[kind] = (dask_serialize.dispatch(kind), dask_deserialize.dispatch(kind))
-            dask_serialize.register(kind)(_dumps(kind))
-            dask_deserialize.register(kind)(_loads(kind))
-    return _CONFIG["token"]
+            _ORIGINAL[kind] = (serializers.dispatch(kind), deserializers.dispatch(kind))
+            serializers.register(kind)(_dumps(kind))
+            deserializers.register(kind)(_loads(kind))
+    return str(_CONFIG["token"])
 
 
 def _announce(connection_args: Dict[str, Any]) -> None:
@@ -549,7 +574,7 @@ def sweep(dir: Optional[str] = None, ttl: float = DEFAULT_TTL, own: bool = False
     return removed
 
 
-class ShmarrowWorkerPlugin(WorkerPlugin):  # type: ignore[misc]
+class ShmarrowWorkerPlugin(WorkerPlugin):
     """Registers the segment serializers, announces the host token, and sweeps transfer
     segments at start, every ``interval`` seconds, and (its own) at close."""
 
@@ -578,7 +603,7 @@ class ShmarrowWorkerPlugin(WorkerPlugin):  # type: ignore[misc]
         sweep(ttl=self.ttl, own=True)
 
 
-class ShmarrowNannyPlugin(NannyPlugin):  # type: ignore[misc]
+class ShmarrowNannyPlugin(NannyPlugin):
     """Sweeps transfer segments of dead workers when the nanny starts (the restarted
     worker's own plugin sweeps again when it starts)."""
 

@@ -131,8 +131,12 @@ def test_missing_and_ambiguous_names_are_clear_errors(hosts, made):
     _put(hosts, made, "B", "twice", _table(10, 1))
     with pytest.raises(sd.AmbiguousSegment, match="several hosts"):
         sd.reduce(hosts["client"], ["twice"])
+    with pytest.raises(sd.AmbiguousSegment, match="several hosts"):
+        sd.to_dataframe(hosts["client"], ["twice"])
     with pytest.raises(FileNotFoundError, match="no host"):
         sd.to_dataframe(hosts["client"], ["nowhere"])
+    with pytest.raises(FileNotFoundError, match="no host"):
+        sd.reduce(hosts["client"], ["nowhere", "twice"])
     with pytest.raises(TypeError):
         sd.reduce(hosts["client"], "twice")
 
@@ -174,6 +178,28 @@ def test_publish_round_trips(hosts, made):
     assert sd.reduce(client, anames, columns=["values"])["values"]["sum"] == 66.0
     with pytest.raises(TypeError):
         sd.publish([1, 2], "pub-bad")
+
+
+def _fail_on_negative(part):
+    if (part["x"] < 0).any():
+        raise ValueError("a negative partition")
+    return part
+
+
+def test_publish_refuses_taken_names_and_cleans_up_a_failed_partition(hosts, made):
+    client = hosts["client"]
+    before = sd.segments(client)
+    # A name one host already holds: refused before any work, on whichever host.
+    _put(hosts, made, "B", "taken-1", _table(10, 1))
+    frame = pd.DataFrame({"x": np.arange(30, dtype="f8")})
+    with pytest.raises(shmarrow.SegmentExists, match="taken-1"):
+        sd.publish(dd.from_pandas(frame, npartitions=3), "taken")
+    assert sd.segments(client) == {**before, "127.0.0.2": ["taken-1"]}
+    # One partition fails: the others' segments are removed, the error is the partition's.
+    frame["x"] = [-1.0 if i == 15 else float(i) for i in range(30)]
+    with pytest.raises(ValueError, match="a negative partition"):
+        sd.publish(dd.from_pandas(frame, npartitions=3).map_partitions(_fail_on_negative), "half")
+    assert sd.segments(client) == {**before, "127.0.0.2": ["taken-1"]}
 
 
 # --- hand-offs ------------------------------------------------------------------------------
