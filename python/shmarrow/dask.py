@@ -591,6 +591,9 @@ class ShmarrowWorkerPlugin(WorkerPlugin):
         _enable(self.threshold, self.write_threshold)
         sweep(ttl=self.ttl)
         _announce(worker.connection_args)
+        # Idle pooled connections to other workers were opened with the old handshake (no
+        # token): close them, so the next fetch reconnects announcing this host.
+        worker.rpc.collect()
         self._callback = PeriodicCallback(self._sweep, self.interval * 1000)
         self._callback.start()
 
