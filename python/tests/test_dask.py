@@ -342,6 +342,30 @@ def test_install_after_workers_have_talked_takes_the_segment_path():
         shutil.rmtree(directory)
 
 
+def _rss_shmem():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssShmem:"))
+
+
+def test_attached_table_counts_in_sizeof_and_in_rss_as_touched(iso_dir):
+    """What the README says the memory manager sees: sizeof is the full size, RSS grows by
+    the shared pages a process touches and shrinks when the table is dropped."""
+    import gc
+
+    from dask.sizeof import sizeof
+
+    shmarrow.create("mem", _make_table(MB100), dir=iso_dir)
+    before = _rss_shmem()
+    table = shmarrow.attach("mem", dir=iso_dir)
+    assert sizeof(table) >= MB100
+    assert _rss_shmem() - before < MB100 // 10  # attached, not yet read
+    pa.compute.sum(table["x"])
+    assert _rss_shmem() - before >= MB100 * 9 // 10
+    del table
+    gc.collect()
+    assert _rss_shmem() - before < MB100 // 10
+
+
 # --- the partials binding, without a cluster -----------------------------------------------
 
 def test_merged_partials_equal_reduce_of_the_concatenation(iso_dir):
