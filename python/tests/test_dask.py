@@ -318,30 +318,6 @@ def test_handoff_between_hosts_takes_dasks_path(hosts):
     assert _transfers(hosts) == []
 
 
-def test_install_after_workers_have_talked_takes_the_segment_path():
-    """Workers that fetched from each other before install hold pooled connections opened
-    without the host token: install closes them, so the next hand-off is through a segment."""
-    directory = tempfile.mkdtemp(prefix="dask-late-", dir="/dev/shm")
-    spec = {"cls": Nanny, "options": {"host": "127.0.0.1", "nthreads": 1, "dashboard_address": ":0",
-                                      "env": {"SHMARROW_DIR": directory}}}
-    try:
-        with SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
-                         workers={"w1": spec, "w2": spec}) as cluster, Client(cluster) as client:
-            client.wait_for_workers(2)
-            w1, w2 = sorted(client.scheduler_info()["workers"])
-            data = client.submit(_make_table, 4 << 20, workers=[w1], pure=False)
-            assert client.submit(_sum_and_where, data, workers=[w2], pure=False).result() == (
-                _arange_sum(4 << 20), False)
-            sd.install(client, write_threshold=1 << 20)
-            total, shared, moved, _ = _hand_off(client, w1, w2, _make_table, 4 << 20)
-            assert (total, shared) == (_arange_sum(4 << 20), True)
-            assert moved["written"] == {w1: 1, w2: 0} and moved["received"] == {w1: 0, w2: 1}
-            del data
-        assert os.listdir(directory) == []
-    finally:
-        shutil.rmtree(directory)
-
-
 def _rss_shmem():
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssShmem:"))

@@ -1,4 +1,5 @@
-"""shmarrow.dask lifecycle: a worker SIGKILLed in the middle of a hand-off.
+"""shmarrow.dask lifecycle: a worker SIGKILLed in the middle of a hand-off; install on a
+cluster whose workers have already talked.
 
 A hand-off through a segment has two halves: the sender's serializer creates the transfer
 segment (named after sender and receiver, each as pid and start time), the receiver attaches
@@ -11,6 +12,7 @@ remove the orphan: after the nanny restarts the killed worker, nothing may be le
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -47,17 +49,54 @@ def _wait(condition, what):
         time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def _two_workers(directory):
+    """A cluster of two nanny-managed workers sharing segment directory ``directory``."""
+    spec = {"cls": Nanny, "options": {"host": "127.0.0.1", "nthreads": 1, "dashboard_address": ":0",
+                                      "env": {"SHMARROW_DIR": directory}}}
+    with SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
+                     workers={"w1": spec, "w2": spec}) as cluster, Client(cluster) as client:
+        client.wait_for_workers(2)
+        yield client
+
+
+def _make_table(nbytes):
+    return pa.table({"x": np.arange(nbytes // 8, dtype="f8")})
+
+
+def _sum_and_counts(table):
+    return pa.compute.sum(table["x"]).as_py(), sd.transfer_counts()
+
+
+def test_install_after_workers_have_talked_takes_the_segment_path():
+    """Workers that fetched from each other before install hold pooled connections opened
+    without the host token: install closes them, so the next hand-off is through a segment."""
+    directory = tempfile.mkdtemp(prefix="dask-late-", dir="/dev/shm")
+    n = 4 << 20
+    want = float((n // 8) * (n // 8 - 1) // 2)
+    try:
+        with _two_workers(directory) as client:
+            w1, w2 = sorted(client.scheduler_info()["workers"])
+            before = client.submit(_make_table, n, workers=[w1], pure=False)
+            assert client.submit(_sum_and_counts, before, workers=[w2], pure=False).result()[0] == want
+            sd.install(client, write_threshold=1 << 20)
+            after = client.submit(_make_table, n, workers=[w1], pure=False)
+            total, counts = client.submit(_sum_and_counts, after, workers=[w2], pure=False).result()
+            assert (total, counts["received"]) == (want, 1)
+            assert client.run(sd.transfer_counts, workers=[w1])[w1]["written"] == 1
+            del before, after
+        assert os.listdir(directory) == []
+    finally:
+        shutil.rmtree(directory)
+
+
 @pytest.mark.parametrize("killed", ["sender", "receiver"])
 def test_sigkill_during_handoff_leaves_nothing(killed):
     directory = tempfile.mkdtemp(prefix="dask-crash-", dir="/dev/shm")
     old = os.environ.get("SHMARROW_DIR")
     os.environ["SHMARROW_DIR"] = directory
-    spec = {"cls": Nanny, "options": {"host": "127.0.0.1", "nthreads": 1, "dashboard_address": ":0",
-                                      "env": {"SHMARROW_DIR": directory}}}
     try:
-        with SpecCluster(scheduler={"cls": Scheduler, "options": {"dashboard_address": ":0"}},
-                         workers={"w1": spec, "w2": spec}) as cluster, Client(cluster) as client:
-            client.wait_for_workers(2)
+        with _two_workers(directory) as client:
             sd.install(client, write_threshold=1 << 20, interval=3600)
             by_name = {info["name"]: addr for addr, info in client.scheduler_info()["workers"].items()}
             sender, receiver = by_name["w1"], by_name["w2"]
