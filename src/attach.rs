@@ -339,7 +339,7 @@ impl SegmentDir {
     /// As [`attach_with`](Self::attach_with), except [`Error::NotZeroCopy`].
     pub fn info(&self, name: &str) -> Result<SegmentInfo> {
         let path = self.segment_path(name)?;
-        let (file, meta) = open(name, &path)?;
+        let (file, meta) = sys::open_segment(name, &path, false)?;
         Ok(map_and_read(name, &path, &file, &meta, false)?.2)
     }
 }
@@ -349,7 +349,7 @@ impl SegmentDir {
 /// # Errors
 /// As [`SegmentDir::attach_with`].
 pub fn attach_path(label: &str, path: &Path, options: &AttachOptions) -> Result<Segment> {
-    let (file, meta) = open(label, path)?;
+    let (file, meta) = sys::open_segment(label, path, false)?;
     attach_file(label, path, &file, &meta, options)
 }
 
@@ -405,7 +405,7 @@ impl IpcFile {
     /// # Errors
     /// As [`SegmentDir::attach_with`], except [`Error::NotZeroCopy`].
     pub fn open(label: &str, path: &Path) -> Result<Self> {
-        let (file, meta) = open(label, path)?;
+        let (file, meta) = sys::open_segment(label, path, false)?;
         Self::from_file(label, path, &file, &meta, false, Validate::Full)
     }
 
@@ -538,16 +538,6 @@ fn map_and_read(
         identity: sys::file_identity(meta),
     };
     Ok((map, layout, info))
-}
-
-fn open(name: &str, path: &Path) -> Result<(File, std::fs::Metadata)> {
-    sys::open_regular(path, false).map_err(|e| match e {
-        Ok(kind) => Error::NotAFile {
-            name: name.to_owned(),
-            kind,
-        },
-        Err(e) => Error::from_io(e, "open", name, path),
-    })
 }
 
 /// The checked structure of an IPC file: every block and buffer range lies inside the file.

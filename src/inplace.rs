@@ -151,7 +151,7 @@ impl SegmentDir {
     /// [`WritableSegment`]).
     pub fn open_writable(&self, name: &str) -> Result<WritableSegment> {
         let path = self.segment_path(name)?;
-        let (file, meta) = open(name, &path, true)?;
+        let (file, meta) = sys::open_segment(name, &path, true)?;
         WritableSegment::from_file(name, &path, file, &meta)
     }
 
@@ -163,7 +163,7 @@ impl SegmentDir {
     /// As [`SegmentDir::attach`], or [`Error::Io`] if `flock` fails.
     pub fn lock(&self, name: &str, shared: bool) -> Result<SegmentLock> {
         let path = self.segment_path(name)?;
-        let (file, _) = open(name, &path, false)?;
+        let (file, _) = sys::open_segment(name, &path, false)?;
         lock_file(name, &path, file, shared)
     }
 }
@@ -183,16 +183,6 @@ fn lock_file(name: &str, path: &Path, file: File, shared: bool) -> Result<Segmen
     let lock = Flock::lock(file, arg)
         .map_err(|(_, e)| Error::from_io(io::Error::from(e), "lock", name, path))?;
     Ok(SegmentLock { _lock: lock })
-}
-
-fn open(name: &str, path: &Path, write: bool) -> Result<(File, std::fs::Metadata)> {
-    sys::open_regular(path, write).map_err(|e| match e {
-        Ok(kind) => Error::NotAFile {
-            name: name.to_owned(),
-            kind,
-        },
-        Err(e) => Error::from_io(e, "open", name, path),
-    })
 }
 
 impl WritableSegment {

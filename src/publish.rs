@@ -170,7 +170,8 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
-/// V5, uncompressed, 64-byte aligned: the layout of every segment we write.
+/// V5, uncompressed, 64-byte aligned: the layout of every segment we write, and of every
+/// channel slot (so that every buffer can be used in place).
 pub(crate) fn ipc_options() -> IpcWriteOptions {
     IpcWriteOptions::try_new(ALIGNMENT, false, MetadataVersion::V5).expect("valid options")
 }

@@ -100,6 +100,23 @@ pub fn open_regular(
     }))
 }
 
+/// [`open_regular`] for segment `name`: a file that is not regular is
+/// [`crate::Error::NotAFile`]
+/// naming what it is, an I/O error the variant that says what it means.
+pub fn open_segment(
+    name: &str,
+    path: &Path,
+    write: bool,
+) -> crate::Result<(File, std::fs::Metadata)> {
+    open_regular(path, write).map_err(|e| match e {
+        Ok(kind) => crate::Error::NotAFile {
+            name: name.to_owned(),
+            kind,
+        },
+        Err(e) => crate::Error::from_io(e, "open", name, path),
+    })
+}
+
 /// Reserve `len` bytes for `file` now, so a full filesystem fails here with `ENOSPC`
 /// instead of later (a write through a mapping past the limit would be a SIGBUS).
 pub fn reserve(file: &File, len: u64) -> io::Result<()> {

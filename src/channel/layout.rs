@@ -10,8 +10,6 @@ use std::sync::atomic::{
 };
 use std::time::{Duration, Instant};
 
-use arrow_ipc::MetadataVersion;
-use arrow_ipc::writer::IpcWriteOptions;
 use arrow_schema::{Schema, SchemaRef};
 use memmap2::MmapRaw;
 
@@ -202,13 +200,7 @@ impl Shared {
     /// and check its header against the mapping. The open file comes back too: the producer
     /// claim is a lock on it, and whoever looks tests that lock through it.
     pub(super) fn open(name: &str, path: &Path, writable: bool) -> Result<(Self, File)> {
-        let (file, _) = sys::open_regular(path, writable).map_err(|e| match e {
-            Ok(kind) => Error::NotAFile {
-                name: name.to_owned(),
-                kind,
-            },
-            Err(e) => Error::from_io(e, "open", name, path),
-        })?;
+        let (file, _) = sys::open_segment(name, path, writable)?;
         let map = if writable {
             MmapRaw::map_raw(&file)
         } else {
@@ -402,11 +394,6 @@ pub(super) fn channel_err(name: &str, e: ChannelError) -> Error {
         name: name.to_owned(),
         source: e,
     }
-}
-
-/// V5, uncompressed, 64-byte aligned: every buffer in a slot can be used in place.
-pub(super) fn ipc_options() -> IpcWriteOptions {
-    IpcWriteOptions::try_new(64, false, MetadataVersion::V5).expect("valid options")
 }
 
 /// The schema message of the header (untrusted bytes, from a private copy; callers guard it).

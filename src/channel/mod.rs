@@ -52,11 +52,9 @@ pub use producer::Producer;
 use crate::error::{ChannelError, Error, Result};
 use crate::meta::{Lifetime, SegmentMeta};
 use crate::name::SegmentDir;
-use crate::publish::{CreateOptions, Created, commit, reserve_temp, with_meta};
+use crate::publish::{CreateOptions, Created, commit, ipc_options, reserve_temp, with_meta};
 use crate::sys::ProcessId;
-use layout::{
-    FLAG_LOSSY, Geometry, HEADER_LEN, LIVENESS, MIN_SLOT_SIZE, Shared, channel_err, ipc_options,
-};
+use layout::{FLAG_LOSSY, Geometry, HEADER_LEN, LIVENESS, MIN_SLOT_SIZE, Shared, channel_err};
 
 /// First bytes of a channel segment.
 pub const CHANNEL_MAGIC: &[u8; 8] = b"SHMARCH1";

@@ -11,11 +11,11 @@ use arrow_array::RecordBatch;
 use arrow_ipc::writer::StreamWriter;
 use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
 
-use super::layout::{LIVENESS, SLOT_HEADER, Shared, UNREADABLE, WRITING, channel_err, ipc_options};
+use super::layout::{LIVENESS, SLOT_HEADER, Shared, UNREADABLE, WRITING, channel_err};
 use super::{ChannelOptions, WaitPolicy};
 use crate::error::{ChannelError, Error, Result};
 use crate::name::SegmentDir;
-use crate::publish::Created;
+use crate::publish::{Created, ipc_options};
 use crate::sys::{self, ProcessId};
 
 /// How long a claim waits for the kernel to release a dead producer's lock.
