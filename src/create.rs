@@ -24,7 +24,6 @@ use crate::publish::{
     Counting, CreateOptions, Created, TempGuard, check_written, commit, invalid, ipc_options,
     is_no_space, no_space, plan, reserve_temp, with_meta, write_error, write_ipc,
 };
-use crate::sys;
 
 /// A segment being written batch by batch, for inputs whose size is not known in advance
 /// (Parquet, CSV, IPC streams, network uploads): each batch goes straight into the temp file
@@ -84,7 +83,7 @@ impl SegmentWriter {
     /// [`Error::NoSpace`]; [`Error::Io`].
     pub fn reserve(&mut self, total: u64) -> Result<()> {
         let file = self.writer.get_ref().get_ref().get_ref();
-        sys::reserve(file, total).map_err(|e| {
+        crate::huge_pages::reserve(self.dir.path(), file, total).map_err(|e| {
             if is_no_space(&e) || e.kind() == io::ErrorKind::FileTooLarge {
                 no_space(&self.dir, &self.name, total)
             } else {

@@ -40,6 +40,7 @@ mod channel;
 mod column_path;
 mod create;
 mod error;
+mod huge_pages;
 mod inplace;
 pub mod ipc;
 mod lifecycle;
@@ -59,6 +60,7 @@ pub use channel::{
 };
 pub use create::SegmentWriter;
 pub use error::{ChannelError, Error, Result};
+pub use huge_pages::HugePages;
 pub use inplace::{
     Allocation, Constant, MapOp, MapOptions, RawValues, SegmentLock, ValuesMut, WritableSegment,
     split_rows,

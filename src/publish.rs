@@ -324,7 +324,7 @@ pub(crate) fn reserve_temp(
             Err(e) => return Err(Error::from_io(e, "create", name, &temp)),
         }
     };
-    sys::reserve(&file, needed).map_err(|e| {
+    crate::huge_pages::reserve(dir.path(), &file, needed).map_err(|e| {
         if is_no_space(&e) {
             no_space(dir, name, needed)
         } else {

@@ -127,6 +127,23 @@ pub fn reserve(file: &File, len: u64) -> io::Result<()> {
     nix::fcntl::posix_fallocate(file, 0, len).map_err(io::Error::from)
 }
 
+/// Allocate the pages of `file`'s first `len` bytes through a shared mapping that asks for
+/// transparent huge pages (`MADV_HUGEPAGE`, then `MADV_POPULATE_WRITE`), growing the file to
+/// `len` bytes if it is shorter. On a tmpfs whose `huge=` policy allows huge pages this backs
+/// the file with them even where a plain `fallocate` would not (`huge=advise` gives them only
+/// to mappings that ask; the kernel's `defrag` policy compacts memory only for them). A failure
+/// (a full filesystem included: `MADV_POPULATE_WRITE` reports it as an error, never as a
+/// signal) leaves the pages allocated so far; [`reserve`] afterwards is what checks the space.
+pub fn populate_huge(file: &File, len: u64) -> io::Result<()> {
+    if file.metadata()?.len() < len {
+        file.set_len(len)?;
+    }
+    let len = usize::try_from(len).map_err(|_| io::Error::from(io::ErrorKind::FileTooLarge))?;
+    let map = memmap2::MmapOptions::new().len(len).map_raw(file)?;
+    map.advise(memmap2::Advice::HugePage)?;
+    map.advise(memmap2::Advice::PopulateWrite)
+}
+
 /// Move `from` onto `to` atomically. With `replace == false` the rename fails with
 /// `AlreadyExists` if `to` exists (`renameat2(RENAME_NOREPLACE)`).
 pub fn rename(from: &Path, to: &Path, replace: bool) -> io::Result<()> {

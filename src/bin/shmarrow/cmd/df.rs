@@ -1,5 +1,6 @@
 //! `shmarrow df`: size, used and free of the segment directory's filesystem, and how much of it
-//! shmarrow segments (tables and channels) and unfinished publishes hold.
+//! shmarrow segments (tables and channels) and unfinished publishes hold, and whether the
+//! filesystem backs files with huge pages (its tmpfs `huge=` policy).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<
     let segments = tables + channels;
     let count = listing.segments.len() + listing.channels.len();
     let temps: u64 = listing.temps.iter().map(|t| t.bytes).sum();
+    let huge = dir.huge_pages()?;
     if json {
         fmt::print_json(
             out,
@@ -31,13 +33,14 @@ pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<
                 "tables": listing.segments.len(), "table_bytes": tables,
                 "channels": listing.channels.len(), "channel_bytes": channels,
                 "temps": listing.temps.len(), "temp_bytes": temps,
+                "huge_pages": huge.to_string(),
             }),
         )?;
     } else {
         writeln!(
             out,
-            "{:<24} {:>10} {:>10} {:>10} {:>5}  {:>10}",
-            "DIR", "SIZE", "USED", "FREE", "USE%", "SEGMENTS"
+            "{:<24} {:>10} {:>10} {:>10} {:>5}  {:<11}  {:>10}",
+            "DIR", "SIZE", "USED", "FREE", "USE%", "HUGE PAGES", "SEGMENTS"
         )?;
         let pct = if size == 0 {
             0.0
@@ -46,12 +49,13 @@ pub fn run(dir: &SegmentDir, json: bool, out: &mut dyn Write) -> anyhow::Result<
         };
         writeln!(
             out,
-            "{:<24} {:>10} {:>10} {:>10} {:>4.0}%  {:>10} in {} segment(s), {} of them channel(s)",
+            "{:<24} {:>10} {:>10} {:>10} {:>4.0}%  {:<11}  {:>10} in {} segment(s), {} of them channel(s)",
             dir.path().display(),
             fmt::bytes(size),
             fmt::bytes(used),
             fmt::bytes(free),
             pct,
+            huge,
             fmt::bytes(segments),
             count,
             listing.channels.len()

@@ -53,6 +53,7 @@ pub fn run(
         value["validation"] = json!(segment.validation().to_string());
         value["zero_copy"] = json!(segment.copied_columns().is_empty());
         value["copied_columns"] = json!(segment.copied_columns());
+        value["huge_pages"] = json!(dir.huge_pages()?.to_string());
         return fmt::print_json(out, &value).map(|()| ExitCode::SUCCESS);
     }
     writeln!(
@@ -63,7 +64,12 @@ pub fn run(
         info.rows(),
         info.batches.len()
     )?;
-    writeln!(out, "path    {}", dir.segment_path(&info.name)?.display())?;
+    writeln!(
+        out,
+        "path    {}  (huge pages: {})",
+        dir.segment_path(&info.name)?.display(),
+        dir.huge_pages()?
+    )?;
     if let Some(meta) = &info.meta {
         writeln!(
             out,
@@ -143,6 +149,7 @@ fn channel(
     let info = dir.channel_info(name)?;
     if json {
         let mut value = fmt::channel_json(&info);
+        value["huge_pages"] = json!(dir.huge_pages()?.to_string());
         value["consumer_entries"] = json!(
             info.consumers
                 .iter()
@@ -173,7 +180,12 @@ fn channel(
         if info.lossy { ", lossy" } else { "" },
         info.max_consumers
     )?;
-    writeln!(out, "path    {}", dir.segment_path(name)?.display())?;
+    writeln!(
+        out,
+        "path    {}  (huge pages: {})",
+        dir.segment_path(name)?.display(),
+        dir.huge_pages()?
+    )?;
     match &info.meta {
         Some(meta) => writeln!(
             out,
