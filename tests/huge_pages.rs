@@ -104,7 +104,7 @@ fn a_huge_page_directory_says_so_and_backs_tables_allocations_and_channels_with_
     dir.create(
         "t",
         &batch.schema(),
-        &[batch.clone()],
+        std::slice::from_ref(&batch),
         &CreateOptions::default(),
     )
     .unwrap();
