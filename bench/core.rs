@@ -17,6 +17,11 @@
 //!   and stock arrow-rs (`arrow_ipc::reader::FileDecoder` over the same mapping, arrow's
 //!   default validation), alternating, with the load average.
 //!
+//! - **allocation publish** (issue 17): `Allocation::publish` of a filled float64 column of
+//!   1 MiB, 100 MiB and 1 GiB, without and with a raw view held (the Python path), beside a
+//!   `rename` of a file of the same size (the commit alone).
+//!
+//! `cargo bench --bench core -- alloc-publish` runs the last case alone.
 //! `SHMARROW_BENCH_QUICK=1`: fewer repeats, no 1 GiB table (publish then uses 100 MiB), no
 //! 10M-row strings.
 //! The segment directory is `$SHMARROW_DIR` or `/dev/shm`. Every file this program creates is
@@ -30,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arrow_array::types::Float64Type;
 use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema};
@@ -50,6 +56,7 @@ const COLUMNS: usize = 8;
 const TARGET_ATTACH_1GIB_US: f64 = 100.0;
 const TARGET_ATTACH_RATIO: f64 = 2.0;
 const TARGET_PUBLISH_RATIO: f64 = 1.2;
+const TARGET_ALLOC_PUBLISH_US: f64 = 200.0;
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup guards.
@@ -391,6 +398,106 @@ fn bench_shape(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Case d: publishing a table filled in place (issue 17, item 2).
+
+/// `Allocation::publish` of a filled one-column float64 table of `bytes`, without and with a
+/// raw view held (what NumPy holds in Python), against the commit alone: `rename` of a file of
+/// the same size. Medians in µs: [publish, publish with a view, rename].
+fn bench_alloc_publish(
+    dir: &SegmentDir,
+    bytes: usize,
+    warmups: usize,
+    repeats: usize,
+) -> BenchResult<[Summary; 3]> {
+    let schema = Schema::new(vec![Field::new("x", DataType::Float64, false)]);
+    let name = segment_name(&format!("alloc-{}", human(bytes).replace(' ', "")));
+    let guard = SegmentGuard {
+        dir,
+        name: name.clone(),
+    };
+    let path = dir.path().join(&name);
+    let other = FileGuard(dir.path().join(segment_name("rename-baseline")));
+    let publish = |view: bool| -> BenchResult<Duration> {
+        let alloc = dir.allocate(&name, &schema, bytes / 8, &CreateOptions::default())?;
+        alloc.values_mut::<Float64Type>("x")?[0].fill(1.0); // every page resident
+        let raw = if view {
+            Some(alloc.raw_values("x")?)
+        } else {
+            None
+        };
+        let t0 = Instant::now();
+        let created = alloc.publish()?;
+        let elapsed = t0.elapsed();
+        drop((created, raw));
+        dir.remove(&name)?;
+        // Untimed: let the background unmap end before the next sample.
+        while std::fs::read_to_string("/proc/self/maps")?.contains(&*path.to_string_lossy()) {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(elapsed)
+    };
+    let rename = || -> BenchResult<Duration> {
+        let file = std::fs::File::create(&other.0)?;
+        file.set_len(bytes as u64)?;
+        let t0 = Instant::now();
+        std::fs::rename(&other.0, &path)?;
+        let elapsed = t0.elapsed();
+        std::fs::remove_file(&path)?;
+        Ok(elapsed)
+    };
+    let mut samples: [Vec<Duration>; 3] = Default::default();
+    for i in 0..warmups + repeats {
+        check_interrupted()?;
+        let times = [publish(false)?, publish(true)?, rename()?];
+        if i >= warmups {
+            for (samples, t) in samples.iter_mut().zip(times) {
+                samples.push(t);
+            }
+        }
+    }
+    drop(guard);
+    Ok(samples.map(|s| summary_of(&s, 1e6)))
+}
+
+/// Case d, printed.
+fn report_alloc_publish(dir: &SegmentDir, sizes: &[usize], quick: bool) -> BenchResult<()> {
+    let (alloc_warmups, alloc_repeats) = if quick { (1, 5) } else { (2, 15) };
+    println!(
+        "## `Allocation::publish` of a filled float64 column (load average before: {}); \
+         {alloc_warmups} warmups, {alloc_repeats} repeats, rotating",
+        loadavg()
+    );
+    println!();
+    println!(
+        "| data | publish median µs | publish, a raw view held, median µs | \
+         baseline `rename` median µs | publish / rename | n |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    let mut worst: f64 = 0.0;
+    for &bytes in sizes {
+        let [plain, viewed, rename] =
+            bench_alloc_publish(dir, bytes, alloc_warmups, alloc_repeats)?;
+        worst = worst.max(plain.median).max(viewed.median);
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.2}× | {} |",
+            human(bytes),
+            plain.median,
+            viewed.median,
+            rename.median,
+            plain.median / rename.median,
+            plain.n
+        );
+    }
+    println!();
+    println!(
+        "- slowest publish median: {worst:.1} µs (target ≤ {TARGET_ALLOC_PUBLISH_US:.0} µs at every size): {}",
+        verdict(worst <= TARGET_ALLOC_PUBLISH_US)
+    );
+    println!("load average after: {}", loadavg());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
 
 fn main() {
     bench_main(run);
@@ -420,6 +527,9 @@ fn run() -> BenchResult<()> {
         std::process::id()
     );
     println!();
+    if std::env::args().any(|a| a == "alloc-publish") {
+        return report_alloc_publish(&dir, &attach_sizes, quick);
+    }
 
     // a. attach
     println!(
@@ -544,5 +654,7 @@ fn run() -> BenchResult<()> {
             p.file_bytes
         );
     }
-    Ok(())
+    println!();
+
+    report_alloc_publish(&dir, &attach_sizes, quick)
 }

@@ -12,7 +12,7 @@ use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 
 use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch, make_array};
 use arrow_buffer::Buffer;
@@ -992,15 +992,23 @@ impl Allocation {
         &self.temp
     }
 
-    /// Publish atomically under the name (the rename of [`SegmentDir::create`]).
+    /// Publish atomically under the name (the rename of [`SegmentDir::create`]), in time that
+    /// does not grow with the table's size.
     ///
-    /// Before the rename, this process's writable mapping becomes a private copy-on-write one
-    /// (same address, same bytes): pointers handed out earlier ([`raw_values`], NumPy views)
-    /// stay valid memory, but what is written through them after this no longer reaches the
-    /// published file, so readers keep the snapshot they attached. (Slices from
+    /// If pointers into this process's writable mapping were handed out ([`raw_values`],
+    /// NumPy views), the mapping first becomes a private copy-on-write one (same address, same
+    /// bytes): they stay valid memory, but what is written through them after this no longer
+    /// reaches the published file, so readers keep the snapshot they attached. (Slices from
     /// [`values_mut`](WritableSegment::values_mut) cannot outlive this call: it consumes the
     /// allocation. Other processes that opened [`temp_path`](Self::temp_path) themselves keep
     /// their own mappings.)
+    ///
+    /// The rename is the commit. Unmapping the writer's pages costs time proportional to them
+    /// (tens of milliseconds per GiB), so it happens after the call returns, on a thread of
+    /// the process that drops the writable mapping, the read-only view and the descriptor (or
+    /// here, if no thread can be started). A background thread rather than the returned
+    /// [`Created`]: a handle dropped right away would only move the wait to the caller's next
+    /// line.
     ///
     /// # Errors
     /// [`Error::Exists`] with `replace(false)`; [`Error::Io`] (also if the mapping cannot be
@@ -1008,18 +1016,55 @@ impl Allocation {
     ///
     /// [`raw_values`]: WritableSegment::raw_values
     pub fn publish(mut self) -> Result<Created> {
-        if let Some(writable) = self.writable.take() {
-            writable.detach_writes()?;
-        }
+        let writable = self.writable.take();
+        let retired = match &writable {
+            // Only this value holds the mapping: nothing can write through it after this call.
+            Some(w) if Arc::strong_count(&w.map) > 1 => w.detach_writes()?,
+            _ => None,
+        };
         let created = commit(&self.dir, &self.name, &self.temp, &self.options, self.bytes)?;
         self.guard.disarm();
+        drop_in_background((writable, retired));
         Ok(created)
     }
 }
 
+/// The unmapping thread's queue, and the process that started it.
+type Unmapper = (u32, mpsc::Sender<Box<dyn Send>>);
+
+/// The process's unmapping thread, once started (a forked child has no such thread, though it
+/// inherits this value, so it starts its own).
+static UNMAPPER: Mutex<Option<Unmapper>> = Mutex::new(None);
+
+/// Drop `value` (mappings to unmap, descriptors to close) on the process's unmapping thread,
+/// so that the caller does not wait for the kernel to tear down its pages. The thread is
+/// started on first use and lives as long as the process; if it cannot be started, `value`
+/// is dropped here.
+fn drop_in_background<T: Send + 'static>(value: T) {
+    let mut unmapper = UNMAPPER.lock().unwrap_or_else(PoisonError::into_inner);
+    let pid = std::process::id();
+    let value: Box<dyn Send> = Box::new(value);
+    let value = match &*unmapper {
+        Some((started_by, tx)) if *started_by == pid => match tx.send(value) {
+            Ok(()) => return,
+            Err(mpsc::SendError(value)) => value,
+        },
+        _ => value,
+    };
+    let (tx, rx) = mpsc::channel::<Box<dyn Send>>();
+    let started = std::thread::Builder::new()
+        .name("shmarrow-unmap".into())
+        .stack_size(64 << 10)
+        .spawn(move || rx.into_iter().for_each(drop));
+    if started.is_ok() && tx.send(value).is_ok() {
+        *unmapper = Some((pid, tx));
+    }
+}
+
 impl WritableSegment {
-    /// Make this process's writable mapping private (see [`Allocation::publish`]).
-    fn detach_writes(&self) -> Result<()> {
+    /// Make this process's writable mapping private (see [`Allocation::publish`]); the old
+    /// shared mapping's pages, moved out of the way, are returned to be unmapped later.
+    fn detach_writes(&self) -> Result<Option<sys::Retired>> {
         // SAFETY: `self.map` is a live shared read-write mapping of `self.file` from offset 0
         // that this value owns (the `Arc` keeps it mapped until the last holder drops it);
         // memmap2 maps it at a page-aligned address with exactly `self.map.len()` bytes.

@@ -198,17 +198,50 @@ pub fn available_bytes(dir: &Path) -> io::Result<u64> {
     Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
 }
 
+/// The page-table granule a move of a mapping works in: a move that keeps addresses at the
+/// same offset within it moves whole page tables (512 pages at a time) instead of entries.
+const PMD_SIZE: usize = 2 << 20;
+
+/// An address range this process mapped and nothing references any more: unmapped when
+/// dropped, on whichever thread drops it (unmapping costs time proportional to the pages
+/// mapped: [`remap_private`] hands this out so that its caller need not wait for it).
+#[derive(Debug)]
+pub struct Retired {
+    addr: *mut libc::c_void,
+    len: usize,
+}
+
+// SAFETY: `Retired` owns its address range alone (no pointer into it was handed out: see
+// `remap_private`); unmapping it from another thread touches no memory anyone uses.
+unsafe impl Send for Retired {}
+
+impl Drop for Retired {
+    fn drop(&mut self) {
+        // SAFETY: `addr..addr + len` is a range `remap_private` mapped and gave to this value
+        // alone (the moved-away shared mapping and the parts of its reservation around it);
+        // nothing references it, so unmapping it invalidates no live pointer.
+        unsafe { libc::munmap(self.addr, self.len) };
+    }
+}
+
 /// Replace the shared mapping `addr..addr + len` of `file` (mapped at offset 0, read-write)
 /// with a *private* copy-on-write mapping of the same file at the same address: the bytes
 /// read the same, but writes through any pointer into the range stop reaching the file.
+///
 /// The new mapping is made elsewhere and moved over the old one by `mremap`, which replaces it
-/// atomically; on failure the old mapping is left as it was.
+/// atomically (a thread writing meanwhile writes into one or the other, never into a hole).
+/// Unmapping the old mapping's pages would take time proportional to them (about 20 ms per
+/// GiB), so first its page tables are moved away (`MREMAP_DONTUNMAP`: the old mapping stays,
+/// emptied, and would fault its pages in again from the file); the moved copy is returned, to
+/// be dropped when convenient. On a kernel without `MREMAP_DONTUNMAP` for shared mappings
+/// (before 5.13) the replacement unmaps the pages itself and `None` is returned. On failure the
+/// old mapping is left in place (its bytes unchanged).
 ///
 /// # Safety
 /// `addr..addr + len` must be exactly one live, page-aligned, read-write mapping of `file`
 /// from offset 0 that the caller owns (it stays mapped until the caller unmaps it), so that no
 /// other object's memory is replaced.
-pub unsafe fn remap_private(addr: *mut u8, len: usize, file: &File) -> io::Result<()> {
+pub unsafe fn remap_private(addr: *mut u8, len: usize, file: &File) -> io::Result<Option<Retired>> {
     use std::os::fd::AsRawFd;
     // SAFETY: a fresh mapping at an address the kernel chooses (no MAP_FIXED) replaces nothing;
     // `file` is an open descriptor and `len` the length the caller mapped.
@@ -225,6 +258,8 @@ pub unsafe fn remap_private(addr: *mut u8, len: usize, file: &File) -> io::Resul
     if fresh == libc::MAP_FAILED {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: the caller's contract (`addr..addr + len` is its own mapping of `file`).
+    let retired = unsafe { move_pages_away(addr, len) };
     // SAFETY: `fresh` is the mapping just made, of `len` bytes; MREMAP_FIXED moves it onto
     // `addr..addr + len`, which the caller guarantees is its own live mapping of the same
     // length (so only that mapping is replaced, and every pointer into it stays valid).
@@ -243,7 +278,52 @@ pub unsafe fn remap_private(addr: *mut u8, len: usize, file: &File) -> io::Resul
         unsafe { libc::munmap(fresh, len) };
         return Err(err);
     }
-    Ok(())
+    Ok(retired)
+}
+
+/// Move the page tables of the shared mapping `addr..addr + len` to a range of their own,
+/// leaving the mapping in place but empty (`MREMAP_DONTUNMAP`); `None` if the kernel cannot.
+///
+/// # Safety
+/// As [`remap_private`]: `addr..addr + len` is one live mapping the caller owns.
+unsafe fn move_pages_away(addr: *mut u8, len: usize) -> Option<Retired> {
+    let reserved = len.checked_add(PMD_SIZE)?;
+    // SAFETY: an inaccessible anonymous reservation at an address the kernel chooses replaces
+    // nothing.
+    let hole = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            reserved,
+            libc::PROT_NONE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if hole == libc::MAP_FAILED {
+        return None;
+    }
+    // The retired range owns the whole reservation from here on (dropping it unmaps it).
+    let retired = Retired {
+        addr: hole,
+        len: reserved,
+    };
+    // The place in the reservation at the same offset within a PMD as `addr`.
+    let shift = (addr as usize).wrapping_sub(hole as usize) % PMD_SIZE;
+    // SAFETY: `hole + shift .. hole + shift + len` lies inside the reservation (`shift <
+    // PMD_SIZE`), which this function owns: MREMAP_FIXED replaces only that. The source is the
+    // caller's own mapping of `len` bytes; MREMAP_DONTUNMAP leaves it mapped (shared mappings
+    // then fault their pages in again from the file), so no pointer into it dangles.
+    let moved = unsafe {
+        libc::mremap(
+            addr.cast::<libc::c_void>(),
+            len,
+            len,
+            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP,
+            hole.cast::<u8>().add(shift).cast::<libc::c_void>(),
+        )
+    };
+    (moved != libc::MAP_FAILED).then_some(retired)
 }
 
 /// Try to take an open-file-description (OFD) write lock on bytes `start..start + len` of

@@ -370,6 +370,46 @@ fn fill_in_place_then_publish() {
 }
 
 #[test]
+fn publish_leaves_no_mapping_or_descriptor_behind() {
+    let tmp = TempDir::new("unmap");
+    let dir = tmp.dir();
+    let schema = Schema::new(vec![Field::new("x", DataType::Float64, false)]);
+    let rows = 300_000;
+    let fill = |alloc: &shmarrow::Allocation, v: f64| {
+        alloc.values_mut::<Float64Type>("x").unwrap()[0].fill(v);
+    };
+    let sum = |name: &str| {
+        let segment = dir.attach(name).unwrap();
+        segment.reduce(&["x"], &ReduceOptions::default()).unwrap()[0].sum
+    };
+
+    // No pointer handed out: the writer's mappings and descriptor all go (after the call).
+    let alloc = dir
+        .allocate("plain", &schema, rows, &CreateOptions::default())
+        .unwrap();
+    fill(&alloc, 1.5);
+    let plain = alloc.publish().unwrap();
+    common::wait_until("the writer's mappings of plain to go", || {
+        common::held(plain.path()) == (vec![], 0)
+    });
+    assert_eq!(sum("plain"), Number::Float(1.5 * rows as f64));
+
+    // A raw view (what NumPy holds) keeps one private mapping; nothing shared, no descriptor.
+    let alloc = dir
+        .allocate("viewed", &schema, rows, &CreateOptions::default())
+        .unwrap();
+    let raw = alloc.raw_values("x").unwrap();
+    fill(&alloc, 2.5);
+    let viewed = alloc.publish().unwrap();
+    common::wait_until("only the view's private mapping of viewed to stay", || {
+        common::held(viewed.path()) == (vec!["rw-p".to_owned()], 0)
+    });
+    assert_eq!(sum("viewed"), Number::Float(2.5 * rows as f64));
+    drop(raw);
+    assert_eq!(common::held(viewed.path()), (vec![], 0));
+}
+
+#[test]
 fn split_rows_covers_without_overlap() {
     for (total, parts) in [(10u64, 3usize), (0, 4), (7, 7), (1_000_003, 4)] {
         let ranges = split_rows(total, parts);

@@ -8,6 +8,7 @@ import gc
 import glob
 import os
 import stat
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -288,3 +289,26 @@ def test_hostile_allocate_arguments_raise_ordinary_exceptions(spec, rows, seg_na
     with pytest.raises((ValueError, OverflowError, TypeError, shmarrow.NoSpace)):
         shmarrow.allocate(seg_name, spec, rows, dir=shm_dir)
     assert files_for(seg_name, shm_dir) == []
+
+
+def _mapping_modes(path):
+    """The permissions (``rw-s`` shared, ``rw-p`` private) of this process's mappings of ``path``."""
+    with open("/proc/self/maps") as f:
+        return [line.split()[1] for line in f if line.rstrip("\n").endswith(str(path))]
+
+
+def test_publish_leaves_only_the_views_private_mapping(seg_name, shm_dir):
+    # The writer's shared mapping is unmapped after publish returns (on a background thread):
+    # wait for it; no speed limit.
+    w = shmarrow.allocate(seg_name, {"x": "f8"}, 300_000, dir=shm_dir)
+    x = w["x"]
+    x[:] = 2.0
+    w.publish()
+    path = shmarrow.path(seg_name, dir=shm_dir)
+    while _mapping_modes(path) != ["rw-p"]:  # the view's private copy-on-write mapping alone
+        time.sleep(0.002)
+    assert shmarrow.attach(seg_name, dir=shm_dir).column("x").to_numpy().sum() == 600_000.0
+    del x, w
+    gc.collect()
+    assert _mapping_modes(path) == []
+    shmarrow.remove(seg_name, dir=shm_dir)

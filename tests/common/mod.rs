@@ -748,3 +748,42 @@ pub fn create_batches(dir: &SegmentDir, name: &str, batches: &[RecordBatch]) {
     )
     .unwrap();
 }
+
+/// Poll until `done()` holds. Not a speed limit: only a hang (ten minutes) fails, naming `what`.
+pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still waiting for {what} after ten minutes"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// This process's mappings of `path` (the permissions column of `/proc/self/maps`: `rw-s` is
+/// shared, `rw-p` private) and how many of its descriptors are open on it.
+pub fn held(path: &Path) -> (Vec<String>, usize) {
+    let want = path.to_string_lossy().into_owned();
+    let maps = std::fs::read_to_string("/proc/self/maps")
+        .unwrap()
+        .lines()
+        .filter(|l| l.ends_with(&want))
+        .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_owned())
+        .collect();
+    let fds = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .flatten()
+        .filter(|e| std::fs::read_link(e.path()).is_ok_and(|p| p == path))
+        .count();
+    (maps, fds)
+}
+
+/// The first line of a `#[ignore = "needs root ..."]` test (`.ci/run` runs them as root with
+/// `--ignored`): run by another user, it fails saying why instead of passing untested.
+pub fn require_root(why: &str) {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "{why}: run this test as root (`cargo test -- --ignored`)"
+    );
+}
