@@ -46,11 +46,85 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A directory of segments (by default `/dev/shm`, the POSIX shared-memory namespace).
+/// A directory of segments (by default `/dev/shm`, the POSIX shared-memory namespace): the
+/// entry point of the library.
 ///
-/// All segment operations hang off this type: [`create`](SegmentDir::create),
-/// [`attach`](SegmentDir::attach), [`remove`](SegmentDir::remove),
-/// [`list`](SegmentDir::list), [`gc`](SegmentDir::gc).
+/// Every operation on segments and channels is a method of this type, given a segment name
+/// (checked by [`check_name`]: a name never escapes the directory). Any directory whose
+/// filesystem supports `mmap` works; `/dev/shm` (tmpfs) keeps the bytes in memory.
+///
+/// # Operations
+///
+/// The directory:
+/// - [`from_env`](Self::from_env) (`$SHMARROW_DIR`, else `/dev/shm`), [`new`](Self::new),
+///   [`path`](Self::path), [`segment_path`](Self::segment_path);
+///   [`validate`](Self::validate) / [`validation`](Self::validation): how attaches through
+///   it check variable-width values.
+///
+/// Publish a table (atomically: readers see nothing or all of it, see [`Created`]):
+/// - [`create`](Self::create): record batches already in memory, in one write pass;
+/// - [`writer`](Self::writer): batch by batch, for inputs of unknown size
+///   ([`SegmentWriter`]);
+/// - [`allocate`](Self::allocate): fixed-width columns laid out in a segment not yet visible,
+///   filled in place by threads or processes, then [`Allocation::publish`]ed.
+///
+/// Attach and read:
+/// - [`attach`](Self::attach), [`attach_with`](Self::attach_with): map read-only and decode
+///   zero-copy into a [`Segment`] (whose [`reduce`](crate::Segment::reduce) runs parallel
+///   reductions);
+/// - [`info`](Self::info): describe a segment's schema, batches and columns.
+///
+/// Write in place (values of fixed-width columns only):
+/// - [`open_writable`](Self::open_writable): a [`WritableSegment`] ([`map`] `square`,
+///   `scale`, `add`, `clip`, or [`values_mut`] slices);
+/// - [`lock`](Self::lock): the segment's shared or exclusive `flock`.
+///
+/// Channels (a ring of batches from one producer to every consumer):
+/// - [`create_channel`](Self::create_channel), [`create_producer`](Self::create_producer),
+///   [`producer`](Self::producer), [`subscribe`](Self::subscribe),
+///   [`subscribe_within`](Self::subscribe_within), [`channel_info`](Self::channel_info).
+///
+/// Lifecycle:
+/// - [`remove`](Self::remove), [`list`](Self::list) (segments, channels, temp files),
+///   [`gc`](Self::gc) (what dead processes left behind).
+///
+/// # Example
+///
+/// Publish, attach, reduce and remove, in a directory of its own:
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Float64Array, RecordBatch};
+/// use shmarrow::reduce::{Number, ReduceOptions};
+/// use shmarrow::{CreateOptions, SegmentDir};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let path = std::env::temp_dir().join(format!("shmarrow-doc-dir-{}", std::process::id()));
+/// # std::fs::create_dir_all(&path)?;
+/// let dir = SegmentDir::new(&path);
+/// let batch = RecordBatch::try_from_iter([(
+///     "price",
+///     Arc::new(Float64Array::from(vec![1.5, 2.5, 3.0])) as _,
+/// )])?;
+/// dir.create("prices", &batch.schema(), &[batch], &CreateOptions::default())?;
+///
+/// let segment = dir.attach("prices")?; // in any process
+/// let stats = segment.reduce(&["price"], &ReduceOptions::default())?;
+/// assert_eq!(stats[0].sum, Number::Float(7.0));
+/// assert_eq!(dir.list()?.segments.len(), 1);
+///
+/// assert!(dir.remove("prices")?); // attached readers keep their mapping
+/// # std::fs::remove_dir_all(&path)?;
+/// # Ok(()) }
+/// ```
+///
+/// [`Created`]: crate::Created
+/// [`SegmentWriter`]: crate::SegmentWriter
+/// [`Allocation::publish`]: crate::Allocation::publish
+/// [`Segment`]: crate::Segment
+/// [`WritableSegment`]: crate::WritableSegment
+/// [`map`]: crate::WritableSegment::map
+/// [`values_mut`]: crate::WritableSegment::values_mut
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentDir {
     path: PathBuf,
