@@ -103,7 +103,16 @@ fn a_killed_consumer_stops_holding_the_producer_back() {
     // Prints a line per batch into a pipe nobody reads: it stalls once the pipe is full,
     // holding the ring, like a consumer that hangs.
     let stuck = consume(&[], Stdio::piped());
-    std::thread::sleep(Duration::from_millis(1500));
+    common::wait_until(
+        "the stuck consumer to hold the producer back by a full ring",
+        || {
+            tmp.dir().channel_info("ch").is_ok_and(|info| {
+                info.consumers.iter().any(|c| {
+                    c.process.pid == stuck.id() && info.sent >= c.next + u64::from(info.slots)
+                })
+            })
+        },
+    );
     sigkill(&stuck);
     // Had the dead consumer kept holding the ring, the producer would have given up after its
     // --timeout (an error exit) instead of sending everything.
@@ -148,7 +157,13 @@ fn a_killed_producer_is_an_error_for_consumers() {
         &["consume", "ch", "--count", "--timeout", "60"],
         Stdio::piped(),
     );
-    std::thread::sleep(Duration::from_millis(800));
+    common::wait_until("the consumer to receive a batch", || {
+        tmp.dir().channel_info("ch").is_ok_and(|info| {
+            info.consumers
+                .iter()
+                .any(|c| c.process.pid == consumer.id() && c.next > 0)
+        })
+    });
     sigkill(&producer);
     // A consumer that did not notice would wait out its --timeout and say "timed out".
     let out = consumer.wait_with_output().unwrap();

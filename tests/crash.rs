@@ -38,10 +38,6 @@ fn temps_of(dir: &Path, name: &str) -> Vec<String> {
         .collect()
 }
 
-fn is_root() -> bool {
-    nix::unistd::geteuid().is_root()
-}
-
 fn assert_clean_failure(out: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
@@ -107,11 +103,9 @@ fn publisher_killed_mid_write_leaves_nothing_visible_and_gc_reclaims() {
 }
 
 #[test]
+#[ignore = "needs root (mounting a small tmpfs needs root (unshare -m)); .ci/run runs it as root"]
 fn full_directory_gives_no_space_and_leaves_nothing() {
-    if !is_root() {
-        eprintln!("skipped: mounting a small tmpfs needs root (unshare -m)");
-        return;
-    }
+    common::require_root("mounting a small tmpfs needs root (unshare -m)");
     let input_dir = TempDir::new("nospace-in");
     let input = big_input(&input_dir, "input", 64);
     let mount = tempfile_dir();
@@ -167,11 +161,9 @@ fn as_nobody(args: &[&str], dir: &Path) -> Output {
 }
 
 #[test]
+#[ignore = "needs root (switching to user nobody needs root); .ci/run runs it as root"]
 fn another_user_cannot_read_remove_or_gc_private_segments() {
-    if !is_root() {
-        eprintln!("skipped: switching to user nobody needs root");
-        return;
-    }
+    common::require_root("switching to user nobody needs root");
     let tmp = TempDir::new("perm");
     std::fs::set_permissions(&tmp.0, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
     let batch =

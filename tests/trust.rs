@@ -157,11 +157,9 @@ fn structure_mode_still_refuses_a_buffer_too_small_for_its_rows() {
 /// A segment owned by another user (`nobody`) is validated in full even by root; read by
 /// `nobody`, a root-owned segment is trusted (root can already do anything).
 #[test]
+#[ignore = "needs root (chown to user nobody needs root); .ci/run runs it as root"]
 fn a_segment_another_user_owns_is_validated_in_full() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: chown to user nobody needs root");
-        return;
-    }
+    common::require_root("chown to user nobody needs root");
     let tmp = TempDir::new("trust-nobody");
     std::fs::set_permissions(&tmp.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
     let dir = tmp.dir();

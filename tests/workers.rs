@@ -459,11 +459,9 @@ fn a_killed_worker_fails_the_command_naming_it() {
 }
 
 #[test]
+#[ignore = "needs root (switching to user nobody needs root); .ci/run runs it as root"]
 fn another_user_cannot_map() {
-    if !nix::unistd::geteuid().is_root() {
-        eprintln!("skipped: switching to user nobody needs root");
-        return;
-    }
+    common::require_root("switching to user nobody needs root");
     let tmp = TempDir::new("w-perm");
     std::fs::set_permissions(&tmp.0, std::os::unix::fs::PermissionsExt::from_mode(0o1777)).unwrap();
     publish(&tmp, "d", 10, 10);

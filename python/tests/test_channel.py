@@ -56,8 +56,9 @@ def _channel_geometry(path):
     return slot_count, slot_size, slots_offset
 
 
-def _subscribe_when_created(name, deadline_s=15.0, **kwargs):
-    """Subscribe to a channel another process is about to create."""
+def _subscribe_when_created(name, deadline_s=600.0, **kwargs):
+    """Subscribe to a channel another process is about to create (the deadline only catches a
+    hang, it is no speed limit)."""
     deadline = time.monotonic() + deadline_s
     while True:
         try:
@@ -66,6 +67,17 @@ def _subscribe_when_created(name, deadline_s=15.0, **kwargs):
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.002)
+
+
+def _wait_until_asleep(pid):
+    """Wait until process `pid` (one thread) sleeps: blocked in a wait, not running towards it."""
+    while True:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rpartition(")")[2].split()[0]
+        if state == "S":
+            return
+        assert state != "Z", f"pid {pid} exited"
+        time.sleep(0.01)
 
 
 def _reap(proc, timeout=5.0):
@@ -335,8 +347,7 @@ def test_kept_batch_pins_its_slot(new_name):
     started = time.monotonic()
     with pytest.raises(shmarrow.ChannelError, match="timed out") as info:
         producer.send(_simple(4))  # would overwrite slot 0, which the kept batch pins
-    elapsed = time.monotonic() - started
-    assert 0.25 <= elapsed < 3, elapsed
+    assert time.monotonic() - started >= 0.25  # the timeout was waited out
     assert name in str(info.value)
     del info
 
@@ -417,10 +428,8 @@ def test_lossy_channel_skips_to_the_newest_slots(new_name):
     name = new_name("lossy")
     producer = shmarrow.producer(name, SIMPLE, slots=4, slot_size=4096, lossy=True, timeout=1)
     sub = shmarrow.subscribe(name, timeout=1)
-    started = time.monotonic()
-    for i in range(10):  # nobody reads: a lossy producer never waits for unread slots
+    for i in range(10):  # nobody reads: a lossy producer never waits (a wait would time out)
         producer.send(_simple(i))
-    assert time.monotonic() - started < 1
 
     first = next(sub)
     assert first.equals(_simple(6)), first.column(0).to_pylist()
@@ -483,15 +492,12 @@ def test_killed_producer_is_reported_and_second_producer_refused(new_name):
         del info
 
         os.kill(proc.pid, signal.SIGKILL)
-        killed = time.monotonic()
-        # Not reaped yet: the producer is a zombie, which must count as dead.
+        # Not reaped yet: the producer is a zombie, which must count as dead. A consumer that
+        # did not notice would wait out its timeout and say "timed out" instead.
         with pytest.raises(shmarrow.ChannelError, match="died") as info:
             while True:
                 b = next(sub)  # batches already in the ring come first
                 del b
-                assert time.monotonic() - killed < 2, "no error within 2 s of SIGKILL"
-        elapsed = time.monotonic() - killed
-        assert elapsed < 2, elapsed
         assert str(proc.pid) in str(info.value)
         del info
         sub.close()
@@ -605,8 +611,8 @@ def test_blocked_next_releases_the_gil(new_name):
         progress = count[0] - before
     finally:
         stop.set()
-        thread.join(timeout=5)
-    assert 0.45 <= waited < 3, waited
+        thread.join()
+    assert waited >= 0.45, waited
     # Holding the GIL for 0.5 s would leave the counter at (almost) zero; a free interpreter
     # counts millions.
     assert progress > 100_000, progress
@@ -626,7 +632,7 @@ def test_subscriber_thread_blocked_while_main_thread_runs(new_name):
 
     thread = threading.Thread(target=receive, daemon=True)
     thread.start()
-    assert entered.wait(5)
+    entered.wait()
     count = 0
     end = time.monotonic() + 0.5
     while time.monotonic() < end:  # this thread runs while the other one waits for data
@@ -634,8 +640,7 @@ def test_subscriber_thread_blocked_while_main_thread_runs(new_name):
     assert count > 10_000, count
     assert thread.is_alive() and not got, "the subscriber returned without data"
     producer.send(_simple(42))
-    thread.join(timeout=5)
-    assert not thread.is_alive()
+    thread.join()  # ends by itself: with the batch, or with the subscription's timeout error
     assert len(got) == 1 and got[0].equals(_simple(42))
     got.clear()
     producer.close()
@@ -827,7 +832,7 @@ def test_ctrl_c_interrupts_an_endless_wait(new_name, what):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "waiting", proc.stderr.read()
-        time.sleep(0.5)  # let it enter the wait (a lower bound, not a limit)
+        _wait_until_asleep(proc.pid)  # in the wait, not before it
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
         assert out.strip() == "interrupted", err

@@ -903,7 +903,8 @@ def test_shared_locks_coexist_and_exclude_writers(seg_name, shm_dir):
     with shmarrow.lock(seg_name, dir=shm_dir):
         inner = {}
         done, errors = _in_thread(lambda: inner.setdefault("lock", shmarrow.lock(seg_name, shared=True, dir=shm_dir)))
-        assert done.wait(5), "a second shared lock must not wait for the first"
+        # 600 s: a hang guard, not a speed limit (a lock that waited would wait forever).
+        assert done.wait(600), "a second shared lock must not wait for the first"
         assert not errors
         with pytest.raises(BlockingIOError):
             fd = os.open(path, os.O_RDONLY)
@@ -944,7 +945,7 @@ def test_lock_waits_for_a_python_fcntl_holder_without_holding_the_gil(seg_name, 
             time.sleep(0.01)
         assert not done.is_set(), "shared lock acquired while an exclusive flock was held"
         fcntl.flock(fd, fcntl.LOCK_UN)
-        assert done.wait(5) and not errors
+        assert done.wait(600) and not errors  # a hang guard, not a speed limit
         assert not _try_flock(path, fcntl.LOCK_EX)
         got["lock"].release()
         assert _try_flock(path, fcntl.LOCK_EX)
@@ -960,7 +961,7 @@ def test_map_inplace_waits_for_readers_shared_lock(seg_name, shm_dir):
         time.sleep(0.3)
         assert not done.is_set(), "map_inplace wrote while a reader held the shared lock"
         assert table.column("x").to_pylist() == [1.0, 2.0, 3.0]
-    assert done.wait(5) and not errors
+    assert done.wait(600) and not errors  # a hang guard, not a speed limit
     assert table.column("x").to_pylist() == [2.0, 4.0, 6.0]
 
 
