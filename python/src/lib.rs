@@ -592,17 +592,7 @@ fn parse_ops(ops: Option<Vec<String>>) -> PyResult<Vec<Op>> {
 fn stats_dict<'py>(py: Python<'py>, s: &Stats, ops: &[Op]) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     for op in ops {
-        let v = match op {
-            Op::Count => s.count.into_pyobject(py)?.into_any(),
-            Op::NullCount => s.null_count.into_pyobject(py)?.into_any(),
-            Op::Sum => number(py, Some(s.sum))?,
-            Op::Mean => s.mean.into_pyobject(py)?.into_any(),
-            Op::Var => s.var.into_pyobject(py)?.into_any(),
-            Op::Std => s.std.into_pyobject(py)?.into_any(),
-            Op::Min => number(py, s.min)?,
-            Op::Max => number(py, s.max)?,
-        };
-        d.set_item(op.name(), v)?;
+        d.set_item(op.name(), number(py, s.get(*op))?)?;
     }
     Ok(d)
 }

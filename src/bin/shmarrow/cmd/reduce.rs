@@ -21,11 +21,8 @@ pub fn run(
         &args.name,
         &AttachOptions::default().populate(args.populate),
     )?;
-    let columns: Vec<String> = if args.columns.is_empty() {
-        segment.numeric_columns()
-    } else {
-        args.columns.clone()
-    };
+    let refs: Vec<&str> = args.columns.iter().map(String::as_str).collect();
+    let columns = segment.reduce_columns(&refs);
     if columns.is_empty() {
         bail!(
             "segment {:?} has no top-level integer or float column to reduce; name one with \
@@ -76,7 +73,7 @@ pub fn run(
         for s in &stats {
             write!(out, "{:<20}", s.column)?;
             for op in ops {
-                write!(out, " {:>20}", text(&value(s, *op)))?;
+                write!(out, " {:>20}", text(s.get(*op)))?;
             }
             writeln!(out)?;
         }
@@ -85,35 +82,11 @@ pub fn run(
 }
 
 /// A statistic's value: an exact integer, a float, or absent.
-enum Val {
-    Int(i128),
-    Float(f64),
-    None,
-}
-
-fn value(s: &Stats, op: Op) -> Val {
-    let num = |n: Option<Number>| match n {
-        Some(Number::Int(i)) => Val::Int(i),
-        Some(Number::Float(f)) => Val::Float(f),
-        None => Val::None,
-    };
-    match op {
-        Op::Count => Val::Int(s.count.into()),
-        Op::NullCount => Val::Int(s.null_count.into()),
-        Op::Sum => num(Some(s.sum)),
-        Op::Mean => Val::Float(s.mean),
-        Op::Var => Val::Float(s.var),
-        Op::Std => Val::Float(s.std),
-        Op::Min => num(s.min),
-        Op::Max => num(s.max),
-    }
-}
-
-fn text(v: &Val) -> String {
+fn text(v: Option<Number>) -> String {
     match v {
-        Val::Int(i) => i.to_string(),
-        Val::Float(f) => format!("{f}"),
-        Val::None => "-".into(),
+        Some(Number::Int(i)) => i.to_string(),
+        Some(Number::Float(f)) => format!("{f}"),
+        None => "-".into(),
     }
 }
 
@@ -127,19 +100,19 @@ pub fn stats_json(s: &Stats, ops: &[Op]) -> Value {
     let mut special = serde_json::Map::new();
     obj.insert("column".into(), json!(s.column));
     for op in ops {
-        let (v, text) = match value(s, *op) {
-            Val::Int(i) => match (i64::try_from(i), u64::try_from(i)) {
+        let (v, text) = match s.get(*op) {
+            Some(Number::Int(i)) => match (i64::try_from(i), u64::try_from(i)) {
                 (Ok(i), _) => (json!(i), None),
                 (_, Ok(u)) => (json!(u), None),
                 _ => (Value::Null, Some(i.to_string())),
             },
-            Val::Float(f) if f.is_finite() => (json!(f), None),
-            Val::Float(f) if f.is_nan() => (Value::Null, Some("nan".to_owned())),
-            Val::Float(f) => (
+            Some(Number::Float(f)) if f.is_finite() => (json!(f), None),
+            Some(Number::Float(f)) if f.is_nan() => (Value::Null, Some("nan".to_owned())),
+            Some(Number::Float(f)) => (
                 Value::Null,
                 Some(if f > 0.0 { "inf" } else { "-inf" }.to_owned()),
             ),
-            Val::None => (Value::Null, None),
+            None => (Value::Null, None),
         };
         obj.insert(op.name().into(), v);
         if let Some(text) = text {
