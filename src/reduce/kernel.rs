@@ -43,40 +43,48 @@ const LANES: usize = 16;
 
 /// One chunk: `values` with an optional validity bitmap over the same rows.
 ///
-/// The same code runs everywhere; on x86-64 CPUs with AVX-512F or AVX2 it is compiled again
-/// with that feature enabled (wider vectors; Rust never contracts a multiply and an add into
-/// an FMA), which changes speed only: every operation and its order are the same, so results
-/// are bit-for-bit identical on every machine.
+/// The same code runs everywhere; on x86-64 CPUs with AVX-512F or AVX2 (and FMA) it is
+/// compiled again with those features enabled (wider vectors; Rust never contracts a multiply
+/// and an add into an FMA by itself), which changes speed only: every operation and its order
+/// are the same, so results are bit-for-bit identical on every machine. Those builds do some
+/// of the compensated sum's additions as `fma(a, 1, b)`, which rounds exactly as `a + b` does
+/// but runs on the multiply units (AMD's Zen 4 has two units for each), where the adders are
+/// the bottleneck.
 pub(super) fn chunk_partial<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Partial {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: the only precondition of calling a `#[target_feature(enable = "avx512f")]`
-        // function is that the CPU supports AVX-512F, checked just above.
+    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the only precondition of calling a `#[target_feature(enable =
+        // "avx512f,fma")]` function is that the CPU supports both, checked just above.
         return unsafe { chunk_partial_avx512(values, nulls) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the only precondition of calling a `#[target_feature(enable = "avx2")]`
-        // function is that the CPU supports AVX2, checked just above.
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the only precondition of calling a `#[target_feature(enable = "avx2,fma")]`
+        // function is that the CPU supports both, checked just above.
         return unsafe { chunk_partial_avx2(values, nulls) };
     }
-    chunk_partial_any(values, nulls)
+    chunk_partial_any::<T, false>(values, nulls)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
+#[target_feature(enable = "avx512f,fma")]
 fn chunk_partial_avx512<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Partial {
-    chunk_partial_any(values, nulls)
+    chunk_partial_any::<T, true>(values, nulls)
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
+#[target_feature(enable = "avx2,fma")]
 fn chunk_partial_avx2<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Partial {
-    chunk_partial_any(values, nulls)
+    chunk_partial_any::<T, true>(values, nulls)
 }
 
+/// The kernel; `FMA_ADDS`: do some additions as `fma(a, 1, b)` (same result, other units).
 #[inline(always)]
-fn chunk_partial_any<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Partial {
+fn chunk_partial_any<T: Value, const FMA_ADDS: bool>(
+    values: &[T],
+    nulls: Option<&NullBuffer>,
+) -> Partial {
     let mut p = Partial::empty(T::INT);
     let valid = |k: usize| nulls.is_none_or(|n| n.is_valid(k));
     let count = nulls.map_or(values.len(), |n| n.len() - n.null_count());
@@ -121,29 +129,43 @@ fn chunk_partial_any<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Part
     } else {
         // Compensated sums (Knuth's branch-free two-sum per lane) and compare-select min/max.
         // A NaN makes the sum NaN, so NaNs are looked for only when the sum is not finite.
+        // Without nulls, the same pass sums the squares of the deviations from a pilot `k`,
+        // the mean of the first values (see `one_pass_m2`).
+        let one = std::hint::black_box(1.0); // an opaque 1: `fma(a, one, b)` stays an fma
+        let plus = |a: f64, b: f64| if FMA_ADDS { a.mul_add(one, b) } else { a + b };
         let mut s = [0.0f64; LANES];
         let mut c = [0.0f64; LANES];
         let mut lo = [f64::INFINITY; LANES];
         let mut hi = [f64::NEG_INFINITY; LANES];
+        let mut q = [0.0f64; LANES];
         let mut add = |l: usize, x: f64| {
             let t = s[l] + x;
             let bb = t - s[l];
-            c[l] += (s[l] - (t - bb)) + (x - bb);
+            c[l] = plus((s[l] - plus(-bb, t)) + plus(-bb, x), c[l]);
             s[l] = t;
             lo[l] = if x < lo[l] { x } else { lo[l] };
             hi[l] = if x > hi[l] { x } else { hi[l] };
         };
-        match nulls {
+        let pilot = match nulls {
             None => {
+                let head = &values[..values.len().min(LANES)];
+                let k = head.iter().map(|x| x.f()).sum::<f64>() / head.len() as f64;
                 let mut blocks = values.chunks_exact(LANES);
                 for block in &mut blocks {
                     for (l, &x) in block.iter().enumerate() {
-                        add(l, x.f());
+                        let x = x.f();
+                        add(l, x);
+                        let d = x - k;
+                        q[l] = d.mul_add(d, q[l]);
                     }
                 }
                 for (l, &x) in blocks.remainder().iter().enumerate() {
-                    add(l, x.f());
+                    let x = x.f();
+                    add(l, x);
+                    let d = x - k;
+                    q[l] = d.mul_add(d, q[l]);
                 }
+                Some(k)
             }
             Some(_) => {
                 for (k, &x) in values.iter().enumerate() {
@@ -151,8 +173,9 @@ fn chunk_partial_any<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Part
                         add(k % LANES, x.f());
                     }
                 }
+                None
             }
-        }
+        };
         let mut total = (0.0, 0.0);
         for l in 0..LANES {
             let (t, e) = two_sum(total.0, s[l]);
@@ -171,6 +194,10 @@ fn chunk_partial_any<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Part
                 .any(|(k, &x)| x.f().is_nan() && valid(k));
         let low = p.sum_low;
         set_mean(&mut p, total.0, low, count);
+        if let Some(m2) = pilot.and_then(|k| one_pass_m2(total, k, q.iter().sum(), count)) {
+            p.m2 = m2;
+            return p;
+        }
     }
     // Second pass, while the chunk is in cache: deviations from the chunk mean, with the
     // corrected two-pass formula (the sum of deviations removes the mean's rounding).
@@ -210,6 +237,21 @@ fn chunk_partial_any<T: Value>(values: &[T], nulls: Option<&NullBuffer>) -> Part
     };
     p.m2 = if m2 < 0.0 { 0.0 } else { m2 }; // keeps NaN
     p
+}
+
+/// The sum of squared deviations from the mean of `count` values summing to `sum` (a
+/// double-double), from `q`, the sum of their squared deviations from `k`:
+/// `q - (sum - count k)^2 / count`. Taken only where that subtraction cancels less than one
+/// bit (`q <= 2 m2`, i.e. `k` lies within a standard deviation of the mean), so that it is as
+/// accurate as the second pass (and nothing is taken for NaN or infinities); `None` sends the
+/// chunk to the second pass.
+fn one_pass_m2(sum: (f64, f64), k: f64, q: f64, count: usize) -> Option<f64> {
+    let n = count as f64;
+    let nk = n * k;
+    let nk_low = n.mul_add(k, -nk); // n k = nk + nk_low exactly
+    let s1 = ((sum.0 - nk) + sum.1) - nk_low;
+    let m2 = q - s1 * s1 / n;
+    (q.is_finite() && m2 >= 0.0 && q <= 2.0 * m2).then_some(m2)
 }
 
 /// The mean of `count` values summing to `high + low`, as a double-double.
@@ -265,8 +307,8 @@ mod tests {
                 let nulls = n.map(|n| n.slice(0, len));
                 let (x, y) = (&xs[..len], &ys[..len]);
                 let want = (
-                    bits(chunk_partial_any(x, nulls.as_ref())),
-                    bits(chunk_partial_any(y, nulls.as_ref())),
+                    bits(chunk_partial_any::<_, false>(x, nulls.as_ref())),
+                    bits(chunk_partial_any::<_, false>(y, nulls.as_ref())),
                 );
                 // The dispatched kernel (AVX-512F or AVX2 on such CPUs) and each one this CPU
                 // can run.
@@ -280,6 +322,28 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_pilot_far_from_the_mean_takes_the_second_pass() {
+        // [2^500, 0, ..., 0]: the pilot (mean of the first 16) lies 2^500/16 from the mean, so
+        // a one-pass result would cancel ~6 bits; the second pass is exact here: m2 = B^2
+        // 1023/1024 and var = m2 / 1024, both exact in binary.
+        let big = 2f64.powi(500);
+        let mut xs = vec![0.0; 1024];
+        xs[0] = big;
+        let s = chunk_partial(&xs, None).finish("x", 0);
+        assert_eq!(s.var, big * big * 1023.0 / 1024.0 / 1024.0);
+        // Near the mean (offset data), the one pass is taken and agrees with the exact value
+        // (small integers: the sums below are exact in f64).
+        let ys: Vec<f64> = (0..1024).map(|i| 1e6 + f64::from(i % 10)).collect();
+        let got = chunk_partial(&ys, None).finish("y", 0).var;
+        let (s1, s2) = (0..1024).fold((0.0, 0.0), |(a, b), i| {
+            let v = f64::from(i % 10);
+            (a + v, b + v * v)
+        });
+        let want = (s2 - s1 * s1 / 1024.0) / 1024.0;
+        assert!((got - want).abs() <= 1e-12 * want, "{got} vs {want}");
     }
 
     #[test]
