@@ -9,11 +9,14 @@
 //! merged in the same order, so their result is the same too.
 //!
 //! # Numerics
-//! - Floats: each chunk is summed with Neumaier's compensated summation (four independent lanes,
-//!   so the loop vectorizes), its sum of squared deviations is a second pass over the chunk while
-//!   it is still in cache (exact two-pass variance per chunk), and chunks merge with Chan et al.'s
-//!   pairwise update; chunk sums merge with an error-free two-sum. `[1e16, 1.0, -1e16]` sums to
-//!   `1.0`. NaN propagates to `sum`, `mean`, `var`, `std`, `min` and `max` as in NumPy's non-nan
+//! - Floats: each chunk is summed with Knuth's two-sum per lane (16 independent lanes, so the
+//!   loop vectorizes). Without nulls, the same pass sums the squares of the deviations from a
+//!   pilot (the mean of the chunk's first 16 values), which gives the chunk's squared deviations
+//!   from its mean when the pilot lies within a standard deviation of the mean (the shift then
+//!   cancels less than one bit); otherwise, and for chunks with nulls, a second pass over the
+//!   chunk while it is still in cache sums the squared deviations from the chunk mean (exact
+//!   two-pass variance). Chunks merge with Chan et al.'s pairwise update; chunk sums merge with
+//!   an error-free two-sum. `[1e16, 1.0, -1e16]` sums to `1.0`. NaN propagates to `sum`, `mean`, `var`, `std`, `min` and `max` as in NumPy's non-nan
 //!   functions; infinities behave as in NumPy (`mean([inf, 1]) = inf`, `var = nan`).
 //! - Integers: sums are exact in `i128` (no overflow for any column shmarrow can hold); `min`
 //!   and `max` are exact; `mean`, `var` and `std` are `f64`.
