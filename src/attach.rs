@@ -14,7 +14,7 @@ use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use arrow_array::{Array, RecordBatch};
 use arrow_buffer::Buffer;
@@ -223,7 +223,9 @@ pub struct Segment {
     info: SegmentInfo,
     map: Buffer,
     batches: Vec<RecordBatch>,
-    copied: Vec<String>,
+    /// [`copied_paths`], computed when first asked for (or at attach in strict mode): the
+    /// walk over every buffer costs about as much as decoding a batch of few rows.
+    copied: OnceLock<Vec<String>>,
     validation: Validate,
 }
 
@@ -261,7 +263,7 @@ impl Segment {
     /// Dotted paths of the columns (or nested children) that could not be used in place and
     /// were copied into private memory. Always empty for segments shmarrow wrote.
     pub fn copied_columns(&self) -> &[String] {
-        &self.copied
+        self.copied.get_or_init(|| copied_paths(self))
     }
 
     /// Whether `data` and all its children lie in this segment's mapping.
@@ -355,6 +357,9 @@ pub fn attach_path(label: &str, path: &Path, options: &AttachOptions) -> Result<
 
 /// Attach the already open `file` (`meta` is its `fstat`): the layout comes from this very
 /// file, whatever its path names meanwhile. `path` only labels errors.
+///
+/// One pass over the blocks: each message header is verified once and decoded at once (as
+/// stock arrow-rs does), where [`IpcFile`] checks every block before decoding the first.
 pub(crate) fn attach_file(
     label: &str,
     path: &Path,
@@ -362,25 +367,63 @@ pub(crate) fn attach_file(
     meta: &std::fs::Metadata,
     options: &AttachOptions,
 ) -> Result<Segment> {
-    let validate = options.validate.unwrap_or_default();
-    let file = IpcFile::from_file(label, path, file, meta, options.populate, validate)?;
-    let (info, map, validation) = (file.info.clone(), file.map.clone(), file.validation);
-    let batches = file.collect::<Result<Vec<_>>>()?;
-    let mut segment = Segment {
+    let map = map_file(label, path, file, meta, options.populate)?;
+    let (info, batches, validation) = guarded(label, || {
+        let footer = Footer::read(label, &map)?;
+        let mut info = segment_info(label, &map, &footer.schema, meta);
+        let validation = resolve_validation(options.validate.unwrap_or_default(), &info)?;
+        let mut decoder = decoder_for(label, &footer.schema, footer.swap, validation);
+        for block in footer.dictionaries() {
+            let (message, _) = footer.check_block(block, BlockKind::Dictionary)?;
+            decode_message(&mut decoder, &map, block, &message)?;
+        }
+        let mut batches = Vec::with_capacity(footer.batch_count());
+        for block in footer.batches() {
+            let (message, batch) = footer.check_block(block, BlockKind::Batch)?;
+            batches.push(batch_of(
+                label,
+                decode_message(&mut decoder, &map, block, &message)?,
+            )?);
+            info.batches.push(batch);
+        }
+        Ok::<_, Error>((info, batches, validation))
+    })?;
+    let segment = Segment {
         info,
         map,
         batches,
-        copied: Vec::new(),
+        copied: OnceLock::new(),
         validation,
     };
-    segment.copied = copied_paths(&segment);
-    if options.strict && !segment.copied.is_empty() {
+    if options.strict && !segment.copied_columns().is_empty() {
         return Err(Error::NotZeroCopy {
             name: label.to_owned(),
-            columns: segment.copied,
+            columns: segment.copied_columns().to_vec(),
         });
     }
     Ok(segment)
+}
+
+/// A decoder of `schema` (byte order swapped if `swap`) checking as `validation` says.
+fn decoder_for(label: &str, schema: &SchemaRef, swap: bool, validation: Validate) -> Decoder {
+    let mut decoder = Decoder::with_schema(label, schema.clone(), swap);
+    if validation == Validate::Structure {
+        // SAFETY: `resolve_validation` returns Structure only when `foreign_writers` found
+        // that no user but this process's own (or root) can write the file whose `fstat` the
+        // validation was resolved from, and which is mapped: its bytes, valid or not, came from
+        // processes that can already write this process's memory (ptrace, /proc/PID/mem), so
+        // trusting them gives no one a power they lack. SECURITY.md states this rule.
+        unsafe { decoder.trust_values() };
+    }
+    decoder
+}
+
+/// The record batch a batch block decoded to.
+fn batch_of(label: &str, decoded: Decoded) -> Result<RecordBatch> {
+    match decoded {
+        Decoded::Batch(batch) => Ok(batch),
+        _ => Err(Error::corrupt(label, "empty record batch message")),
+    }
 }
 
 /// An Arrow IPC file (or a segment) mapped read-only and decoded one record batch at a time,
@@ -394,7 +437,6 @@ pub struct IpcFile {
     map: Buffer,
     layout: Layout,
     decoder: Decoder,
-    validation: Validate,
     next: usize,
 }
 
@@ -406,30 +448,8 @@ impl IpcFile {
     /// As [`SegmentDir::attach_with`], except [`Error::NotZeroCopy`].
     pub fn open(label: &str, path: &Path) -> Result<Self> {
         let (file, meta) = sys::open_segment(label, path, false)?;
-        Self::from_file(label, path, &file, &meta, false, Validate::Full)
-    }
-
-    /// Map and check the open `file` (`meta` is its `fstat`; `path` labels errors), to be
-    /// validated as `validate` resolves for it.
-    fn from_file(
-        label: &str,
-        path: &Path,
-        file: &File,
-        meta: &std::fs::Metadata,
-        populate: bool,
-        validate: Validate,
-    ) -> Result<Self> {
-        let (map, layout, info) = map_and_read(label, path, file, meta, populate)?;
-        let validation = resolve_validation(validate, &info)?;
-        let mut decoder = Decoder::with_schema(label, layout.schema.clone(), layout.swap);
-        if validation == Validate::Structure {
-            // SAFETY: `resolve_validation` returns Structure only when `foreign_writers` found
-            // that no user but this process's own (or root) can write the file `meta` is the
-            // `fstat` of, and which is mapped: its bytes, valid or not, came from processes
-            // that can already write this process's memory (ptrace, /proc/PID/mem), so
-            // trusting them gives no one a power they lack. SECURITY.md states this rule.
-            unsafe { decoder.trust_values() };
-        }
+        let (map, layout, info) = map_and_read(label, path, &file, &meta, false)?;
+        let mut decoder = decoder_for(label, &layout.schema, layout.swap, Validate::Full);
         guarded(label, || {
             for block in &layout.dictionaries {
                 decode_block(label, &mut decoder, &map, block)?;
@@ -441,7 +461,6 @@ impl IpcFile {
             map,
             layout,
             decoder,
-            validation,
             next: 0,
         })
     }
@@ -458,12 +477,12 @@ impl Iterator for IpcFile {
     fn next(&mut self) -> Option<Self::Item> {
         let (block, _) = *self.layout.batches.get(self.next)?;
         self.next += 1;
-        let label = self.info.name.clone();
-        Some(guarded(&label, || {
-            match decode_block(&label, &mut self.decoder, &self.map, &block)? {
-                Decoded::Batch(batch) => Ok(batch),
-                _ => Err(Error::corrupt(&label, "empty record batch message")),
-            }
+        let label = &self.info.name;
+        Some(guarded(label, || {
+            batch_of(
+                label,
+                decode_block(label, &mut self.decoder, &self.map, &block)?,
+            )
         }))
     }
 }
@@ -478,8 +497,19 @@ fn decode_block(
     let (offset, meta_len) = (block.offset() as usize, block.metaDataLength() as usize);
     let message =
         block_message(&map[offset..offset + meta_len]).map_err(|e| Error::corrupt(label, e))?;
+    decode_message(decoder, map, block, &message)
+}
+
+/// Decode `message`, the header of `block` (checked by [`Footer::check_block`]).
+fn decode_message(
+    decoder: &mut Decoder,
+    map: &Buffer,
+    block: &Block,
+    message: &arrow_ipc::Message<'_>,
+) -> Result<Decoded> {
+    let (offset, meta_len) = (block.offset() as usize, block.metaDataLength() as usize);
     let body = map.slice_with_length(offset + meta_len, block.bodyLength() as usize);
-    decoder.decode_message(&message, &body)
+    decoder.decode_message(message, &body)
 }
 
 /// The message of a block's metadata (after the continuation marker and length).
@@ -496,6 +526,21 @@ fn map_and_read(
     meta: &std::fs::Metadata,
     populate: bool,
 ) -> Result<(Buffer, Layout, SegmentInfo)> {
+    let map = map_file(name, path, file, meta, populate)?;
+    let layout = guarded(name, || read_layout(name, &map))?;
+    let mut info = segment_info(name, &map, &layout.schema, meta);
+    info.batches = layout.batches.iter().map(|(_, info)| *info).collect();
+    Ok((map, layout, info))
+}
+
+/// Map `file` (opened at `path`; `meta` is its `fstat`) read-only; a channel is refused.
+fn map_file(
+    name: &str,
+    path: &Path,
+    file: &File,
+    meta: &std::fs::Metadata,
+    populate: bool,
+) -> Result<Buffer> {
     if meta.len() < MIN_FILE_LEN {
         return Err(Error::corrupt(
             name,
@@ -525,19 +570,26 @@ fn map_and_read(
             name: name.to_owned(),
         });
     }
-    let map = Buffer::from(bytes::Bytes::from_owner(mmap));
-    let layout = guarded(name, || read_layout(name, &map))?;
-    let info = SegmentInfo {
+    Ok(Buffer::from(bytes::Bytes::from_owner(mmap)))
+}
+
+/// What the file `meta` describes holds, mapped as `map`, with `schema` and no batches yet.
+fn segment_info(
+    name: &str,
+    map: &Buffer,
+    schema: &SchemaRef,
+    meta: &std::fs::Metadata,
+) -> SegmentInfo {
+    SegmentInfo {
         name: name.to_owned(),
         bytes: map.len() as u64,
-        meta: SegmentMeta::from_metadata(layout.schema.metadata()),
-        batches: layout.batches.iter().map(|(_, info)| *info).collect(),
-        schema: layout.schema.clone(),
+        meta: SegmentMeta::from_metadata(schema.metadata()),
+        batches: Vec::new(),
+        schema: schema.clone(),
         mode: meta.permissions().mode() & 0o7777,
         uid: meta.uid(),
         identity: sys::file_identity(meta),
-    };
-    Ok((map, layout, info))
+    }
 }
 
 /// The checked structure of an IPC file: every block and buffer range lies inside the file.
@@ -551,37 +603,115 @@ struct Layout {
 }
 
 fn read_layout(name: &str, file: &[u8]) -> Result<Layout> {
-    let corrupt = |reason: String| Error::corrupt(name, reason);
-    let len = file.len();
-    if &file[..6] != MAGIC {
-        return Err(corrupt(
-            "not an Arrow IPC file (no ARROW1 magic at the start)".into(),
-        ));
-    }
-    let trailer: [u8; 10] = file[len - 10..].try_into().expect("len >= 18");
-    let footer_len = read_footer_length(trailer)
-        .map_err(|_| corrupt("no ARROW1 magic at the end (truncated or not finished)".into()))?;
-    let footer_end = len - 10;
-    let footer_start = footer_end
-        .checked_sub(footer_len)
-        .filter(|&start| start >= 8)
-        .ok_or_else(|| corrupt(format!("footer length {footer_len} exceeds the file")))?;
-    let footer = arrow_ipc::root_as_footer(&file[footer_start..footer_end])
-        .map_err(|e| corrupt(format!("footer: {e}")))?;
-    let schema = footer
-        .schema()
-        .ok_or_else(|| corrupt("footer has no schema".into()))?;
-    let (schema, swap) = read_schema(schema).map_err(|e| corrupt(format!("footer {e}")))?;
+    let footer = Footer::read(name, file)?;
+    let dictionaries = footer
+        .dictionaries()
+        .map(|b| footer.check_block(b, BlockKind::Dictionary).map(|_| *b))
+        .collect::<Result<_>>()?;
+    let batches = footer
+        .batches()
+        .map(|b| {
+            footer
+                .check_block(b, BlockKind::Batch)
+                .map(|(_, info)| (*b, info))
+        })
+        .collect::<Result<_>>()?;
+    Ok(Layout {
+        schema: footer.schema,
+        swap: footer.swap,
+        dictionaries,
+        batches,
+    })
+}
 
-    // Every block lies between the leading magic and the footer, and every buffer a message
-    // declares lies inside its block's body: arrow-ipc slices with these numbers unchecked.
-    let check_block = |block: &Block, kind: &str| -> Result<(Block, BatchInfo)> {
+/// The two kinds of blocks a file's footer lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BlockKind {
+    Dictionary,
+    Batch,
+}
+
+/// The checked footer of an IPC file: its schema, and the blocks it lists (each checked by
+/// [`check_block`](Footer::check_block) before its message is used).
+struct Footer<'a> {
+    name: &'a str,
+    file: &'a [u8],
+    /// Where the footer starts: every block ends before it.
+    start: usize,
+    footer: arrow_ipc::Footer<'a>,
+    schema: SchemaRef,
+    /// The file's byte order is not this machine's.
+    swap: bool,
+}
+
+impl<'a> Footer<'a> {
+    fn read(name: &'a str, file: &'a [u8]) -> Result<Self> {
+        let corrupt = |reason: String| Error::corrupt(name, reason);
+        let len = file.len();
+        if &file[..6] != MAGIC {
+            return Err(corrupt(
+                "not an Arrow IPC file (no ARROW1 magic at the start)".into(),
+            ));
+        }
+        let trailer: [u8; 10] = file[len - 10..].try_into().expect("len >= 18");
+        let footer_len = read_footer_length(trailer).map_err(|_| {
+            corrupt("no ARROW1 magic at the end (truncated or not finished)".into())
+        })?;
+        let footer_end = len - 10;
+        let start = footer_end
+            .checked_sub(footer_len)
+            .filter(|&start| start >= 8)
+            .ok_or_else(|| corrupt(format!("footer length {footer_len} exceeds the file")))?;
+        let footer = arrow_ipc::root_as_footer(&file[start..footer_end])
+            .map_err(|e| corrupt(format!("footer: {e}")))?;
+        let schema = footer
+            .schema()
+            .ok_or_else(|| corrupt("footer has no schema".into()))?;
+        let (schema, swap) = read_schema(schema).map_err(|e| corrupt(format!("footer {e}")))?;
+        Ok(Self {
+            name,
+            file,
+            start,
+            footer,
+            schema: Arc::new(schema),
+            swap,
+        })
+    }
+
+    fn dictionaries(&self) -> impl Iterator<Item = &'a Block> + use<'a> {
+        self.footer.dictionaries().into_iter().flatten()
+    }
+
+    fn batches(&self) -> impl Iterator<Item = &'a Block> + use<'a> {
+        self.footer.recordBatches().into_iter().flatten()
+    }
+
+    fn batch_count(&self) -> usize {
+        self.footer.recordBatches().map_or(0, |b| b.len())
+    }
+
+    /// Check that `block` lies between the leading magic and the footer, that its message is
+    /// a `kind` and that every buffer the message declares lies inside the block's body
+    /// (arrow-ipc slices with these numbers unchecked); returns the message and the batch's
+    /// rows and bytes.
+    fn check_block(
+        &self,
+        block: &Block,
+        kind: BlockKind,
+    ) -> Result<(arrow_ipc::Message<'a>, BatchInfo)> {
         let (offset, meta_len, body_len) =
             (block.offset(), block.metaDataLength(), block.bodyLength());
+        let what = match kind {
+            BlockKind::Dictionary => "dictionary",
+            BlockKind::Batch => "record batch",
+        };
         let bad = |why: &str| {
-            corrupt(format!(
-                "{kind} block at offset {offset} (metadata {meta_len}, body {body_len}): {why}"
-            ))
+            Error::corrupt(
+                self.name,
+                format!(
+                    "{what} block at offset {offset} (metadata {meta_len}, body {body_len}): {why}"
+                ),
+            )
         };
         let (Ok(offset), Ok(meta_len), Ok(body_len)) = (
             usize::try_from(offset),
@@ -593,47 +723,27 @@ fn read_layout(name: &str, file: &[u8]) -> Result<Layout> {
         let end = offset
             .checked_add(meta_len)
             .and_then(|e| e.checked_add(body_len));
-        if offset < 8 || meta_len < 8 || end.is_none_or(|e| e > footer_start) {
+        if offset < 8 || meta_len < 8 || end.is_none_or(|e| e > self.start) {
             return Err(bad("outside the file"));
         }
-        let message = block_message(&file[offset..offset + meta_len]).map_err(|e| bad(&e))?;
-        let batch = match message.header_type() {
-            MessageHeader::RecordBatch if kind == "record batch" => {
-                message.header_as_record_batch()
-            }
-            MessageHeader::DictionaryBatch if kind == "dictionary" => {
+        let message = block_message(&self.file[offset..offset + meta_len]).map_err(|e| bad(&e))?;
+        let batch = match (message.header_type(), kind) {
+            (MessageHeader::RecordBatch, BlockKind::Batch) => message.header_as_record_batch(),
+            (MessageHeader::DictionaryBatch, BlockKind::Dictionary) => {
                 message.header_as_dictionary_batch().and_then(|d| d.data())
             }
-            other => return Err(bad(&format!("unexpected message type {other:?}"))),
+            (other, _) => return Err(bad(&format!("unexpected message type {other:?}"))),
         }
         .ok_or_else(|| bad("message has no batch"))?;
         let rows = check_batch(&batch, body_len).map_err(|why| bad(&why))?;
         Ok((
-            *block,
+            message,
             BatchInfo {
                 rows,
                 bytes: (meta_len + body_len) as u64,
             },
         ))
-    };
-    let dictionaries = footer
-        .dictionaries()
-        .iter()
-        .flatten()
-        .map(|b| check_block(b, "dictionary").map(|(b, _)| b))
-        .collect::<Result<_>>()?;
-    let batches = footer
-        .recordBatches()
-        .iter()
-        .flatten()
-        .map(|b| check_block(b, "record batch"))
-        .collect::<Result<_>>()?;
-    Ok(Layout {
-        schema: Arc::new(schema),
-        swap,
-        dictionaries,
-        batches,
-    })
+    }
 }
 
 /// Visit `data` and all its descendants, with dotted paths (`pos.x`, `tags.item`).
