@@ -4,7 +4,7 @@
 #![forbid(unsafe_code)]
 
 use arrow_array::ffi_stream::RecordBatchStreamReader;
-use arrow_array::{RecordBatch, RecordBatchIterator, RecordBatchReader};
+use arrow_array::{RecordBatchIterator, RecordBatchReader};
 use arrow_pyarrow::PyArrowType;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
@@ -285,9 +285,11 @@ fn attach(
     let segment = py
         .detach(|| dir.attach_with(name, &options))
         .map_err(to_py)?;
-    let batches: Vec<RecordBatch> = segment.batches().to_vec();
-    let reader = RecordBatchIterator::new(batches.into_iter().map(Ok), segment.schema());
-    Ok((PyArrowType(Box::new(reader)), segment.info().identity))
+    let (schema, identity) = (segment.schema(), segment.info().identity);
+    // The reader hands out the segment's own batches one by one (no copy of the list first).
+    let batches = (0..segment.batches().len()).map(move |i| Ok(segment.batches()[i].clone()));
+    let reader = RecordBatchIterator::new(batches, schema);
+    Ok((PyArrowType(Box::new(reader)), identity))
 }
 
 /// A segment this process created; `close()` (or leaving a `with` block, or garbage
