@@ -552,7 +552,7 @@ fn map_file(
     // truncates or rewrites a published segment (publishing replaces the name, not the file);
     // the one exception is the documented in-place write of fixed-width *values*, whose byte
     // ranges the writable open proves disjoint from every offsets, validity, dictionary and
-    // other buffer (`inplace::check_writable_layout`), so it never changes any offset, length
+    // other buffer (`inplace::writable::check_writable_layout`), so it never changes any offset, length
     // or metadata this crate reads. A foreign process that truncates
     // the file breaks that contract (SIGBUS on access), as documented in SECURITY.md.
     let mmap = unsafe {
