@@ -58,16 +58,7 @@ impl SegmentWriter {
     /// between batches, which the IPC file format cannot hold); [`Error::NoSpace`];
     /// [`Error::Io`].
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        if batch.schema_ref().fields() != self.writer.schema().fields() {
-            return Err(invalid(
-                &self.name,
-                ArrowError::SchemaError(format!(
-                    "batch fields {:?} differ from the schema's {:?}",
-                    batch.schema_ref().fields(),
-                    self.writer.schema().fields()
-                )),
-            ));
-        }
+        check_fields(&self.name, batch, self.writer.schema())?;
         let at_least = self.bytes_written() + batch.get_array_memory_size() as u64;
         self.writer
             .write(batch)
@@ -133,13 +124,7 @@ impl SegmentDir {
         schema: &Schema,
         options: &CreateOptions,
     ) -> Result<SegmentWriter> {
-        let path = self.segment_path(name)?;
-        if !options.replace && path.exists() {
-            return Err(Error::Exists {
-                name: name.to_owned(),
-                dir: self.path().to_owned(),
-            });
-        }
+        self.check_free(name, options)?;
         let meta = SegmentMeta::now(options.lifetime);
         let schema = with_meta(schema, &meta);
         let (temp, file, guard) = reserve_temp(self, name, &meta, options, 0)?;
@@ -176,26 +161,10 @@ impl SegmentDir {
         batches: &[RecordBatch],
         options: &CreateOptions,
     ) -> Result<Created> {
-        let path = self.segment_path(name)?;
-        if let Some(bad) = batches
-            .iter()
-            .find(|b| b.schema_ref().fields() != schema.fields())
-        {
-            return Err(invalid(
-                name,
-                ArrowError::SchemaError(format!(
-                    "batch fields {:?} differ from the schema's {:?}",
-                    bad.schema_ref().fields(),
-                    schema.fields()
-                )),
-            ));
+        for batch in batches {
+            check_fields(name, batch, schema)?;
         }
-        if !options.replace && path.exists() {
-            return Err(Error::Exists {
-                name: name.to_owned(),
-                dir: self.path().to_owned(),
-            });
-        }
+        self.check_free(name, options)?;
         let meta = SegmentMeta::now(options.lifetime);
         let schema = with_meta(schema, &meta);
         let needed = plan(name, &schema, batches)?;
@@ -208,4 +177,34 @@ impl SegmentDir {
         guard.disarm();
         Ok(created)
     }
+}
+
+impl SegmentDir {
+    /// Check `name`, and refuse it early if it is taken and `options` do not replace (the
+    /// commit refuses it atomically in any case).
+    fn check_free(&self, name: &str, options: &CreateOptions) -> Result<()> {
+        let path = self.segment_path(name)?;
+        if !options.replace && path.exists() {
+            return Err(Error::Exists {
+                name: name.to_owned(),
+                dir: self.path().to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A batch to publish under `name` has exactly `schema`'s fields.
+fn check_fields(name: &str, batch: &RecordBatch, schema: &Schema) -> Result<()> {
+    if batch.schema_ref().fields() == schema.fields() {
+        return Ok(());
+    }
+    Err(invalid(
+        name,
+        ArrowError::SchemaError(format!(
+            "batch fields {:?} differ from the schema's {:?}",
+            batch.schema_ref().fields(),
+            schema.fields()
+        )),
+    ))
 }
