@@ -26,7 +26,8 @@
 //!   `a`, against a plain memcpy of the same 16 MiB into a warm 16 MiB buffer, repeated as many
 //!   times, in this process (and, for reference, into 4 warm 16 MiB buffers in turn).
 //!
-//! `SHMARROW_BENCH_QUICK=1`: fewer batches and rounds. The segment directory is `$SHMARROW_DIR`
+//! `SHMARROW_BENCH_QUICK=1`: fewer batches and rounds. `SHMARROW_BENCH_CASES=a,b,c` (any of
+//! them, comma-separated; default all): only these cases. The segment directory is `$SHMARROW_DIR`
 //! or `/dev/shm`. Every channel this program creates is named `shmarrow-bench-<pid>-chan-...`
 //! and removed on success, on error, on panic and on SIGINT/SIGTERM/SIGHUP (checked between
 //! steps and every 256 batches); a consumer child still running is killed (by its pid) and
@@ -77,9 +78,9 @@ const SETTLE: Duration = Duration::from_millis(20);
 const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Targets from the issue; printed beside the measurements, never asserted.
-const TARGET_P50_US: f64 = 10.0;
-const TARGET_BATCHES_PER_S: f64 = 100_000.0;
-const TARGET_MEMCPY_RATIO: f64 = 0.7;
+const TARGET_P50_US: f64 = 2.0;
+const TARGET_BATCHES_PER_S: f64 = 1_000_000.0;
+const TARGET_MEMCPY_RATIO: f64 = 0.9;
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup guards.
@@ -745,6 +746,9 @@ fn main() {
 
 fn run() -> BenchResult<()> {
     let quick = quick();
+    let cases = std::env::var("SHMARROW_BENCH_CASES").unwrap_or_default();
+    let wanted =
+        |case: char| cases.is_empty() || cases.split(',').any(|c| c.trim() == case.to_string());
     let dir = SegmentDir::from_env();
     // (rounds, timed batches per round, warm-up batches per run)
     let (lat_rounds, lat_n, lat_warm) = if quick {
@@ -789,149 +793,153 @@ fn run() -> BenchResult<()> {
     );
     println!();
 
-    // a. latency
-    println!(
-        "## a. one-way latency, small batches: `sent_ns` taken just before building and sending, \
+    if wanted('a') {
+        // a. latency
+        println!(
+            "## a. one-way latency, small batches: `sent_ns` taken just before building and sending, \
          `now` right after `recv()` returns in the consumer process"
-    );
-    println!();
-    println!(
-        "dense pacing: the producer sleeps {} µs after each send (shorter than the spin; timer \
+        );
+        println!();
+        println!(
+            "dense pacing: the producer sleeps {} µs after each send (shorter than the spin; timer \
          slack {}); {lat_rounds} rounds × {lat_n} timed batches per mode (after {lat_warm} \
          warm-up batches per run), producer WaitMode::Block",
-        DENSE_SLEEP.as_micros(),
-        if slack_ok {
-            "1 ns"
-        } else {
-            "NOT set, default 50 µs"
-        }
-    );
-    println!();
-    let dense = bench_latency(
-        &mut ctx,
-        Pacing::Sleep(DENSE_SLEEP),
-        lat_rounds,
-        lat_n,
-        lat_warm,
-    )?;
-    print_latency(&dense);
-    for r in &dense {
-        let p50 = percentile(&r.sorted, 50.0) as f64 / 1e3;
-        println!(
-            "- {}: p50 {p50:.1} µs (target ≤ {TARGET_P50_US:.0} µs): {}",
-            wait_name(r.mode),
-            verdict(p50 <= TARGET_P50_US)
+            DENSE_SLEEP.as_micros(),
+            if slack_ok {
+                "1 ns"
+            } else {
+                "NOT set, default 50 µs"
+            }
         );
-    }
-    println!();
-    println!(
-        "sparse pacing (not judged): the producer sleeps {} µs after each send (longer than the \
+        println!();
+        let dense = bench_latency(
+            &mut ctx,
+            Pacing::Sleep(DENSE_SLEEP),
+            lat_rounds,
+            lat_n,
+            lat_warm,
+        )?;
+        print_latency(&dense);
+        for r in &dense {
+            let p50 = percentile(&r.sorted, 50.0) as f64 / 1e3;
+            println!(
+                "- {}: p50 {p50:.1} µs (target ≤ {TARGET_P50_US:.0} µs): {}",
+                wait_name(r.mode),
+                verdict(p50 <= TARGET_P50_US)
+            );
+        }
+        println!();
+        println!(
+            "sparse pacing (not judged): the producer sleeps {} µs after each send (longer than the \
          spin, so SpinThenBlock falls asleep too); {sparse_rounds} rounds × {sparse_n} timed \
          batches per mode",
-        SPARSE_SLEEP.as_micros()
-    );
-    println!();
-    let sparse = bench_latency(
-        &mut ctx,
-        Pacing::Sleep(SPARSE_SLEEP),
-        sparse_rounds,
-        sparse_n,
-        sparse_warm,
-    )?;
-    print_latency(&sparse);
-
-    // b. throughput
-    check_interrupted()?;
-    println!(
-        "## b. throughput, small batches, producer sending as fast as it can; {tp_rounds} rounds \
+            SPARSE_SLEEP.as_micros()
+        );
+        println!();
+        let sparse = bench_latency(
+            &mut ctx,
+            Pacing::Sleep(SPARSE_SLEEP),
+            sparse_rounds,
+            sparse_n,
+            sparse_warm,
+        )?;
+        print_latency(&sparse);
+    }
+    if wanted('b') {
+        // b. throughput
+        check_interrupted()?;
+        println!(
+            "## b. throughput, small batches, producer sending as fast as it can; {tp_rounds} rounds \
          × {tp_n} timed batches per mode (after {tp_warm} warm-up batches and a {} ms pause); the \
          same wait mode on both ends",
-        SETTLE.as_millis()
-    );
-    println!();
-    let rates = bench_throughput(&mut ctx, tp_rounds, tp_n, tp_warm)?;
-    println!(
-        "| wait mode (both ends) | end to end batches/s (median) | min | max | producer-side \
+            SETTLE.as_millis()
+        );
+        println!();
+        let rates = bench_throughput(&mut ctx, tp_rounds, tp_n, tp_warm)?;
+        println!(
+            "| wait mode (both ends) | end to end batches/s (median) | min | max | producer-side \
          batches/s (median) | rounds |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|");
-    for r in &rates {
-        let (e, p) = (summary(&r.end_to_end), summary(&r.producer));
-        println!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
-            wait_name(r.mode),
-            e.median,
-            e.min,
-            e.max,
-            p.median,
-            e.n
         );
+        println!("|---|---:|---:|---:|---:|---:|");
+        for r in &rates {
+            let (e, p) = (summary(&r.end_to_end), summary(&r.producer));
+            println!(
+                "| {} | {:.0} | {:.0} | {:.0} | {:.0} | {} |",
+                wait_name(r.mode),
+                e.median,
+                e.min,
+                e.max,
+                p.median,
+                e.n
+            );
+        }
+        println!();
+        for r in &rates {
+            let e = summary(&r.end_to_end).median;
+            println!(
+                "- {}: {e:.0} batches/s end to end (target ≥ {TARGET_BATCHES_PER_S:.0}): {}",
+                wait_name(r.mode),
+                verdict(e >= TARGET_BATCHES_PER_S)
+            );
+        }
+        println!();
     }
-    println!();
-    for r in &rates {
-        let e = summary(&r.end_to_end).median;
+    if wanted('c') {
+        // c. large
+        check_interrupted()?;
         println!(
-            "- {}: {e:.0} batches/s end to end (target ≥ {TARGET_BATCHES_PER_S:.0}): {}",
-            wait_name(r.mode),
-            verdict(e >= TARGET_BATCHES_PER_S)
-        );
-    }
-    println!();
-
-    // c. large
-    check_interrupted()?;
-    println!(
-        "## c. 16 MiB batches (2 float64 columns of {LARGE_ROWS} rows), {LARGE_SLOTS} slots of \
+            "## c. 16 MiB batches (2 float64 columns of {LARGE_ROWS} rows), {LARGE_SLOTS} slots of \
          {} MiB, both ends Block; {big_rounds} rounds × {big_n} timed batches (after {big_warm} \
          warm-up batches) against memcpy of the same 16 MiB into a warm 16 MiB buffer, {big_n} \
          times, in this process",
-        LARGE_SLOT_SIZE as usize / MIB
-    );
-    println!();
-    println!(
-        "GB/s = 10^9 bytes of values ({LARGE_BYTES} per batch) per second; channel: from the \
+            LARGE_SLOT_SIZE as usize / MIB
+        );
+        println!();
+        println!(
+            "GB/s = 10^9 bytes of values ({LARGE_BYTES} per batch) per second; channel: from the \
          producer's first timed send to the consumer's receipt of the last batch"
-    );
-    println!();
-    let large = bench_large(&mut ctx, big_rounds, big_n, big_warm)?;
-    println!("| case | GB/s (median) | min | max | rounds |");
-    println!("|---|---:|---:|---:|---:|");
-    for (case, v) in &large {
-        let s = summary(v);
-        let label = match case {
-            LargeCase::Memcpy => "memcpy 16 MiB → one warm 16 MiB buffer (baseline)",
-            LargeCase::MemcpyRing => {
-                "memcpy 16 MiB → 4 warm 16 MiB buffers in turn (reference, not judged)"
-            }
-            LargeCase::Channel(Kind::LargeRecv) => {
-                "channel, consumer only receives (decodes in place, reads one value)"
-            }
-            LargeCase::Channel(_) => "channel, consumer sums column `a` (8 MiB read)",
-        };
-        println!(
-            "| {label} | {:.2} | {:.2} | {:.2} | {} |",
-            s.median, s.min, s.max, s.n
         );
-    }
-    println!();
-    let memcpy = summary(&large[0].1).median;
-    println!(
-        "- reference: memcpy into 4 buffers in turn / into one buffer (medians): {:.2}× (the \
+        println!();
+        let large = bench_large(&mut ctx, big_rounds, big_n, big_warm)?;
+        println!("| case | GB/s (median) | min | max | rounds |");
+        println!("|---|---:|---:|---:|---:|");
+        for (case, v) in &large {
+            let s = summary(v);
+            let label = match case {
+                LargeCase::Memcpy => "memcpy 16 MiB → one warm 16 MiB buffer (baseline)",
+                LargeCase::MemcpyRing => {
+                    "memcpy 16 MiB → 4 warm 16 MiB buffers in turn (reference, not judged)"
+                }
+                LargeCase::Channel(Kind::LargeRecv) => {
+                    "channel, consumer only receives (decodes in place, reads one value)"
+                }
+                LargeCase::Channel(_) => "channel, consumer sums column `a` (8 MiB read)",
+            };
+            println!(
+                "| {label} | {:.2} | {:.2} | {:.2} | {} |",
+                s.median, s.min, s.max, s.n
+            );
+        }
+        println!();
+        let memcpy = summary(&large[0].1).median;
+        println!(
+            "- reference: memcpy into 4 buffers in turn / into one buffer (medians): {:.2}× (the \
          cost of a working set the size of the channel's ring)",
-        summary(&large[1].1).median / memcpy
-    );
-    for (case, v) in &large[2..] {
-        let ratio = summary(v).median / memcpy;
-        let label = match case {
-            LargeCase::Channel(Kind::LargeRecv) => "consumer only receives",
-            _ => "consumer sums column `a`",
-        };
-        println!(
-            "- channel / memcpy ({label}, medians): {ratio:.2}× (target ≥ {TARGET_MEMCPY_RATIO}×): {}",
-            verdict(ratio >= TARGET_MEMCPY_RATIO)
+            summary(&large[1].1).median / memcpy
         );
+        for (case, v) in &large[2..] {
+            let ratio = summary(v).median / memcpy;
+            let label = match case {
+                LargeCase::Channel(Kind::LargeRecv) => "consumer only receives",
+                _ => "consumer sums column `a`",
+            };
+            println!(
+                "- channel / memcpy ({label}, medians): {ratio:.2}× (target ≥ {TARGET_MEMCPY_RATIO}×): {}",
+                verdict(ratio >= TARGET_MEMCPY_RATIO)
+            );
+        }
+        println!();
     }
-    println!();
     println!("load average at end: {}", loadavg());
     Ok(())
 }

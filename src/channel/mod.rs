@@ -35,6 +35,7 @@
 //! ```
 
 mod consumer;
+mod encode;
 mod layout;
 mod producer;
 

@@ -2,15 +2,14 @@
 //! into it, publishing it.
 
 use std::fs::File;
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
-use arrow_ipc::writer::StreamWriter;
-use arrow_schema::{ArrowError, DataType, Schema, SchemaRef};
+use arrow_schema::{Schema, SchemaRef};
 
+use super::encode::{EncodeError, SlotEncoder, SlotSink};
 use super::layout::{LIVENESS, SLOT_HEADER, Shared, UNREADABLE, WRITING, channel_err};
 use super::{ChannelOptions, WaitPolicy};
 use crate::error::{ChannelError, Error, Result};
@@ -94,54 +93,14 @@ impl SegmentDir {
         h.producer_start.store(me.start_time, SeqCst);
         h.producer_pid.store(me.pid, SeqCst);
         let schema = shared.schema.clone();
-        let has_dictionaries = schema
-            .flattened_fields()
-            .iter()
-            .any(|f| matches!(f.data_type(), DataType::Dictionary(..)));
         Ok(Producer {
             shared,
             _claim: claim,
+            encoder: SlotEncoder::new(schema.clone()),
             schema,
-            writer: None,
-            has_dictionaries,
             policy: WaitPolicy::default(),
             created: None,
         })
-    }
-}
-
-/// Writes into one slot's message area through a raw pointer; `None`: discard (the schema
-/// message the stream writer emits on creation).
-struct SlotSink {
-    target: Option<(*mut u8, usize)>,
-    pos: usize,
-    overflow: bool,
-}
-
-// SAFETY: the pointer targets the shared mapping, which the owning Producer keeps alive; the
-// sink is only used by that Producer (moving it to another thread moves the only user).
-unsafe impl Send for SlotSink {}
-// SAFETY: a shared `&SlotSink` allows no access at all (writing needs `&mut`), so sharing
-// references between threads cannot race.
-unsafe impl Sync for SlotSink {}
-
-impl Write for SlotSink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Some((ptr, cap)) = self.target {
-            if self.pos + buf.len() > cap {
-                self.overflow = true;
-                return Err(std::io::Error::other("slot full"));
-            }
-            // SAFETY: `pos + len <= cap` (checked above) and `ptr..ptr + cap` is this slot's
-            // message area inside the live mapping, which no consumer reads while the producer
-            // writes it (backpressure, or the pin protocol in lossy mode).
-            unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), ptr.add(self.pos), buf.len()) };
-        }
-        self.pos += buf.len();
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
     }
 }
 
@@ -153,8 +112,7 @@ pub struct Producer {
     /// `drop` has stored `closed` and cleared `producer_pid`.
     _claim: File,
     schema: SchemaRef,
-    writer: Option<StreamWriter<SlotSink>>,
-    has_dictionaries: bool,
+    encoder: SlotEncoder,
     policy: WaitPolicy,
     /// The channel this producer created ([`SegmentDir::create_producer`]): dropped after the
     /// stream is closed, which removes an owner channel.
@@ -214,11 +172,28 @@ impl Producer {
         self.wait_for_slot(seq)?;
         let slot_ptr = self.shared.slot_ptr(seq);
         let cap = self.shared.slot_size - SLOT_HEADER;
-        let written = self.encode(batch, slot_ptr.wrapping_add(SLOT_HEADER), cap);
+        // SAFETY: the slot's message area (after its 64-byte header, `cap` bytes) lies in the
+        // mapping `self.shared` keeps alive (`Shared::open` checked the ring against it), and
+        // `wait_for_slot` returned: no consumer reads the slot until `seq` is stored below.
+        let sink = unsafe { SlotSink::new(slot_ptr.wrapping_add(SLOT_HEADER), cap) };
+        let written = self.encoder.encode(batch, sink);
         let slot = self.shared.slot(seq);
         let len = match written {
             Ok(len) => len,
             Err(e) => {
+                let e = match e {
+                    EncodeError::TooLarge(needed) => channel_err(
+                        &name,
+                        ChannelError::BatchTooLarge {
+                            needed: (needed + SLOT_HEADER) as u64,
+                            slot: self.shared.slot_size as u64,
+                        },
+                    ),
+                    EncodeError::Arrow(source) => Error::InvalidTable {
+                        name: name.clone(),
+                        source,
+                    },
+                };
                 // Nothing was published, but the slot's old bytes may be partly overwritten:
                 // mark them unreadable (a lagging lossy consumer skips the slot and counts it
                 // missed instead of decoding torn bytes), then give the slot back to its old
@@ -234,64 +209,6 @@ impl Producer {
         h.write_seq.store(seq + 1, SeqCst);
         Shared::notify(&h.data_futex, &h.data_waiters);
         Ok(())
-    }
-
-    /// Encode `batch` into `len` bytes at `ptr`; the exact size on overflow.
-    fn encode(&mut self, batch: &RecordBatch, ptr: *mut u8, cap: usize) -> Result<usize> {
-        let name = self.shared.name.clone();
-        let invalid = |e: ArrowError| Error::InvalidTable {
-            name: name.clone(),
-            source: e,
-        };
-        // Every slot is self-contained: with dictionaries, a fresh writer re-emits them.
-        if self.writer.is_none() || self.has_dictionaries {
-            let sink = SlotSink {
-                target: None,
-                pos: 0,
-                overflow: false,
-            };
-            self.writer = Some(
-                StreamWriter::try_new_with_options(sink, &self.schema, ipc_options())
-                    .map_err(invalid)?,
-            );
-        }
-        let writer = self.writer.as_mut().expect("just set");
-        *writer.get_mut() = SlotSink {
-            target: Some((ptr, cap)),
-            pos: 0,
-            overflow: false,
-        };
-        match writer.write(batch) {
-            Ok(()) => Ok(writer.get_ref().pos),
-            Err(_) if writer.get_ref().overflow => {
-                // Measure the exact size for the error, then drop the half-used writer.
-                let mut counter = StreamWriter::try_new_with_options(
-                    SlotSink {
-                        target: None,
-                        pos: 0,
-                        overflow: false,
-                    },
-                    &self.schema,
-                    ipc_options(),
-                )
-                .map_err(invalid)?;
-                let before = counter.get_ref().pos;
-                counter.write(batch).map_err(invalid)?;
-                let needed = (counter.get_ref().pos - before + SLOT_HEADER) as u64;
-                self.writer = None;
-                Err(channel_err(
-                    &name,
-                    ChannelError::BatchTooLarge {
-                        needed,
-                        slot: self.shared.slot_size as u64,
-                    },
-                ))
-            }
-            Err(e) => {
-                self.writer = None;
-                Err(invalid(e))
-            }
-        }
     }
 
     /// Wait until slot `seq % slots` may be written: no live consumer still needs the batch
