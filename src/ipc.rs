@@ -156,6 +156,9 @@ pub struct Decoder {
     dictionaries: HashMap<i64, ArrayRef>,
     /// Record batches get structural checks only (see [`Decoder::trust_values`]).
     structure_only: bool,
+    /// The last message metadata of [`decode_until_batch`](Self::decode_until_batch) that
+    /// passed the flatbuffer verifier: the same bytes again need no second verification.
+    verified: Vec<u8>,
 }
 
 impl Decoder {
@@ -167,6 +170,7 @@ impl Decoder {
             schema: None,
             dictionaries: HashMap::new(),
             structure_only: false,
+            verified: Vec::new(),
         }
     }
 
@@ -302,15 +306,18 @@ impl Decoder {
     }
 
     /// Decode the encapsulated messages at the start of `bytes` (the dictionary batches a
-    /// record batch needs, then the record batch: a channel slot) in place, and return the
-    /// record batch. Each message's (small) flatbuffer is copied before it is verified, so what
-    /// was checked is what is used whatever another process writes into `bytes` meanwhile;
-    /// bodies stay in place. Runs under [`guarded`].
+    /// record batch needs, then the record batch: a channel slot, self-contained: dictionaries
+    /// of earlier calls are forgotten) in place, and return the record batch. Each message's
+    /// (small) flatbuffer is copied before it is verified, so what was checked is what is used
+    /// whatever another process writes into `bytes` meanwhile; a copy equal to the last one
+    /// that passed the verifier is not verified again (a stream of batches of one shape
+    /// repeats its metadata). Bodies stay in place. Runs under [`guarded`].
     ///
     /// # Errors
     /// [`Error::Corrupt`] for bytes that are not such messages, as [`decode`](Self::decode).
     pub(crate) fn decode_until_batch(&mut self, bytes: &Buffer) -> Result<RecordBatch> {
         let name = self.name.clone();
+        self.dictionaries.clear();
         guarded(&name, || {
             let mut pos = 0usize;
             while let Ok((start, meta_len)) = message_prefix(&bytes[pos..]) {
@@ -323,8 +330,17 @@ impl Decoder {
                     .filter(|&e| e <= bytes.len())
                     .ok_or_else(|| self.corrupt("message metadata past the end".into()))?;
                 let metadata = bytes[meta_start..meta_end].to_vec();
-                let message = arrow_ipc::root_as_message(&metadata)
-                    .map_err(|e| self.corrupt(format!("message header: {e}")))?;
+                let message = if metadata == self.verified {
+                    // SAFETY: `metadata` is a private copy (no other process can change it)
+                    // whose bytes equal `verified`, bytes the flatbuffer verifier accepted; the
+                    // verifier's verdict depends on the bytes alone.
+                    unsafe { arrow_ipc::root_as_message_unchecked(&metadata) }
+                } else {
+                    let message = arrow_ipc::root_as_message(&metadata)
+                        .map_err(|e| self.corrupt(format!("message header: {e}")))?;
+                    self.verified.clone_from(&metadata);
+                    message
+                };
                 let body_len = usize::try_from(message.bodyLength())
                     .map_err(|_| self.corrupt("negative body length".into()))?;
                 let body_end = meta_end
@@ -841,6 +857,41 @@ mod tests {
             Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("boom")),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Metadata equal to the last verified copy skips the verifier; any other bytes, even after
+    /// a verified copy, are verified (and refused when bad), and the good bytes decode again.
+    #[test]
+    fn only_metadata_equal_to_a_verified_copy_skips_the_verifier() {
+        use arrow_array::Int64Array;
+        use arrow_ipc::writer::StreamWriter;
+        let batch =
+            RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)])
+                .expect("batch");
+        let mut schema_only = Vec::new();
+        StreamWriter::try_new(&mut schema_only, batch.schema_ref()).expect("writer");
+        let mut stream = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut stream, batch.schema_ref()).expect("writer");
+        writer.write(&batch).expect("write");
+        drop(writer);
+        let slot = stream.split_off(schema_only.len());
+        let mut decoder = Decoder::with_schema("slot", batch.schema(), false);
+        for _ in 0..2 {
+            let decoded = decoder.decode_until_batch(&Buffer::from(slot.clone()));
+            assert_eq!(decoded.expect("decodes"), batch);
+        }
+        let (start, len) = message_prefix(&slot).expect("prefix");
+        for at in start..start + len {
+            let mut bad = slot.clone();
+            bad[at] ^= 0xff;
+            // Verified again (these bytes differ from the verified copy): refused, or decoded
+            // under every check with the channel's schema; never a panic.
+            if let Ok(decoded) = decoder.decode_until_batch(&Buffer::from(bad)) {
+                assert_eq!(decoded.schema(), batch.schema());
+            }
+        }
+        let decoded = decoder.decode_until_batch(&Buffer::from(slot));
+        assert_eq!(decoded.expect("decodes"), batch);
     }
 }
 

@@ -55,6 +55,7 @@ impl SegmentDir {
                 index,
                 pins: Mutex::new(BTreeMap::new()),
             }),
+            decoder: Decoder::with_schema(name, schema.clone(), false),
             schema,
             next,
             policy: WaitPolicy::default(),
@@ -182,6 +183,8 @@ pub struct Received {
 pub struct Consumer {
     state: Arc<ConsumerState>,
     schema: SchemaRef,
+    /// Decodes every slot (kept: it remembers the last verified metadata).
+    decoder: Decoder,
     next: u64,
     policy: WaitPolicy,
 }
@@ -269,8 +272,7 @@ impl Consumer {
                 // The pin taken above now belongs to `pinned`: dropping the last buffer of the
                 // batch (or a decode error) releases it.
                 let bytes = Buffer::from(bytes::Bytes::from_owner(pinned));
-                let batch = Decoder::with_schema(&s.name, self.schema.clone(), false)
-                    .decode_until_batch(&bytes)?;
+                let batch = self.decoder.decode_until_batch(&bytes)?;
                 return Ok(Some(Received { batch, seq, missed }));
             }
             if h.closed.load(SeqCst) != 0 && self.next >= h.write_seq.load(SeqCst) {
