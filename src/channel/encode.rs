@@ -17,11 +17,11 @@ use arrow_ipc::writer::StreamWriter;
 use arrow_ipc::{MessageHeader, MetadataVersion};
 use arrow_schema::{ArrowError, DataType, SchemaRef};
 
-use super::layout::ipc_options;
 use crate::ipc::CONTINUATION;
+use crate::publish::{ALIGNMENT, ipc_options};
 
 /// Every buffer of a slot's messages starts at a multiple of this (as `ipc_options` says).
-const ALIGN: usize = 64;
+const ALIGN: usize = ALIGNMENT;
 const PADDING: [u8; ALIGN] = [0; ALIGN];
 
 /// Zero bytes after `len` up to the next multiple of [`ALIGN`].

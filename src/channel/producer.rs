@@ -14,7 +14,7 @@ use super::layout::{LIVENESS, SLOT_HEADER, Shared, UNREADABLE, WRITING, channel_
 use super::{ChannelOptions, WaitPolicy};
 use crate::error::{ChannelError, Error, Result};
 use crate::name::SegmentDir;
-use crate::publish::{Created, ipc_options};
+use crate::publish::Created;
 use crate::sys::{self, ProcessId};
 
 /// How long a claim waits for the kernel to release a dead producer's lock.
