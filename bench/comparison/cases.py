@@ -58,7 +58,7 @@ INPLACE_INCLUDES = {
                       "`publish()` (rename) → name over a pipe → `shmarrow.attach` + "
                       "`column_view` → sum",
     "rust": "Rust API: `allocate` + fill (untimed) → **timed**: `Allocation::publish` "
-            "(unmaps the writer's mapping, renames) → name over a pipe → `attach` → sum",
+            "(renames; unmapping on a background thread) → name over a pipe → `attach` → sum",
 }
 
 def case_handoff(mode, nbytes, kinds, rust, warmups, repeats, tag):

@@ -300,10 +300,11 @@ def write_report(res, P, quick, with_ray, ray_note, rust, have_cli, load0, elaps
         "notifying, for contenders without a publish step) to the consumer holding the data "
         "(*publish + attach*), and to the end of its sum. Queue, Pipe, pyarrow IPC and Ray "
         "cannot build an array in place in memory another process reads, so they are absent. "
-        "For the Python package, `publish()` renames the file; the producer's writable view "
-        "(and with it the mapping) is dropped after the round, untimed. The Rust "
-        "`Allocation::publish` unmaps the writer's mapping inside the call, so its publish "
-        "figure includes that `munmap`.")
+        "For the Python package, `publish()` makes the writable mapping private copy-on-write "
+        "(the producer's NumPy view stays valid; it is dropped after the round, untimed) and "
+        "renames the file. The Rust `Allocation::publish` renames the file; in both, the "
+        "writer's old page tables are unmapped afterwards on a background thread, which shares "
+        "the cores with the consumer.")
     rep()
     for size, rows in sorted(res["inplace"].items()):
         rep(f"### {human(size)}")
