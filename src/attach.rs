@@ -367,9 +367,9 @@ pub(crate) fn attach_file(
     meta: &std::fs::Metadata,
     options: &AttachOptions,
 ) -> Result<Segment> {
-    let map = map_file(label, path, file, meta, options.populate)?;
+    let (map, ends) = map_file(label, path, file, meta, options.populate)?;
     let (info, batches, validation) = guarded(label, || {
-        let footer = Footer::read(label, &map)?;
+        let footer = Footer::read(label, &map, &ends)?;
         let mut info = segment_info(label, &map, &footer.schema, meta);
         let validation = resolve_validation(options.validate.unwrap_or_default(), &info)?;
         let mut decoder = decoder_for(label, &footer.schema, footer.swap, validation);
@@ -526,26 +526,33 @@ fn map_and_read(
     meta: &std::fs::Metadata,
     populate: bool,
 ) -> Result<(Buffer, Layout, SegmentInfo)> {
-    let map = map_file(name, path, file, meta, populate)?;
-    let layout = guarded(name, || read_layout(name, &map))?;
+    let (map, ends) = map_file(name, path, file, meta, populate)?;
+    let layout = guarded(name, || read_layout(name, &map, &ends))?;
     let mut info = segment_info(name, &map, &layout.schema, meta);
     info.batches = layout.batches.iter().map(|(_, info)| *info).collect();
     Ok((map, layout, info))
 }
 
-/// Map `file` (opened at `path`; `meta` is its `fstat`) read-only; a channel is refused.
+/// Map `file` (opened at `path`; `meta` is its `fstat`) read-only, and read its [`Ends`]; a
+/// channel is refused.
 fn map_file(
     name: &str,
     path: &Path,
     file: &File,
     meta: &std::fs::Metadata,
     populate: bool,
-) -> Result<Buffer> {
+) -> Result<(Buffer, Ends)> {
     if meta.len() < MIN_FILE_LEN {
         return Err(Error::corrupt(
             name,
             format!("{} bytes is too short for an Arrow IPC file", meta.len()),
         ));
+    }
+    let ends = Ends::read(file, meta.len()).map_err(|e| Error::from_io(e, "read", name, path))?;
+    if ends.head.starts_with(crate::CHANNEL_MAGIC) {
+        return Err(Error::IsChannel {
+            name: name.to_owned(),
+        });
     }
     // SAFETY: the mapping is read-only and shared. Rust requires that the bytes behind the
     // `&[u8]` that `Mmap` hands out do not change or vanish while borrowed. shmarrow never
@@ -565,12 +572,54 @@ fn map_file(
         // Best effort: an old kernel (EINVAL) just leaves the faults to the first reads.
         let _ = mmap.advise(memmap2::Advice::PopulateRead);
     }
-    if mmap.starts_with(crate::CHANNEL_MAGIC) {
-        return Err(Error::IsChannel {
-            name: name.to_owned(),
-        });
+    Ok((Buffer::from(bytes::Bytes::from_owner(mmap)), ends))
+}
+
+/// Private copies of a file's first and last [`Ends::SPAN`] bytes (the whole file if it is
+/// smaller), read with `pread` before the file is mapped. The leading magic, the trailer, the
+/// footer of a file of few batches and the message headers near its start are read from these
+/// instead of the mapping: a read through the mapping faults its page in, and the kernel then
+/// maps up to 16 pages around it, whose unmapping when the table is dropped is most of the
+/// cost of attaching a one-batch table (`bench/attach.py`, one float64 column). Whatever a
+/// copy does not hold is read from the mapping.
+#[derive(Debug)]
+struct Ends {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+    /// File offset of `tail[0]`.
+    tail_start: usize,
+}
+
+impl Ends {
+    const SPAN: u64 = 4096;
+
+    fn read(file: &File, len: u64) -> std::io::Result<Self> {
+        use std::os::unix::fs::FileExt;
+        let read = |offset: u64, n: u64| -> std::io::Result<Vec<u8>> {
+            let mut bytes = vec![0; n as usize];
+            file.read_exact_at(&mut bytes, offset)?;
+            Ok(bytes)
+        };
+        let tail_start = len.saturating_sub(Self::SPAN);
+        Ok(Self {
+            head: read(0, len.min(Self::SPAN))?,
+            tail: read(tail_start, len - tail_start)?,
+            tail_start: tail_start as usize,
+        })
     }
-    Ok(Buffer::from(bytes::Bytes::from_owner(mmap)))
+
+    /// The file's bytes `range` from a copy that holds them all, else from `map` (the whole
+    /// file); `None` if `range` is not inside the file.
+    fn get<'a>(&'a self, map: &'a [u8], range: Range<usize>) -> Option<&'a [u8]> {
+        if range.end <= self.head.len() {
+            self.head.get(range)
+        } else if range.start >= self.tail_start {
+            self.tail
+                .get(range.start - self.tail_start..range.end - self.tail_start)
+        } else {
+            map.get(range)
+        }
+    }
 }
 
 /// What the file `meta` describes holds, mapped as `map`, with `schema` and no batches yet.
@@ -602,8 +651,8 @@ struct Layout {
     batches: Vec<(Block, BatchInfo)>,
 }
 
-fn read_layout(name: &str, file: &[u8]) -> Result<Layout> {
-    let footer = Footer::read(name, file)?;
+fn read_layout(name: &str, file: &[u8], ends: &Ends) -> Result<Layout> {
+    let footer = Footer::read(name, file, ends)?;
     let dictionaries = footer
         .dictionaries()
         .map(|b| footer.check_block(b, BlockKind::Dictionary).map(|_| *b))
@@ -636,6 +685,7 @@ enum BlockKind {
 struct Footer<'a> {
     name: &'a str,
     file: &'a [u8],
+    ends: &'a Ends,
     /// Where the footer starts: every block ends before it.
     start: usize,
     footer: arrow_ipc::Footer<'a>,
@@ -645,15 +695,17 @@ struct Footer<'a> {
 }
 
 impl<'a> Footer<'a> {
-    fn read(name: &'a str, file: &'a [u8]) -> Result<Self> {
+    fn read(name: &'a str, file: &'a [u8], ends: &'a Ends) -> Result<Self> {
         let corrupt = |reason: String| Error::corrupt(name, reason);
         let len = file.len();
-        if &file[..6] != MAGIC {
+        if !ends.head.starts_with(MAGIC) {
             return Err(corrupt(
                 "not an Arrow IPC file (no ARROW1 magic at the start)".into(),
             ));
         }
-        let trailer: [u8; 10] = file[len - 10..].try_into().expect("len >= 18");
+        let trailer: [u8; 10] = ends.tail[ends.tail.len() - 10..]
+            .try_into()
+            .expect("len >= 18");
         let footer_len = read_footer_length(trailer).map_err(|_| {
             corrupt("no ARROW1 magic at the end (truncated or not finished)".into())
         })?;
@@ -662,8 +714,11 @@ impl<'a> Footer<'a> {
             .checked_sub(footer_len)
             .filter(|&start| start >= 8)
             .ok_or_else(|| corrupt(format!("footer length {footer_len} exceeds the file")))?;
-        let footer = arrow_ipc::root_as_footer(&file[start..footer_end])
-            .map_err(|e| corrupt(format!("footer: {e}")))?;
+        let footer_bytes = ends
+            .get(file, start..footer_end)
+            .ok_or_else(|| corrupt(format!("footer length {footer_len} exceeds the file")))?;
+        let footer =
+            arrow_ipc::root_as_footer(footer_bytes).map_err(|e| corrupt(format!("footer: {e}")))?;
         let schema = footer
             .schema()
             .ok_or_else(|| corrupt("footer has no schema".into()))?;
@@ -671,6 +726,7 @@ impl<'a> Footer<'a> {
         Ok(Self {
             name,
             file,
+            ends,
             start,
             footer,
             schema: Arc::new(schema),
@@ -726,7 +782,10 @@ impl<'a> Footer<'a> {
         if offset < 8 || meta_len < 8 || end.is_none_or(|e| e > self.start) {
             return Err(bad("outside the file"));
         }
-        let message = block_message(&self.file[offset..offset + meta_len]).map_err(|e| bad(&e))?;
+        let meta = (self.ends)
+            .get(self.file, offset..offset + meta_len)
+            .ok_or_else(|| bad("outside the file"))?;
+        let message = block_message(meta).map_err(|e| bad(&e))?;
         let batch = match (message.header_type(), kind) {
             (MessageHeader::RecordBatch, BlockKind::Batch) => message.header_as_record_batch(),
             (MessageHeader::DictionaryBatch, BlockKind::Dictionary) => {
@@ -807,15 +866,24 @@ fn copied_paths(segment: &Segment) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// The layout of `bytes`, with [`Ends`] copied from them as [`Ends::read`] reads a file.
+    fn layout_of(bytes: &[u8]) -> Result<Layout> {
+        let span = Ends::SPAN as usize;
+        let tail_start = bytes.len().saturating_sub(span);
+        let ends = Ends {
+            head: bytes[..bytes.len().min(span)].to_vec(),
+            tail: bytes[tail_start..].to_vec(),
+            tail_start,
+        };
+        read_layout("x", bytes, &ends)
+    }
+
     #[test]
     fn schema_of_an_empty_file_is_checked() {
-        assert!(read_layout("x", &[0u8; 18]).is_err());
+        assert!(layout_of(&[0u8; 18]).is_err());
         let mut bytes = b"ARROW1\0\0".to_vec();
         bytes.extend_from_slice(&[0, 0, 0, 0]);
         bytes.extend_from_slice(b"ARROW1");
-        assert!(matches!(
-            read_layout("x", &bytes),
-            Err(Error::Corrupt { .. })
-        ));
+        assert!(matches!(layout_of(&bytes), Err(Error::Corrupt { .. })));
     }
 }

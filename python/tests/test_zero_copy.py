@@ -177,6 +177,35 @@ def test_mapping_stays_while_a_numpy_view_lives(seg_name, shm_dir, maps):
     assert maps(path) == []
 
 
+def _resident_kib(path):
+    """Kilobytes of this process's mappings of ``path`` that have pages mapped (smaps Rss)."""
+    total, inside = 0, False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()
+            if "-" in head[0] and len(head) >= 5:  # a mapping's first line
+                inside = line.rstrip("\n").removesuffix(" (deleted)").endswith(" " + path)
+            elif inside and head[0] == "Rss:":
+                total += int(head[1])
+    return total
+
+
+def test_attach_maps_no_page_of_a_one_batch_segment(seg_name, shm_dir, maps):
+    """The footer and message headers are read with pread, not through the mapping: attaching
+    (and viewing) a one-batch float column faults in none of its pages (each fault would map
+    up to 16 pages, and unmapping them is what attach + drop cost). Reading the data does."""
+    path = _fresh_segment(seg_name, shm_dir, pa.table({"x": np.arange(1 << 17, dtype=np.float64)}))
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    (view,) = shmarrow.column_view(table, "x")
+    assert maps(path)
+    assert _resident_kib(path) == 0
+    assert view[-1] == (1 << 17) - 1
+    assert _resident_kib(path) > 0
+    del view, table
+    gc.collect()
+    assert maps(path) == []
+
+
 def test_each_attach_is_its_own_mapping(seg_name, shm_dir, maps):
     path = _fresh_segment(seg_name, shm_dir, pa.table({"x": pa.array(range(4096), pa.int64())}))
     a = shmarrow.attach(seg_name, dir=shm_dir)
