@@ -378,6 +378,7 @@ pub(crate) fn attach_file(
             decode_message(&mut decoder, &map, block, &message)?;
         }
         let mut batches = Vec::with_capacity(footer.batch_count());
+        info.batches.reserve_exact(footer.batch_count());
         for block in footer.batches() {
             let (message, batch) = footer.check_block(block, BlockKind::Batch)?;
             batches.push(batch_of(
