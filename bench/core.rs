@@ -12,7 +12,8 @@
 //!   into a fresh file (`O_CREAT|O_EXCL`, no `fallocate`) in the same directory.
 //!
 //! - **shapes** (issue 17): one string column of 1M and 10M rows, 1,000 float64 columns ×
-//!   1,000 rows, one float64 column in 10,000 batches of 100 rows: `SegmentDir::attach` with
+//!   1,000 rows, one float64 column in 10,000 batches of 100 rows, one float64 column of 1 MiB,
+//!   100 MiB and 1 GiB in one batch: `SegmentDir::attach` with
 //!   `Validate::Auto` (a private shmarrow segment: structural checks), with `Validate::Full`,
 //!   and stock arrow-rs (`arrow_ipc::reader::FileDecoder` over the same mapping, arrow's
 //!   default validation), alternating, with the load average.
@@ -21,7 +22,8 @@
 //!   1 MiB, 100 MiB and 1 GiB, without and with a raw view held (the Python path), beside a
 //!   `rename` of a file of the same size (the commit alone).
 //!
-//! `cargo bench --bench core -- alloc-publish` runs the last case alone.
+//! `cargo bench --bench core -- alloc-publish` runs the last case alone, `-- shapes` the shapes
+//! alone.
 //! `SHMARROW_BENCH_QUICK=1`: fewer repeats, no 1 GiB table (publish then uses 100 MiB), no
 //! 10M-row strings.
 //! The segment directory is `$SHMARROW_DIR` or `/dev/shm`. Every file this program creates is
@@ -268,45 +270,67 @@ fn bench_publish(
 // ---------------------------------------------------------------------------------------------
 // Case c: the table shapes of issue 17.
 
-/// A table shape: its label and batches.
+/// A table shape: its label and how to build its batches (built one shape at a time, so the
+/// 1 GiB column and the 10M strings are never in memory together).
 struct Shape {
     label: String,
-    batches: Vec<RecordBatch>,
+    build: Box<dyn Fn() -> BenchResult<Vec<RecordBatch>>>,
 }
 
-fn shapes(quick: bool) -> BenchResult<Vec<Shape>> {
-    let strings = |rows: usize| -> BenchResult<Shape> {
-        let values = StringArray::from_iter_values((0..rows).map(|i| format!("value-{i:011}")));
-        Ok(Shape {
-            label: format!("1 string column, {}M rows", rows / 1_000_000),
-            batches: vec![RecordBatch::try_from_iter([(
+fn float_column(rows: usize, start: usize) -> ArrayRef {
+    Arc::new(Float64Array::from_iter_values(
+        (start..start + rows).map(|i| i as f64),
+    ))
+}
+
+fn shapes(quick: bool) -> Vec<Shape> {
+    let strings = |rows: usize| Shape {
+        label: format!("1 string column, {}M rows", rows / 1_000_000),
+        build: Box::new(move || {
+            let values = StringArray::from_iter_values((0..rows).map(|i| format!("value-{i:011}")));
+            Ok(vec![RecordBatch::try_from_iter([(
                 "s",
                 Arc::new(values) as ArrayRef,
-            )])?],
-        })
+            )])?])
+        }),
     };
-    let floats = |rows: usize, start: usize| {
-        Arc::new(Float64Array::from_iter_values(
-            (start..start + rows).map(|i| i as f64),
-        )) as ArrayRef
-    };
-    let wide = RecordBatch::try_from_iter((0..1000).map(|c| (format!("c{c}"), floats(1000, c))))?;
-    let many = (0..10_000)
-        .map(|b| RecordBatch::try_from_iter([("x", floats(100, b * 100))]))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut out = vec![strings(1_000_000)?];
+    let mut out = vec![strings(1_000_000)];
     if !quick {
-        out.push(strings(10_000_000)?);
+        out.push(strings(10_000_000));
     }
     out.push(Shape {
         label: "1,000 float64 columns × 1,000 rows, 1 batch".into(),
-        batches: vec![wide],
+        build: Box::new(|| {
+            Ok(vec![RecordBatch::try_from_iter(
+                (0..1000).map(|c| (format!("c{c}"), float_column(1000, c))),
+            )?])
+        }),
     });
     out.push(Shape {
         label: "1 float64 column × 10,000 batches of 100 rows".into(),
-        batches: many,
+        build: Box::new(|| {
+            Ok((0..10_000)
+                .map(|b| RecordBatch::try_from_iter([("x", float_column(100, b * 100))]))
+                .collect::<Result<Vec<_>, _>>()?)
+        }),
     });
-    Ok(out)
+    let sizes: &[usize] = if quick {
+        &[MIB, 100 * MIB]
+    } else {
+        &[MIB, 100 * MIB, GIB]
+    };
+    for &bytes in sizes {
+        out.push(Shape {
+            label: format!("1 float64 column, {}, 1 batch", human(bytes)),
+            build: Box::new(move || {
+                Ok(vec![RecordBatch::try_from_iter([(
+                    "x",
+                    float_column(bytes / 8, 0),
+                )])?])
+            }),
+        });
+    }
+    out
 }
 
 /// Stock arrow-rs: map the file and decode every batch with `FileDecoder` (zero-copy, arrow's
@@ -352,10 +376,13 @@ fn bench_shape(
         dir,
         name: name.clone(),
     };
-    let schema = shape.batches[0].schema();
-    dir.create(&name, &schema, &shape.batches, &CreateOptions::default())?;
+    let rows = {
+        let batches = (shape.build)()?;
+        let schema = batches[0].schema();
+        dir.create(&name, &schema, &batches, &CreateOptions::default())?;
+        batches.iter().map(RecordBatch::num_rows).sum::<usize>()
+    };
     let path = dir.segment_path(&name)?;
-    let rows: usize = shape.batches.iter().map(RecordBatch::num_rows).sum();
     let attach = |validate: Validate| -> BenchResult<Duration> {
         let t0 = Instant::now();
         let segment = dir.attach_with(&name, &AttachOptions::default().validate(validate))?;
@@ -395,6 +422,53 @@ fn bench_shape(
     }
     drop(guard);
     Ok(samples.map(|s| summary_of(&s, 1e6)))
+}
+
+/// Case c, printed: every shape's medians beside stock arrow-rs, and whether auto beat it.
+fn report_shapes(dir: &SegmentDir, quick: bool) -> BenchResult<()> {
+    let (shape_warmups, shape_repeats) = if quick { (1, 5) } else { (2, 15) };
+    println!(
+        "## attach + drop of the table shapes of issue 17 (load average before: {}); \
+         {shape_warmups} warmups, {shape_repeats} repeats, rotating",
+        loadavg()
+    );
+    println!();
+    println!(
+        "| table | auto (structure) median µs | full median µs | stock arrow-rs median µs | \
+         stock / auto | full / auto | n |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
+    let mut slowest: Option<(f64, String)> = None;
+    for shape in shapes(quick) {
+        check_interrupted()?;
+        let [auto, full, stock] = bench_shape(dir, &shape, shape_warmups, shape_repeats)?;
+        let ratio = stock.median / auto.median;
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {ratio:.2}× | {:.2}× | {} |",
+            shape.label,
+            auto.median,
+            full.median,
+            stock.median,
+            full.median / auto.median,
+            auto.n
+        );
+        if slowest.as_ref().is_none_or(|(worst, _)| ratio < *worst) {
+            slowest = Some((ratio, shape.label));
+        }
+    }
+    println!();
+    if let Some((ratio, label)) = slowest {
+        println!(
+            "- lowest stock / auto: {ratio:.2}× ({label}; target ≥ 1×, every shape at least as fast as stock arrow-rs): {}",
+            verdict(ratio >= 1.0)
+        );
+    }
+    println!(
+        "load average after: {} (on a loaded machine these figures are indicative)",
+        loadavg()
+    );
+    println!();
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -530,6 +604,9 @@ fn run() -> BenchResult<()> {
     if std::env::args().any(|a| a == "alloc-publish") {
         return report_alloc_publish(&dir, &attach_sizes, quick);
     }
+    if std::env::args().any(|a| a == "shapes") {
+        return report_shapes(&dir, quick);
+    }
 
     // a. attach
     println!(
@@ -576,39 +653,7 @@ fn run() -> BenchResult<()> {
     }
     println!();
 
-    // c. shapes
-    let (shape_warmups, shape_repeats) = if quick { (1, 5) } else { (2, 15) };
-    println!(
-        "## attach + drop of the table shapes of issue 17 (load average before: {}); \
-         {shape_warmups} warmups, {shape_repeats} repeats, rotating",
-        loadavg()
-    );
-    println!();
-    println!(
-        "| table | auto (structure) median µs | full median µs | stock arrow-rs median µs | \
-         stock / auto | full / auto | n |"
-    );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
-    for shape in shapes(quick)? {
-        check_interrupted()?;
-        let [auto, full, stock] = bench_shape(&dir, &shape, shape_warmups, shape_repeats)?;
-        println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.2}× | {:.2}× | {} |",
-            shape.label,
-            auto.median,
-            full.median,
-            stock.median,
-            stock.median / auto.median,
-            full.median / auto.median,
-            auto.n
-        );
-    }
-    println!();
-    println!(
-        "load average after: {} (on a loaded machine these figures are indicative)",
-        loadavg()
-    );
-    println!();
+    report_shapes(&dir, quick)?;
 
     // b. publish
     check_interrupted()?;

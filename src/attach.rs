@@ -24,7 +24,10 @@ use arrow_ipc::{Block, MessageHeader};
 use arrow_schema::{DataType, SchemaRef};
 
 use crate::error::{Error, Result};
-use crate::ipc::{Decoded, Decoder, check_batch, guarded, message_prefix, read_schema};
+use crate::ipc::{
+    BatchMessages, CheckedBatch, Decoded, Decoder, check_batch, guarded, message_prefix,
+    read_schema,
+};
 use crate::meta::SegmentMeta;
 use crate::name::SegmentDir;
 use crate::sys;
@@ -358,8 +361,10 @@ pub fn attach_path(label: &str, path: &Path, options: &AttachOptions) -> Result<
 /// Attach the already open `file` (`meta` is its `fstat`): the layout comes from this very
 /// file, whatever its path names meanwhile. `path` only labels errors.
 ///
-/// One pass over the blocks: each message header is verified once and decoded at once (as
-/// stock arrow-rs does), where [`IpcFile`] checks every block before decoding the first.
+/// One pass over the blocks: each message header is verified and checked once and decoded at
+/// once (as stock arrow-rs does), where [`IpcFile`] checks every block before decoding the
+/// first; a run of batches with byte-identical metadata (batches of one shape) is verified and
+/// checked once ([`BatchMessages`]).
 pub(crate) fn attach_file(
     label: &str,
     path: &Path,
@@ -377,14 +382,14 @@ pub(crate) fn attach_file(
             let (message, _) = footer.check_block(block, BlockKind::Dictionary)?;
             decode_message(&mut decoder, &map, block, &message)?;
         }
-        let mut batches = Vec::with_capacity(footer.batch_count());
-        info.batches.reserve_exact(footer.batch_count());
+        let count = footer.batch_count();
+        let mut batches = Vec::with_capacity(count);
+        info.batches.reserve_exact(count);
+        let mut messages = BatchMessages::default();
         for block in footer.batches() {
-            let (message, batch) = footer.check_block(block, BlockKind::Batch)?;
-            batches.push(batch_of(
-                label,
-                decode_message(&mut decoder, &map, block, &message)?,
-            )?);
+            let (message, body, batch) = footer.check_batch_block(block, &mut messages)?;
+            let body = map.slice_with_length(body.start, body.len());
+            batches.push(decoder.decode_batch(&message, &body)?);
             info.batches.push(batch);
         }
         Ok::<_, Error>((info, batches, validation))
@@ -756,24 +761,60 @@ impl<'a> Footer<'a> {
         block: &Block,
         kind: BlockKind,
     ) -> Result<(arrow_ipc::Message<'a>, BatchInfo)> {
-        let (offset, meta_len, body_len) =
-            (block.offset(), block.metaDataLength(), block.bodyLength());
-        let what = match kind {
-            BlockKind::Dictionary => "dictionary",
-            BlockKind::Batch => "record batch",
-        };
-        let bad = |why: &str| {
-            Error::corrupt(
-                self.name,
-                format!(
-                    "{what} block at offset {offset} (metadata {meta_len}, body {body_len}): {why}"
-                ),
-            )
-        };
+        let place = self.place(block, kind)?;
+        let message = block_message(self.metadata(&place)?).map_err(|e| place.bad(self, &e))?;
+        let batch = match (message.header_type(), kind) {
+            (MessageHeader::RecordBatch, BlockKind::Batch) => message.header_as_record_batch(),
+            (MessageHeader::DictionaryBatch, BlockKind::Dictionary) => {
+                message.header_as_dictionary_batch().and_then(|d| d.data())
+            }
+            (other, _) => {
+                return Err(place.bad(self, &format!("unexpected message type {other:?}")));
+            }
+        }
+        .ok_or_else(|| place.bad(self, "message has no batch"))?;
+        let checked = check_batch(batch, message.version(), place.body_len)
+            .map_err(|why| place.bad(self, &why))?;
+        Ok((message, place.info(checked.rows())))
+    }
+
+    /// [`check_block`](Self::check_block) of a record batch block, each message verified
+    /// and checked once per run of equal metadata (see [`BatchMessages`]); returns the checked
+    /// message, where its body lies and the batch's rows and bytes.
+    fn check_batch_block<'s>(
+        &self,
+        block: &Block,
+        messages: &'s mut BatchMessages,
+    ) -> Result<(CheckedBatch<'s>, Range<usize>, BatchInfo)>
+    where
+        'a: 's,
+    {
+        let place = self.place(block, BlockKind::Batch)?;
+        let metadata = self.metadata(&place)?;
+        let (start, _) = message_prefix(metadata).map_err(|e| place.bad(self, &e))?;
+        let checked = messages
+            .record_batch(&metadata[start..], place.body_len)
+            .map_err(|why| place.bad(self, &why))?;
+        let body_start = place.offset + place.meta_len;
+        let info = place.info(checked.rows());
+        Ok((checked, body_start..body_start + place.body_len, info))
+    }
+
+    /// The metadata of the block at `place` (continuation marker and length included), from
+    /// the private copy of the file's ends that holds it, else from the mapping.
+    fn metadata(&self, place: &BlockPlace) -> Result<&'a [u8]> {
+        (self.ends)
+            .get(self.file, place.offset..place.offset + place.meta_len)
+            .ok_or_else(|| place.bad(self, "outside the file"))
+    }
+
+    /// Where `block` lies, checked to be between the leading magic and the footer.
+    fn place(&self, block: &Block, kind: BlockKind) -> Result<BlockPlace> {
+        let bad = |why: &str| bad_block(self.name, kind, block, why);
         let (Ok(offset), Ok(meta_len), Ok(body_len)) = (
-            usize::try_from(offset),
-            usize::try_from(meta_len),
-            usize::try_from(body_len),
+            usize::try_from(block.offset()),
+            usize::try_from(block.metaDataLength()),
+            usize::try_from(block.bodyLength()),
         ) else {
             return Err(bad("negative"));
         };
@@ -783,26 +824,54 @@ impl<'a> Footer<'a> {
         if offset < 8 || meta_len < 8 || end.is_none_or(|e| e > self.start) {
             return Err(bad("outside the file"));
         }
-        let meta = (self.ends)
-            .get(self.file, offset..offset + meta_len)
-            .ok_or_else(|| bad("outside the file"))?;
-        let message = block_message(meta).map_err(|e| bad(&e))?;
-        let batch = match (message.header_type(), kind) {
-            (MessageHeader::RecordBatch, BlockKind::Batch) => message.header_as_record_batch(),
-            (MessageHeader::DictionaryBatch, BlockKind::Dictionary) => {
-                message.header_as_dictionary_batch().and_then(|d| d.data())
-            }
-            (other, _) => return Err(bad(&format!("unexpected message type {other:?}"))),
+        Ok(BlockPlace {
+            kind,
+            block: *block,
+            offset,
+            meta_len,
+            body_len,
+        })
+    }
+}
+
+/// The error for `block` of file `name`, a `kind` block, found bad for reason `why`.
+fn bad_block(name: &str, kind: BlockKind, block: &Block, why: &str) -> Error {
+    let what = match kind {
+        BlockKind::Dictionary => "dictionary",
+        BlockKind::Batch => "record batch",
+    };
+    Error::corrupt(
+        name,
+        format!(
+            "{what} block at offset {} (metadata {}, body {}): {why}",
+            block.offset(),
+            block.metaDataLength(),
+            block.bodyLength()
+        ),
+    )
+}
+
+/// A block of a file's footer whose ranges lie inside the file ([`Footer::place`]).
+#[derive(Debug, Clone, Copy)]
+struct BlockPlace {
+    kind: BlockKind,
+    block: Block,
+    offset: usize,
+    meta_len: usize,
+    body_len: usize,
+}
+
+impl BlockPlace {
+    fn info(&self, rows: u64) -> BatchInfo {
+        BatchInfo {
+            rows,
+            bytes: (self.meta_len + self.body_len) as u64,
         }
-        .ok_or_else(|| bad("message has no batch"))?;
-        let rows = check_batch(&batch, body_len).map_err(|why| bad(&why))?;
-        Ok((
-            message,
-            BatchInfo {
-                rows,
-                bytes: (meta_len + body_len) as u64,
-            },
-        ))
+    }
+
+    /// The error for this block found bad for reason `why`.
+    fn bad(&self, footer: &Footer<'_>, why: &str) -> Error {
+        bad_block(footer.name, self.kind, &self.block, why)
     }
 }
 

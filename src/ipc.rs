@@ -16,7 +16,11 @@
 //!   [`Error::Unsupported`]; nothing is ever decoded as if it were native;
 //!
 //! then decodes with arrow's validation on (offsets, UTF-8, dictionary keys, null counts),
-//! inside [`guarded`]: a panic left in arrow becomes [`Error::Corrupt`].
+//! inside [`guarded`]: a panic left in arrow becomes [`Error::Corrupt`]. A batch whose columns
+//! are all of primitive types (uncompressed, native byte order) is made with arrow's array
+//! constructors after the checks arrow's validation makes for such columns (values buffer
+//! large enough and aligned, null count equal to its bitmap), without arrow's per-column
+//! `ArrayData`; anything else, or any doubt, goes through arrow's reader.
 //!
 //! Byte order conversion follows the Arrow columnar format, buffer by buffer in the order
 //! arrow-ipc's reader consumes them: validity bitmaps, booleans, UTF-8/binary data,
@@ -27,6 +31,7 @@
 //! one 64-bit integer; a string/binary view swaps its length and, for a non-inlined value, its
 //! buffer index and offset (its 4-byte prefix and inlined bytes are data).
 
+use std::borrow::Cow;
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::io::Read;
@@ -34,8 +39,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::PathBuf;
 use std::sync::{Arc, Once};
 
-use arrow_array::{ArrayRef, RecordBatch};
-use arrow_buffer::{Buffer, MutableBuffer};
+use arrow_array::types::ArrowPrimitiveType;
+use arrow_array::{ArrayRef, PrimitiveArray, RecordBatch, RecordBatchOptions, downcast_primitive};
+use arrow_buffer::{BooleanBuffer, Buffer, MutableBuffer, NullBuffer, ScalarBuffer};
 use arrow_data::{ArrayData, UnsafeFlag};
 use arrow_ipc::reader::RecordBatchDecoder;
 use arrow_ipc::{Endianness, MessageHeader, MetadataVersion};
@@ -81,12 +87,31 @@ pub fn guarded<T, E: From<Error>>(
     })
 }
 
-/// Check that every buffer a record (or dictionary) batch message declares lies inside its
-/// `body_len`-byte body (arrow-ipc slices with these numbers unchecked); returns the row count.
-pub(crate) fn check_batch(
-    batch: &arrow_ipc::RecordBatch<'_>,
+/// A record batch message (or a dictionary batch's data) whose every buffer [`check_batch`]
+/// found inside a body of `body_len` bytes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckedBatch<'a> {
+    batch: arrow_ipc::RecordBatch<'a>,
+    version: MetadataVersion,
     body_len: usize,
-) -> Result<u64, String> {
+    rows: u64,
+}
+
+impl CheckedBatch<'_> {
+    /// The batch's row count.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+}
+
+/// Check that every buffer a record (or dictionary) batch message (of metadata `version`)
+/// declares lies inside its `body_len`-byte body (arrow-ipc slices with these numbers
+/// unchecked), and read its row count.
+pub(crate) fn check_batch(
+    batch: arrow_ipc::RecordBatch<'_>,
+    version: MetadataVersion,
+    body_len: usize,
+) -> Result<CheckedBatch<'_>, String> {
     for buf in batch.buffers().iter().flatten() {
         let (Ok(start), Ok(len)) = (usize::try_from(buf.offset()), usize::try_from(buf.length()))
         else {
@@ -98,7 +123,82 @@ pub(crate) fn check_batch(
             ));
         }
     }
-    u64::try_from(batch.length()).map_err(|_| "negative row count".into())
+    let rows = u64::try_from(batch.length()).map_err(|_| "negative row count")?;
+    Ok(CheckedBatch {
+        batch,
+        version,
+        body_len,
+        rows,
+    })
+}
+
+/// The record batch messages of one file, verified (flatbuffer verifier) and checked
+/// ([`check_batch`]) once per run of equal metadata: a file of batches of one shape repeats the
+/// same message metadata, and both verdicts depend on the bytes and the body length alone.
+/// Metadata up to [`CACHED_METADATA`] bytes is copied into private memory and verified there,
+/// so what was checked is what is read, whatever another process writes meanwhile; a
+/// message equal byte for byte to the last copy that passed (with the same body length) is
+/// read from that copy without a second check.
+#[derive(Debug, Default)]
+pub(crate) struct BatchMessages {
+    /// The last metadata copied, and the body length and rows it passed with (`None`: it
+    /// has not passed).
+    copy: Vec<u8>,
+    passed: Option<(usize, u64)>,
+}
+
+/// The largest message metadata [`BatchMessages`] copies (a batch of about 100 columns):
+/// larger metadata, which files repeat rarely, is verified in place.
+const CACHED_METADATA: usize = 4096;
+
+impl BatchMessages {
+    /// The record batch message whose flatbuffer is `metadata` (after the continuation marker
+    /// and length), its buffers checked against a body of `body_len` bytes.
+    pub(crate) fn record_batch<'s>(
+        &'s mut self,
+        metadata: &'s [u8],
+        body_len: usize,
+    ) -> Result<CheckedBatch<'s>, String> {
+        if let Some((len, rows)) = self.passed
+            && len == body_len
+            && metadata == self.copy.as_slice()
+        {
+            // SAFETY: `copy` is private memory (no other process can change it) holding bytes
+            // that passed the flatbuffer verifier (`passed` is set only then, and reset
+            // whenever `copy` changes); the verifier's verdict depends on the bytes alone.
+            let message = unsafe { arrow_ipc::root_as_message_unchecked(&self.copy) };
+            let batch = message
+                .header_as_record_batch()
+                .ok_or("not a record batch message")?;
+            return Ok(CheckedBatch {
+                batch,
+                version: message.version(),
+                body_len,
+                rows,
+            });
+        }
+        let cached = metadata.len() <= CACHED_METADATA;
+        let bytes = if cached {
+            self.passed = None;
+            self.copy.clear();
+            self.copy.extend_from_slice(metadata);
+            self.copy.as_slice()
+        } else {
+            metadata
+        };
+        let message =
+            arrow_ipc::root_as_message(bytes).map_err(|e| format!("message header: {e}"))?;
+        let batch = match message.header_type() {
+            MessageHeader::RecordBatch => message.header_as_record_batch(),
+            other => return Err(format!("unexpected message type {other:?}")),
+        }
+        .ok_or("message has no batch")?;
+        let checked = check_batch(batch, message.version(), body_len)?;
+        if cached {
+            self.passed = Some((body_len, checked.rows));
+        }
+        Ok(checked)
+    }
 }
 
 /// The continuation marker that starts an encapsulated message (since Arrow 0.15; before it,
@@ -156,6 +256,8 @@ pub struct Decoder {
     dictionaries: HashMap<i64, ArrayRef>,
     /// Record batches get structural checks only (see [`Decoder::trust_values`]).
     structure_only: bool,
+    /// Every column of the schema is of a primitive type (see [`primitive_batch`]).
+    primitive: bool,
     /// The last message metadata of [`decode_until_batch`](Self::decode_until_batch) that
     /// passed the flatbuffer verifier: the same bytes again need no second verification.
     verified: Vec<u8>,
@@ -170,6 +272,7 @@ impl Decoder {
             schema: None,
             dictionaries: HashMap::new(),
             structure_only: false,
+            primitive: false,
             verified: Vec::new(),
         }
     }
@@ -198,10 +301,14 @@ impl Decoder {
     /// A decoder for a schema known already (a file's footer, a channel's header); `swap`:
     /// the schema's byte order is not this machine's.
     pub(crate) fn with_schema(name: &str, schema: SchemaRef, swap: bool) -> Self {
-        Self {
-            schema: Some((schema, swap)),
-            ..Self::new(name)
-        }
+        let mut decoder = Self::new(name);
+        decoder.set_schema(schema, swap);
+        decoder
+    }
+
+    fn set_schema(&mut self, schema: SchemaRef, swap: bool) {
+        self.primitive = schema.fields().iter().all(|f| f.data_type().is_primitive());
+        self.schema = Some((schema, swap));
     }
 
     /// The schema, once known.
@@ -245,7 +352,7 @@ impl Decoder {
                     .ok_or_else(|| self.corrupt("bad schema message".into()))?;
                 let (schema, swap) = read_schema(fb).map_err(|e| self.corrupt(e))?;
                 let schema = Arc::new(schema);
-                self.schema = Some((schema.clone(), swap));
+                self.set_schema(schema.clone(), swap);
                 Ok(Decoded::Schema(schema))
             }
             MessageHeader::DictionaryBatch => {
@@ -260,7 +367,8 @@ impl Decoder {
                     self.corrupt(format!("dictionary id {} is not in the schema", dict.id()))
                 })?;
                 let fields = [Arc::new(Field::new("", value_type, true))];
-                let body = self.prepare(&data, body, &fields, version, swap)?;
+                let data = check_batch(data, version, body.len()).map_err(|e| self.corrupt(e))?;
+                let body = self.prepare(&data, body, &fields, swap)?;
                 arrow_ipc::reader::read_dictionary(
                     &body,
                     dict,
@@ -272,37 +380,59 @@ impl Decoder {
                 Ok(Decoded::Dictionary)
             }
             MessageHeader::RecordBatch => {
-                let (schema, swap) = self.schema_or_err("a record batch")?;
                 let batch = message
                     .header_as_record_batch()
                     .ok_or_else(|| self.corrupt("bad record batch".into()))?;
-                let body = self.prepare(&batch, body, schema.fields(), version, swap)?;
-                let decoder =
-                    RecordBatchDecoder::try_new(&body, batch, schema, &self.dictionaries, &version)
-                        .map_err(|e| self.corrupt(e.to_string()))?
-                        .with_require_alignment(false);
-                if !self.structure_only {
-                    return decoder
-                        .read_record_batch()
-                        .map(Decoded::Batch)
-                        .map_err(|e| self.corrupt(e.to_string()));
-                }
-                let mut skip = UnsafeFlag::new();
-                // SAFETY: `structure_only` is set only through the unsafe `trust_values`, whose
-                // caller vouches for the values; the structure is checked right below.
-                unsafe { skip.set(true) };
-                let batch = decoder
-                    .with_skip_validation(skip)
-                    .read_record_batch()
-                    .map_err(|e| self.corrupt(e.to_string()))?;
-                self.check_structure(&batch)?;
-                Ok(Decoded::Batch(batch))
+                let batch = check_batch(batch, version, body.len()).map_err(|e| self.corrupt(e))?;
+                self.decode_batch(&batch, body).map(Decoded::Batch)
             }
             other => Err(self.unsupported(format!(
                 "{} messages",
                 other.variant_name().unwrap_or("unknown")
             ))),
         }
+    }
+
+    /// Decode the record batch message `batch` (checked against `body`, its body; not
+    /// guarded: the caller is).
+    pub(crate) fn decode_batch(
+        &mut self,
+        batch: &CheckedBatch<'_>,
+        body: &Buffer,
+    ) -> Result<RecordBatch> {
+        let (schema, swap) = self.schema_or_err("a record batch")?;
+        let body = self.prepare(batch, body, schema.fields(), swap)?;
+        if self.primitive
+            && !swap
+            && batch.batch.compression().is_none()
+            && let Some(batch) = primitive_batch(&schema, batch, &body)
+        {
+            return Ok(batch);
+        }
+        let decoder = RecordBatchDecoder::try_new(
+            &body,
+            batch.batch,
+            schema,
+            &self.dictionaries,
+            &batch.version,
+        )
+        .map_err(|e| self.corrupt(e.to_string()))?
+        .with_require_alignment(false);
+        if !self.structure_only {
+            return decoder
+                .read_record_batch()
+                .map_err(|e| self.corrupt(e.to_string()));
+        }
+        let mut skip = UnsafeFlag::new();
+        // SAFETY: `structure_only` is set only through the unsafe `trust_values`, whose
+        // caller vouches for the values; the structure is checked right below.
+        unsafe { skip.set(true) };
+        let batch = decoder
+            .with_skip_validation(skip)
+            .read_record_batch()
+            .map_err(|e| self.corrupt(e.to_string()))?;
+        self.check_structure(&batch)?;
+        Ok(batch)
     }
 
     /// Decode the encapsulated messages at the start of `bytes` (the dictionary batches a
@@ -384,20 +514,26 @@ impl Decoder {
             .ok_or_else(|| self.corrupt(format!("{what} before the schema")))
     }
 
-    /// Check a batch against its body and return the body to decode: the same bytes, or a
-    /// private byte-swapped copy.
-    fn prepare(
+    /// The body to decode `batch` (checked against `body`) from: the same bytes, or a private
+    /// byte-swapped copy.
+    fn prepare<'b>(
         &self,
-        batch: &arrow_ipc::RecordBatch<'_>,
-        body: &Buffer,
+        batch: &CheckedBatch<'_>,
+        body: &'b Buffer,
         fields: &[FieldRef],
-        version: MetadataVersion,
         swap: bool,
-    ) -> Result<Buffer> {
-        check_batch(batch, body.len()).map_err(|e| self.corrupt(e))?;
+    ) -> Result<Cow<'b, Buffer>> {
+        if batch.body_len != body.len() {
+            return Err(self.corrupt(format!(
+                "a batch checked against a {}-byte body decoded from {} bytes",
+                batch.body_len,
+                body.len()
+            )));
+        }
+        let (version, batch) = (batch.version, &batch.batch);
         let compressed = batch.compression().is_some();
         if !compressed && !swap {
-            return Ok(body.clone());
+            return Ok(Cow::Borrowed(body));
         }
         let slots = plan(fields, batch, version).map_err(|e| self.corrupt(e))?;
         if compressed && swap {
@@ -408,9 +544,9 @@ impl Decoder {
         }
         if compressed {
             self.check_compressed(&slots, batch, body)?;
-            return Ok(body.clone());
+            return Ok(Cow::Borrowed(body));
         }
-        Ok(swap_body(&slots, batch, body))
+        Ok(Cow::Owned(swap_body(&slots, batch, body)))
     }
 
     /// Every compressed buffer's declared length within what its rows and type allow, and the
@@ -473,6 +609,83 @@ impl Decoder {
             what,
         }
     }
+}
+
+/// A record batch of primitive columns (uncompressed, native byte order) made straight from
+/// `body` with arrow's array constructors, or `None` when arrow's reader must make it: a
+/// column whose type is not primitive, counts of nodes or buffers that do not match the
+/// schema, a values buffer misaligned (arrow copies it) or too short, a null count that differs
+/// from its bitmap, a column that does not fit its field (arrow reports these). The checks are
+/// those arrow's validation makes for such columns (values buffer long enough for the rows,
+/// null count equal to the bitmap's); their values have nothing else to validate. arrow's own
+/// reader builds and drops an `ArrayData` per column: this skips that allocation.
+fn primitive_batch(
+    schema: &SchemaRef,
+    batch: &CheckedBatch<'_>,
+    body: &Buffer,
+) -> Option<RecordBatch> {
+    let fields = schema.fields();
+    let rows = usize::try_from(batch.rows).ok()?;
+    let (nodes, buffers) = (batch.batch.nodes()?, batch.batch.buffers()?);
+    if nodes.len() != fields.len() || buffers.len() != 2 * fields.len() {
+        return None;
+    }
+    // Inside `body`: `check_batch` passed.
+    let slice =
+        |b: &arrow_ipc::Buffer| body.slice_with_length(b.offset() as usize, b.length() as usize);
+    let mut buffers = buffers.iter();
+    let mut columns = Vec::with_capacity(fields.len());
+    for (field, node) in fields.iter().zip(nodes) {
+        let (validity, values) = (buffers.next()?, buffers.next()?);
+        if usize::try_from(node.length()).ok()? != rows {
+            return None;
+        }
+        let nulls = match usize::try_from(node.null_count()).ok()? {
+            0 => None,
+            count => {
+                if (validity.length() as usize) < rows.div_ceil(8) {
+                    return None;
+                }
+                let nulls = NullBuffer::new(BooleanBuffer::new(slice(validity), 0, rows));
+                if nulls.null_count() != count {
+                    return None;
+                }
+                Some(nulls)
+            }
+        };
+        let data_type = field.data_type();
+        macro_rules! column {
+            ($t:ty) => {
+                primitive_column::<$t>(slice(values), rows, nulls, data_type)
+            };
+        }
+        columns.push(downcast_primitive! {
+            data_type => (column),
+            _ => None
+        }?);
+    }
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options).ok()
+}
+
+/// A column of `rows` values of `T` (`data_type`) in `values`, or `None` if `values` is too
+/// short or misaligned for them (or `data_type` not one of `T`).
+fn primitive_column<T: ArrowPrimitiveType>(
+    values: Buffer,
+    rows: usize,
+    nulls: Option<NullBuffer>,
+    data_type: &DataType,
+) -> Option<ArrayRef> {
+    let fits = rows
+        .checked_mul(std::mem::size_of::<T::Native>())
+        .is_some_and(|need| need <= values.len());
+    let aligned = values.as_ptr().cast::<T::Native>().is_aligned();
+    if !fits || !aligned || !PrimitiveArray::<T>::is_compatible(data_type) {
+        return None;
+    }
+    let values = ScalarBuffer::<T::Native>::new(values, 0, rows);
+    let array = PrimitiveArray::<T>::try_new(values, nulls).ok()?;
+    Some(Arc::new(array.with_data_type(data_type.clone())))
 }
 
 /// `ArrayData::validate_nulls` of `data` and every descendant (validate recurses; it does not).

@@ -537,3 +537,128 @@ fn gc_reclaims_owner_segments_of_dead_creators_only() {
     assert!(tmp.0.join("kept").exists() && tmp.0.join("alive").exists());
     drop(alive);
 }
+
+/// Where record batch `batch`'s message flatbuffer lies in `file` (after its 8-byte prefix).
+fn message_range(file: &[u8], batch: usize) -> std::ops::Range<usize> {
+    let (_, block) = common::positions(file, batch, 0);
+    // A footer block is {offset: i64, metaDataLength: i32, padding, bodyLength: i64}.
+    let offset = i64::from_le_bytes(file[block..block + 8].try_into().unwrap()) as usize;
+    let len = i32::from_le_bytes(file[block + 8..block + 12].try_into().unwrap()) as usize;
+    offset + 8..offset + len
+}
+
+/// The validation modes attach can be asked for.
+const MODES: [shmarrow::Validate; 3] = [
+    shmarrow::Validate::Auto,
+    shmarrow::Validate::Full,
+    shmarrow::Validate::Structure,
+];
+
+/// Attach refuses segment `name` in every mode, for a reason containing `needle` (a check's,
+/// not a panic caught).
+fn assert_refused(dir: &SegmentDir, name: &str, needle: &str) {
+    for validate in MODES {
+        match dir.attach_with(name, &AttachOptions::default().validate(validate)) {
+            Err(Error::Corrupt { reason, .. }) if reason.contains(needle) => {}
+            other => panic!("{validate}: expected Corrupt ({needle}), got {other:?}"),
+        }
+    }
+}
+
+/// Batches of one shape repeat their message metadata, which attach verifies and checks once
+/// per run: a block whose footer entry declares a shorter body, or whose metadata differs,
+/// is still checked on its own.
+#[test]
+fn every_batch_of_a_run_of_one_shape_is_checked_against_its_own_block() {
+    let tmp = TempDir::new("runs");
+    let dir = tmp.dir();
+    let batches: Vec<_> = (0..4).map(|i| floats(&[i as f64, 1.0, 2.0, 3.0])).collect();
+    let publish = || {
+        dir.create(
+            "t",
+            &batches[0].schema(),
+            &batches,
+            &CreateOptions::default(),
+        )
+        .unwrap()
+    };
+    publish();
+    let file = std::fs::read(dir.segment_path("t").unwrap()).unwrap();
+    let metadata = |batch| file[message_range(&file, batch)].to_vec();
+    assert_eq!(
+        metadata(1),
+        metadata(3),
+        "the batches repeat their metadata"
+    );
+    for validate in MODES {
+        let segment = dir
+            .attach_with("t", &AttachOptions::default().validate(validate))
+            .unwrap();
+        assert_same_batches(segment.batches(), &batches);
+    }
+
+    // The footer's block of batch 3 declares an 8-byte body: its 32 bytes of values lie outside.
+    common::patch(&dir, "t", |file| {
+        let (_, block) = common::positions(file, 3, 1);
+        file[block + 16..block + 24].copy_from_slice(&8i64.to_le_bytes());
+    });
+    assert_refused(&dir, "t", "lies outside the 8-byte body");
+
+    // Batch 2's message moves a buffer past its body.
+    publish();
+    common::patch(&dir, "t", |file| {
+        let range = message_range(file, 2);
+        common::lie_about_a_buffer_offset(&mut file[range]);
+    });
+    assert_refused(&dir, "t", "lies outside the");
+}
+
+/// A table of primitive columns only (arrays made straight from the mapping, without arrow's
+/// `ArrayData` path): every primitive type of the matrix, nulls included, round trips zero-copy
+/// in every mode, and a null count that differs from its bitmap is refused.
+#[test]
+fn primitive_columns_round_trip_zero_copy_and_a_wrong_null_count_is_refused() {
+    let tmp = TempDir::new("primitive");
+    let dir = tmp.dir();
+    let (schema, batches) = type_matrix();
+    let primitive: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| schema.field(i).data_type().is_primitive())
+        .collect();
+    assert!(primitive.len() > 10, "{schema:?}");
+    let batches: Vec<_> = batches
+        .iter()
+        .map(|b| b.project(&primitive).unwrap())
+        .collect();
+    assert!(batches[0].columns().iter().any(|c| c.null_count() > 0));
+    dir.create(
+        "t",
+        &batches[0].schema(),
+        &batches,
+        &CreateOptions::default(),
+    )
+    .unwrap();
+    for validate in MODES {
+        let segment = dir
+            .attach_with("t", &AttachOptions::default().validate(validate))
+            .unwrap();
+        assert_same_batches(segment.batches(), &batches);
+        assert_zero_copy(&segment);
+    }
+
+    let with_nulls = batches[0]
+        .columns()
+        .iter()
+        .position(|c| c.null_count() > 0)
+        .unwrap();
+    let declared = batches[0].column(with_nulls).null_count() as i64;
+    common::patch(&dir, "t", |file| {
+        let message = arrow_ipc::root_as_message(&file[message_range(file, 0)]).unwrap();
+        let nodes = message.header_as_record_batch().unwrap().nodes().unwrap();
+        let node = nodes.get(with_nulls) as *const arrow_ipc::FieldNode;
+        // A field node is {length: i64, null_count: i64}.
+        let at = node as usize - file.as_ptr() as usize + 8;
+        assert_eq!(file[at..at + 8], declared.to_le_bytes());
+        file[at..at + 8].copy_from_slice(&(declared + 1).to_le_bytes());
+    });
+    assert_refused(&dir, "t", "null");
+}
