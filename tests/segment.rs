@@ -573,15 +573,7 @@ fn every_batch_of_a_run_of_one_shape_is_checked_against_its_own_block() {
     let tmp = TempDir::new("runs");
     let dir = tmp.dir();
     let batches: Vec<_> = (0..4).map(|i| floats(&[i as f64, 1.0, 2.0, 3.0])).collect();
-    let publish = || {
-        dir.create(
-            "t",
-            &batches[0].schema(),
-            &batches,
-            &CreateOptions::default(),
-        )
-        .unwrap()
-    };
+    let publish = || common::create_batches(&dir, "t", &batches);
     publish();
     let file = std::fs::read(dir.segment_path("t").unwrap()).unwrap();
     let metadata = |batch| file[message_range(&file, batch)].to_vec();
@@ -630,13 +622,7 @@ fn primitive_columns_round_trip_zero_copy_and_a_wrong_null_count_is_refused() {
         .map(|b| b.project(&primitive).unwrap())
         .collect();
     assert!(batches[0].columns().iter().any(|c| c.null_count() > 0));
-    dir.create(
-        "t",
-        &batches[0].schema(),
-        &batches,
-        &CreateOptions::default(),
-    )
-    .unwrap();
+    common::create_batches(&dir, "t", &batches);
     for validate in MODES {
         let segment = dir
             .attach_with("t", &AttachOptions::default().validate(validate))
