@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import gc
 import os
+import random
 import signal
 import statistics
 import sys
@@ -161,17 +162,21 @@ def bench_size(nbytes: int, seg_dir: str, warmups: int, repeats: int, created: l
     }
 
 
-def rotate_timed(cases: dict, warmups: int, repeats: int) -> dict:
+def shuffled_timed(cases: dict, warmups: int, repeats: int) -> dict:
     """Median µs of each zero-argument callable in ``cases`` (each returns ns, or a tuple of
-    ns), rotating the order every repeat so that drift hits all alike."""
+    ns), in a fresh random order every repeat (fixed seed), so that drift hits all alike and
+    each case follows every other equally often: a fixed cyclic order would always run the
+    same case right after stock pyarrow, whose read evicts the caches the next call needs
+    (measured: that case ~2x slower than when it follows another)."""
     names = list(cases)
+    order = random.Random(17)
     samples: dict = {k: [] for k in names}
     gc_was = gc.isenabled()
     gc.disable()
     try:
         for i in range(warmups + repeats):
-            for k in range(len(names)):
-                name = names[(i + k) % len(names)]
+            order.shuffle(names)
+            for name in names:
                 got = cases[name]()
                 if i >= warmups:
                     samples[name].append(got if isinstance(got, tuple) else (got,))
@@ -231,7 +236,7 @@ def bench_shapes(seg_dir: str, quick: bool, created: list[str]) -> None:
 
     warmups, repeats = (1, 5) if quick else (2, 15)
     print(f"## table shapes of issue 17 (load average before: {loadavg()}); {warmups} warmups, "
-          f"{repeats} repeats, rotating")
+          f"{repeats} repeats, in random order")
     print()
     print("| table | auto median µs | of which Rust attach | of which C stream import | "
           "full median µs | stock pyarrow median µs | stock / auto | auto / stock |")
@@ -255,7 +260,7 @@ def bench_shapes(seg_dir: str, quick: bool, created: list[str]) -> None:
             t3 = time.perf_counter_ns()
             return t3 - t0, t1 - t0, t2 - t1
 
-        m = rotate_timed({"auto": lambda: ours("auto"), "full": lambda: ours("full"),
+        m = shuffled_timed({"auto": lambda: ours("auto"), "full": lambda: ours("full"),
                           "public": attach_and_drop(name, seg_dir),
                           "stock": stock_and_drop(path)}, warmups, repeats)
         auto, rust, imp = m["auto"]
@@ -279,7 +284,7 @@ def bench_one_column(seg_dir: str, quick: bool, created: list[str]) -> None:
     warmups, repeats = (1, 11) if quick else (3, 31)
     sizes = [MIB, 100 * MIB] if quick else [MIB, 100 * MIB, GIB]
     print(f"## one float64 column (load average before: {loadavg()}); {warmups} warmups, "
-          f"{repeats} repeats, rotating")
+          f"{repeats} repeats, in random order")
     print()
     print("Both sides end with a NumPy array over the shared data, then drop it (unmapping): "
           "`shmarrow.column_view(shmarrow.attach(name), \"x\")` beside `SharedMemory(name)` + "
@@ -314,7 +319,7 @@ def bench_one_column(seg_dir: str, quick: bool, created: list[str]) -> None:
                 del a
                 return time.perf_counter_ns() - t0
 
-            m = rotate_timed({"ours": ours, "attach": attach_and_drop(name, seg_dir),
+            m = shuffled_timed({"ours": ours, "attach": attach_and_drop(name, seg_dir),
                               "lecture": lecture, "stock": stock_and_drop(path)},
                              warmups, repeats)
             print(f"| {human(nbytes)} | {m['ours'][0]:.1f} | {m['attach'][0]:.1f} | "
