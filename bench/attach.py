@@ -3,8 +3,10 @@
 Also (issue 17) the table shapes: one string column of 1M and 10M rows, 1,000 float64
 columns × 1,000 rows, 10,000 batches of 100 rows (``validate="auto"``, which for these
 private segments means structural checks, and ``"full"``, with the Rust call and the C stream
-import timed apart), and one float64 column of 1 MiB / 100 MiB / 1 GiB beside the lecture's
-``SharedMemory(name)`` + ``np.ndarray``; each with the load average.
+import timed apart), and one float64 column of 1 MiB / 100 MiB / 1 GiB (``attach`` +
+``column_view``) beside the lecture's ``SharedMemory(name)`` + ``np.ndarray``; each with the
+load average. These cases run in random order, each timed call right after an untimed one of
+the same case (``shuffled_timed``).
 ``SHMARROW_BENCH_ONLY=shapes`` skips the 8-column sizes.
 
 Run with the project's venv (``make bench`` does): ``.venv/bin/python bench/attach.py``.
@@ -164,10 +166,11 @@ def bench_size(nbytes: int, seg_dir: str, warmups: int, repeats: int, created: l
 
 def shuffled_timed(cases: dict, warmups: int, repeats: int) -> dict:
     """Median µs of each zero-argument callable in ``cases`` (each returns ns, or a tuple of
-    ns), in a fresh random order every repeat (fixed seed), so that drift hits all alike and
-    each case follows every other equally often: a fixed cyclic order would always run the
-    same case right after stock pyarrow, whose read evicts the caches the next call needs
-    (measured: that case ~2x slower than when it follows another)."""
+    ns), in a fresh random order every repeat (fixed seed) so that drift hits all alike. Each
+    timed call comes right after an untimed call of the same case: what is measured is the
+    cost of attaching again, never the cache misses left by the case before (stock pyarrow's
+    read or a full validation evict what the next call needs; measured, a call right after
+    them costs up to 2-3x what it costs after its own kind)."""
     names = list(cases)
     order = random.Random(17)
     samples: dict = {k: [] for k in names}
@@ -177,6 +180,7 @@ def shuffled_timed(cases: dict, warmups: int, repeats: int) -> dict:
         for i in range(warmups + repeats):
             order.shuffle(names)
             for name in names:
+                cases[name]()
                 got = cases[name]()
                 if i >= warmups:
                     samples[name].append(got if isinstance(got, tuple) else (got,))
