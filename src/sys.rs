@@ -198,132 +198,304 @@ pub fn available_bytes(dir: &Path) -> io::Result<u64> {
     Ok(stat.blocks_available().saturating_mul(stat.fragment_size()))
 }
 
-/// The page-table granule a move of a mapping works in: a move that keeps addresses at the
-/// same offset within it moves whole page tables (512 pages at a time) instead of entries.
+/// The page-table granules a move of a mapping works in: a move between addresses at the same
+/// offset within one moves whole page tables (512 pages at a time, PMD) or whole tables of
+/// them (512 × 512 pages, PUD) instead of entries.
 const PMD_SIZE: usize = 2 << 20;
+const PUD_SIZE: usize = 1 << 30;
 
-/// An address range this process mapped and nothing references any more: unmapped when
-/// dropped, on whichever thread drops it (unmapping costs time proportional to the pages
-/// mapped: [`remap_private`] hands this out so that its caller need not wait for it).
-#[derive(Debug)]
-pub struct Retired {
-    addr: *mut libc::c_void,
-    len: usize,
+/// From this size on, a [`WritableMapping`] is placed and sized in PUD units: its page tables
+/// then move in one step per GiB rather than per 2 MiB (512 steps per GiB), at the price of
+/// address space (never memory) up to the next GiB.
+const PUD_FROM: usize = 16 * PMD_SIZE;
+
+/// Unmapping works through a range in steps of this size, so that another thread of the
+/// process that maps or unmaps meanwhile (it needs the address space's lock, which an unmap
+/// holds while it tears down pages) waits for one step at most, not for a whole GiB.
+const UNMAP_STEP: usize = PMD_SIZE;
+
+/// `n` rounded up to a multiple of the power of two `to`, if that fits.
+fn round_up(n: usize, to: usize) -> Option<usize> {
+    Some(n.checked_add(to - 1)? & !(to - 1))
 }
 
-// SAFETY: `Retired` owns its address range alone (no pointer into it was handed out: see
-// `remap_private`); unmapping it from another thread touches no memory anyone uses.
-unsafe impl Send for Retired {}
-
-impl Drop for Retired {
-    fn drop(&mut self) {
-        // SAFETY: `addr..addr + len` is a range `remap_private` mapped and gave to this value
-        // alone (the moved-away shared mapping and the parts of its reservation around it);
-        // nothing references it, so unmapping it invalidates no live pointer.
-        unsafe { libc::munmap(self.addr, self.len) };
-    }
-}
-
-/// Replace the shared mapping `addr..addr + len` of `file` (mapped at offset 0, read-write)
-/// with a *private* copy-on-write mapping of the same file at the same address: the bytes
-/// read the same, but writes through any pointer into the range stop reaching the file.
-///
-/// The new mapping is made elsewhere and moved over the old one by `mremap`, which replaces it
-/// atomically (a thread writing meanwhile writes into one or the other, never into a hole).
-/// Unmapping the old mapping's pages would take time proportional to them (about 20 ms per
-/// GiB), so first its page tables are moved away (`MREMAP_DONTUNMAP`: the old mapping stays,
-/// emptied, and would fault its pages in again from the file); the moved copy is returned, to
-/// be dropped when convenient. On a kernel without `MREMAP_DONTUNMAP` for shared mappings
-/// (before 5.13) the replacement unmaps the pages itself and `None` is returned. On failure the
-/// old mapping is left in place (its bytes unchanged).
-///
-/// # Safety
-/// `addr..addr + len` must be exactly one live, page-aligned, read-write mapping of `file`
-/// from offset 0 that the caller owns (it stays mapped until the caller unmaps it), so that no
-/// other object's memory is replaced.
-pub unsafe fn remap_private(addr: *mut u8, len: usize, file: &File) -> io::Result<Option<Retired>> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a fresh mapping at an address the kernel chooses (no MAP_FIXED) replaces nothing;
-    // `file` is an open descriptor and `len` the length the caller mapped.
-    let fresh = unsafe {
-        libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_PRIVATE,
-            file.as_raw_fd(),
-            0,
-        )
-    };
-    if fresh == libc::MAP_FAILED {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: the caller's contract (`addr..addr + len` is its own mapping of `file`).
-    let retired = unsafe { move_pages_away(addr, len) };
-    // SAFETY: `fresh` is the mapping just made, of `len` bytes; MREMAP_FIXED moves it onto
-    // `addr..addr + len`, which the caller guarantees is its own live mapping of the same
-    // length (so only that mapping is replaced, and every pointer into it stays valid).
-    let moved = unsafe {
-        libc::mremap(
-            fresh,
-            len,
-            len,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-            addr.cast::<libc::c_void>(),
-        )
-    };
-    if moved == libc::MAP_FAILED {
-        let err = io::Error::last_os_error();
-        // SAFETY: `fresh` is still our own mapping of `len` bytes, referenced by nothing.
-        unsafe { libc::munmap(fresh, len) };
-        return Err(err);
-    }
-    Ok(retired)
-}
-
-/// Move the page tables of the shared mapping `addr..addr + len` to a range of their own,
-/// leaving the mapping in place but empty (`MREMAP_DONTUNMAP`); `None` if the kernel cannot.
-///
-/// # Safety
-/// As [`remap_private`]: `addr..addr + len` is one live mapping the caller owns.
-unsafe fn move_pages_away(addr: *mut u8, len: usize) -> Option<Retired> {
-    let reserved = len.checked_add(PMD_SIZE)?;
-    // SAFETY: an inaccessible anonymous reservation at an address the kernel chooses replaces
+/// Reserve `len` bytes of inaccessible address space (no memory) at an address the kernel
+/// chooses.
+fn reserve_address_space(len: usize) -> io::Result<*mut u8> {
+    // SAFETY: an anonymous mapping at an address the kernel chooses (no MAP_FIXED) replaces
     // nothing.
-    let hole = unsafe {
+    let at = unsafe {
         libc::mmap(
             std::ptr::null_mut(),
-            reserved,
+            len,
             libc::PROT_NONE,
             libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
             -1,
             0,
         )
     };
-    if hole == libc::MAP_FAILED {
-        return None;
+    if at == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
     }
-    // The retired range owns the whole reservation from here on (dropping it unmaps it).
-    let retired = Retired {
-        addr: hole,
-        len: reserved,
-    };
-    // The place in the reservation at the same offset within a PMD as `addr`.
-    let shift = (addr as usize).wrapping_sub(hole as usize) % PMD_SIZE;
-    // SAFETY: `hole + shift .. hole + shift + len` lies inside the reservation (`shift <
-    // PMD_SIZE`), which this function owns: MREMAP_FIXED replaces only that. The source is the
-    // caller's own mapping of `len` bytes; MREMAP_DONTUNMAP leaves it mapped (shared mappings
-    // then fault their pages in again from the file), so no pointer into it dangles.
-    let moved = unsafe {
-        libc::mremap(
-            addr.cast::<libc::c_void>(),
-            len,
-            len,
-            libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP,
-            hole.cast::<u8>().add(shift).cast::<libc::c_void>(),
-        )
-    };
-    (moved != libc::MAP_FAILED).then_some(retired)
+    Ok(at.cast())
+}
+
+/// Unmap `addr..addr + len` in steps of [`UNMAP_STEP`] (see there).
+///
+/// # Safety
+/// The range is this process's own, referenced by nothing any more.
+unsafe fn unmap(addr: *mut u8, len: usize) {
+    let mut done = 0;
+    while done < len {
+        let step = UNMAP_STEP.min(len - done);
+        // SAFETY: a part of the caller's range, which is still mapped (only the parts before
+        // it were unmapped, so nothing else can have been mapped here meanwhile).
+        unsafe { libc::munmap(addr.add(done).cast(), step) };
+        done += step;
+    }
+}
+
+/// A shared read-write mapping of a file's first `len` bytes, placed so that its page tables
+/// can be moved away in a few steps ([`make_private`](Self::make_private)): it starts on a
+/// PMD (2 MiB) boundary, or a PUD (1 GiB) one from [`PUD_FROM`] bytes on, and covers whole
+/// granules (the part past `len`, past the end of the file, is never accessed: only the first
+/// `len` bytes are handed out). Unmapped when dropped.
+#[derive(Debug)]
+pub struct WritableMapping {
+    addr: *mut u8,
+    len: usize,
+    /// The bytes mapped from `addr`: `len` rounded up to the granule.
+    mapped: usize,
+    granule: usize,
+    /// Whether [`make_private`](Self::make_private) replaced the shared mapping.
+    private: std::sync::atomic::AtomicBool,
+}
+
+// SAFETY: the mapping is plain memory owned by this value until it drops; it moves no data
+// between threads by itself, and concurrent access to the bytes is the users' contract (as
+// with any shared file mapping: see `WritableSegment`).
+unsafe impl Send for WritableMapping {}
+// SAFETY: as for `Send`; `make_private` replaces the mapping atomically (no thread ever sees
+// a hole) and its flag is an atomic.
+unsafe impl Sync for WritableMapping {}
+
+impl WritableMapping {
+    /// Map `file`'s first `len` bytes read-write and shared (`file` must be open read-write
+    /// and at least `len` bytes long, and stay so while mapped).
+    pub fn new(file: &File, len: usize) -> io::Result<Self> {
+        use std::os::fd::AsRawFd;
+        let too_large = || io::Error::from(io::ErrorKind::FileTooLarge);
+        let granule = if len >= PUD_FROM { PUD_SIZE } else { PMD_SIZE };
+        let mapped = round_up(len.max(1), granule).ok_or_else(too_large)?;
+        let reserved = mapped.checked_add(granule).ok_or_else(too_large)?;
+        let start = reserve_address_space(reserved)?;
+        let addr = start.wrapping_add((start as usize).wrapping_neg() % granule);
+        // SAFETY: `addr..addr + mapped` lies inside the reservation just made (`addr - start
+        // < granule`), which this function owns: MAP_FIXED replaces only that.
+        let at = unsafe {
+            libc::mmap(
+                addr.cast(),
+                mapped,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_FIXED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        let err = (at == libc::MAP_FAILED).then(io::Error::last_os_error);
+        let (head, tail) = if err.is_some() {
+            (reserved, 0)
+        } else {
+            (
+                addr as usize - start as usize,
+                reserved - mapped - (addr as usize - start as usize),
+            )
+        };
+        // SAFETY: the parts of the reservation before and after the file's mapping (or all of
+        // it, if the mapping failed): this function's own, referenced by nothing.
+        unsafe {
+            unmap(start, head);
+            unmap(addr.wrapping_add(mapped), tail);
+        }
+        match err {
+            Some(err) => Err(err),
+            None => Ok(Self {
+                addr,
+                len,
+                mapped,
+                granule,
+                private: false.into(),
+            }),
+        }
+    }
+
+    /// The first byte.
+    pub fn as_mut_ptr(&self) -> *mut u8 {
+        self.addr
+    }
+
+    /// The bytes of the file mapped (and the only ones pointers may be made into).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Replace the shared mapping with a *private* copy-on-write mapping of the same file at
+    /// the same address (`file` is the file mapped): the bytes read the same, but writes
+    /// through any pointer into the range stop reaching the file. Done once; later calls do
+    /// nothing.
+    ///
+    /// The new mapping is made elsewhere and moved over the old one by `mremap`, which replaces
+    /// it atomically (a thread writing meanwhile writes into one or the other, never into a
+    /// hole). Unmapping the old mapping's pages would take time proportional to them (about
+    /// 20 ms per GiB), so first its page tables are moved away in a few steps (one per granule,
+    /// `MREMAP_DONTUNMAP`: the old mapping stays, emptied, and would fault its pages in again
+    /// from the file); the moved copy is returned, to be dropped when convenient. On a kernel
+    /// without `MREMAP_DONTUNMAP` for shared mappings (before 5.13) the replacement unmaps the
+    /// pages itself and `None` is returned. On failure the shared mapping stays (its bytes
+    /// unchanged).
+    pub fn make_private(&self, file: &File) -> io::Result<Option<Retired>> {
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::Ordering;
+        if self.private.load(Ordering::Acquire) {
+            return Ok(None);
+        }
+        // SAFETY: a fresh mapping at an address the kernel chooses (no MAP_FIXED) replaces
+        // nothing; `file` is an open descriptor. Only the file's `len` bytes: what is not
+        // written stays shared with the page cache, and the written pages are charged to this
+        // process's commit (not the granules' padding).
+        let fresh = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                self.len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if fresh == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        let retired = self.move_pages_away();
+        // The padding past the file's end, which the fresh mapping does not cover: made an
+        // inaccessible anonymous reservation (no file, no page tables to move), so that nothing
+        // of the file stays mapped shared.
+        let fresh_end = round_up(self.len, page_size()).unwrap_or(self.mapped);
+        let padding = self.addr.wrapping_add(fresh_end);
+        // SAFETY: `padding..addr + mapped` is the end of this value's own mapping, past the
+        // file's end, where no pointer was handed out; MAP_FIXED replaces only that.
+        let padded = fresh_end == self.mapped
+            || unsafe {
+                libc::mmap(
+                    padding.cast(),
+                    self.mapped - fresh_end,
+                    libc::PROT_NONE,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                    -1,
+                    0,
+                )
+            } != libc::MAP_FAILED;
+        // SAFETY: `fresh` is the mapping just made, of `len` bytes; MREMAP_FIXED moves it onto
+        // `addr..addr + len`, this value's own mapping (so only it is replaced, and every
+        // pointer into it stays valid).
+        let moved = padded
+            && unsafe {
+                libc::mremap(
+                    fresh,
+                    self.len,
+                    self.len,
+                    libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                    self.addr.cast::<libc::c_void>(),
+                )
+            } != libc::MAP_FAILED;
+        if !moved {
+            let err = io::Error::last_os_error();
+            // SAFETY: `fresh` is still our own mapping of `len` bytes, referenced by nothing.
+            unsafe { libc::munmap(fresh, self.len) };
+            return Err(err);
+        }
+        self.private.store(true, Ordering::Release);
+        Ok(retired)
+    }
+
+    /// Move the page tables of the (shared) mapping to a range of their own, leaving the
+    /// mapping in place but empty (`MREMAP_DONTUNMAP`); `None` if the kernel cannot.
+    fn move_pages_away(&self) -> Option<Retired> {
+        let reserved = self.mapped.checked_add(self.granule)?;
+        let hole = reserve_address_space(reserved).ok()?;
+        // The retired range owns the whole reservation from here on (dropping it unmaps it).
+        let retired = Retired {
+            addr: hole,
+            len: reserved,
+        };
+        // The first granule boundary in the reservation: the same offset within a granule as
+        // `addr`, so that whole page tables move.
+        let to = hole.wrapping_add((hole as usize).wrapping_neg() % self.granule);
+        // SAFETY: `to..to + mapped` lies inside the reservation (`to - hole < granule`), which
+        // `retired` owns: MREMAP_FIXED replaces only that. The source is this value's own
+        // mapping of `mapped` bytes; MREMAP_DONTUNMAP leaves it mapped (shared mappings then
+        // fault their pages in again from the file), so no pointer into it dangles.
+        let moved = unsafe {
+            libc::mremap(
+                self.addr.cast(),
+                self.mapped,
+                self.mapped,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP,
+                to.cast::<libc::c_void>(),
+            )
+        };
+        (moved != libc::MAP_FAILED).then_some(retired)
+    }
+}
+
+impl Drop for WritableMapping {
+    fn drop(&mut self) {
+        // SAFETY: `addr..addr + mapped` is this value's own mapping (the file's, or after
+        // `make_private` the private one and the padding's reservation); it is dropped, so no
+        // pointer into it is used any more (holders of pointers keep the value alive).
+        unsafe { unmap(self.addr, self.mapped) };
+    }
+}
+
+/// The size of a memory page.
+fn page_size() -> usize {
+    // SAFETY: sysconf reads a constant of the system; it has no memory effects.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(size).unwrap_or(4096)
+}
+
+/// An address range this process mapped and nothing references any more: unmapped when
+/// dropped, on whichever thread drops it (unmapping costs time proportional to the pages
+/// mapped: [`WritableMapping::make_private`] hands this out so that its caller need not wait
+/// for it).
+#[derive(Debug)]
+pub struct Retired {
+    addr: *mut u8,
+    len: usize,
+}
+
+// SAFETY: `Retired` owns its address range alone (no pointer into it was handed out: see
+// `move_pages_away`); unmapping it from another thread touches no memory anyone uses.
+unsafe impl Send for Retired {}
+
+impl Drop for Retired {
+    fn drop(&mut self) {
+        // SAFETY: `addr..addr + len` is a reservation `move_pages_away` made and gave to this
+        // value alone (with the moved-away shared mapping inside it); nothing references it.
+        unsafe { unmap(self.addr, self.len) };
+    }
+}
+
+/// Give the calling thread the lowest scheduling class (`SCHED_IDLE`): it runs on a CPU that
+/// nothing else wants, and any other thread that wakes up takes the CPU from it at once. For
+/// work nobody waits for (unmapping a published allocation's pages): on a busy machine it
+/// would otherwise take a core from the reader of the very table just published. A kernel
+/// that refuses leaves the thread as it was.
+pub fn yield_to_others() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the call's duration; pid 0 is the calling
+    // thread, whose policy alone changes (no memory effects).
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
 }
 
 /// Try to take an open-file-description (OFD) write lock on bytes `start..start + len` of
@@ -404,6 +576,31 @@ pub fn futex_wake_all(word: &std::sync::atomic::AtomicU32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn writable_mapping_is_placed_for_page_table_moves_and_made_private_once() {
+        for (len, granule) in [(3 * 4096 + 5, PMD_SIZE), (PUD_FROM, PUD_SIZE)] {
+            let path = std::env::temp_dir()
+                .join(format!("shmarrow-sys-test-{}-{len}", std::process::id()));
+            let file = create_exclusive(&path, 0o600).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            file.set_len(len as u64).unwrap();
+            let map = WritableMapping::new(&file, len).unwrap();
+            assert_eq!(map.as_mut_ptr() as usize % granule, 0);
+            assert_eq!(map.len(), len);
+            // SAFETY: the first `len` bytes are the file's, mapped read-write; no reference
+            // to them exists elsewhere.
+            let bytes = unsafe { std::slice::from_raw_parts_mut(map.as_mut_ptr(), len) };
+            bytes.fill(7);
+            map.make_private(&file).unwrap();
+            bytes[len - 1] = 9; // private now: not in the file
+            assert!(map.make_private(&file).unwrap().is_none(), "once");
+            assert_eq!(bytes[len - 1], 9, "a second call keeps the private writes");
+            let mut tail = [0u8; 2];
+            std::os::unix::fs::FileExt::read_exact_at(&file, &mut tail, len as u64 - 2).unwrap();
+            assert_eq!(tail, [7, 7]);
+        }
+    }
 
     #[test]
     fn a_zombie_is_not_alive() {

@@ -395,18 +395,53 @@ fn publish_leaves_no_mapping_or_descriptor_behind() {
     assert_eq!(sum("plain"), Number::Float(1.5 * rows as f64));
 
     // A raw view (what NumPy holds) keeps one private mapping; nothing shared, no descriptor.
-    let alloc = dir
-        .allocate("viewed", &schema, rows, &CreateOptions::default())
-        .unwrap();
-    let raw = alloc.raw_values("x").unwrap();
-    fill(&alloc, 2.5);
-    let viewed = alloc.publish().unwrap();
-    common::wait_until("only the view's private mapping of viewed to stay", || {
-        common::held(viewed.path()) == (vec!["rw-p".to_owned()], 0)
-    });
-    assert_eq!(sum("viewed"), Number::Float(2.5 * rows as f64));
-    drop(raw);
-    assert_eq!(common::held(viewed.path()), (vec![], 0));
+    // Two sizes: below 32 MiB the mapping moves in 2 MiB page tables, from 32 MiB on in GiB
+    // ones (placed on a GiB boundary and padded to it).
+    for (name, rows) in [("viewed", rows), ("viewed-large", 5_000_000)] {
+        let alloc = dir
+            .allocate(name, &schema, rows, &CreateOptions::default())
+            .unwrap();
+        let raw = alloc.raw_values("x").unwrap();
+        fill(&alloc, 2.5);
+        let (ptr, len) = raw.parts[0];
+        assert_eq!(len, rows);
+        let ptr = ptr.cast::<f64>();
+        // A thread writes through the view all along the publish: the mapping is replaced
+        // atomically (a hole would crash this test with SIGSEGV), and none of it reaches the
+        // published segment.
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        let addr = ptr as usize; // a raw pointer is not Send
+        let viewed = std::thread::scope(|s| {
+            s.spawn(|| {
+                let ptr = addr as *mut f64;
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    // SAFETY: `ptr..ptr + len` stays valid memory while `raw` lives (before
+                    // publish the shared mapping, after it the private one); no reference
+                    // to these values exists meanwhile (the fill above ended).
+                    unsafe { ptr.add(i % len).write_volatile(2.5) };
+                    i += 4099;
+                }
+            });
+            let viewed = alloc.publish().unwrap();
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            viewed
+        });
+        // SAFETY: as above; the writer thread has ended.
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }.fill(-1.0);
+        common::wait_until("only the view's private mapping to stay", || {
+            common::held(viewed.path()) == (vec!["rw-p".to_owned()], 0)
+        });
+        assert_eq!(sum(name), Number::Float(2.5 * rows as f64));
+        // SAFETY: as above.
+        let seen = unsafe { std::slice::from_raw_parts(ptr, len) };
+        assert!(
+            seen.iter().all(|&v| v == -1.0),
+            "the view keeps its private writes"
+        );
+        drop(raw);
+        assert_eq!(common::held(viewed.path()), (vec![], 0));
+    }
 }
 
 #[test]

@@ -926,7 +926,7 @@ fn lock(
 /// Keeps a writable mapping alive for the NumPy views made from it.
 #[pyclass(module = "shmarrow._shmarrow", frozen)]
 struct Mapping {
-    _owner: Arc<memmap2::MmapRaw>,
+    _owner: Arc<dyn std::fmt::Debug + Send + Sync>,
 }
 
 /// A table being filled in place (see `shmarrow.allocate`).

@@ -9,7 +9,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use arrow_array::{Array, ArrayRef, ArrowPrimitiveType, RecordBatch, make_array};
 use arrow_data::ArrayData;
 use arrow_schema::DataType;
-use memmap2::MmapRaw;
 
 use crate::attach::{AttachOptions, Segment, attach_file};
 use crate::column_path::column_at;
@@ -77,7 +76,7 @@ pub(super) struct Placement {
 #[derive(Debug)]
 pub struct WritableSegment {
     pub(super) name: String,
-    pub(super) map: Arc<MmapRaw>,
+    pub(super) map: Arc<sys::WritableMapping>,
     pub(super) file: File,
     pub(super) view: Segment,
     pub(super) taken: Mutex<Vec<String>>,
@@ -93,7 +92,7 @@ pub struct RawValues {
     /// `(pointer, elements)` per batch.
     pub parts: Vec<(*mut u8, usize)>,
     /// Keeps the mapping (and so the pointers) alive.
-    pub owner: Arc<MmapRaw>,
+    pub owner: Arc<dyn std::fmt::Debug + Send + Sync>,
 }
 
 // SAFETY: the pointers point into `owner`, a shared file mapping that lives as long as this
@@ -133,9 +132,7 @@ impl WritableSegment {
         check_writable_layout(&view)?;
         // The same length as the view's mapping: every placement inside the view (checked by
         // the strict attach) is inside this mapping too.
-        let map = memmap2::MmapOptions::new()
-            .len(view.bytes().len())
-            .map_raw(&file)
+        let map = sys::WritableMapping::new(&file, view.bytes().len())
             .map_err(|e| Error::from_io(e, "map", name, path))?;
         Ok(Self {
             name: name.to_owned(),
