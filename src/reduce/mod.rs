@@ -11,9 +11,10 @@
 //! # Numerics
 //! - Floats: each chunk is summed with Knuth's two-sum per lane (16 independent lanes, so the
 //!   loop vectorizes). Without nulls, the same pass sums the squares of the deviations from a
-//!   pilot (the mean of the chunk's first 16 values), which gives the chunk's squared deviations
-//!   from its mean when the pilot lies within a standard deviation of the mean (the shift then
-//!   cancels less than one bit); otherwise, and for chunks with nulls, a second pass over the
+//!   pilot (the mean of 16 values spread evenly over the chunk, so that sorted or trending data
+//!   gets a pilot near its middle), which gives the chunk's squared deviations from its mean
+//!   when the pilot lies within a standard deviation of the mean (the shift then cancels less
+//!   than one bit); otherwise, and for chunks with nulls, a second pass over the
 //!   chunk while it is still in cache sums the squared deviations from the chunk mean (exact
 //!   two-pass variance). Chunks merge with Chan et al.'s pairwise update; chunk sums merge with
 //!   an error-free two-sum. `[1e16, 1.0, -1e16]` sums to `1.0`. NaN propagates to `sum`, `mean`, `var`, `std`, `min` and `max` as in NumPy's non-nan
