@@ -90,8 +90,9 @@ def plot(res, P, path, quick, with_ray):
         ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_ylabel(unit)
         ax.set_title(title, fontsize=11)
-        ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2,
-                  frameon=False)
+        if keys:
+            ax.legend(fontsize=7.5, loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2,
+                      frameon=False)
         ax.grid(axis="y", which="both", alpha=0.25)
 
     grouped(axes[1, 0], {elements(n): rows for n, rows in sorted(res["281"].items())}, "ms",
@@ -167,6 +168,17 @@ def plot(res, P, path, quick, with_ray):
     ax.set_xlabel("GB/s (median)")
     ax.set_title("Physical limits measured in the same run", fontsize=11)
     ax.grid(axis="x", alpha=0.25)
+
+    # A panel whose case was not run (`--only`) has no bar to draw: a log axis over no data
+    # cannot be laid out, so it says so instead.
+    for ax in axes.flat:
+        if not any(p.get_width() > 0 and p.get_height() > 0 for p in ax.patches):
+            title = ax.get_title()
+            ax.cla()
+            ax.set_axis_off()
+            ax.set_title(title, fontsize=11)
+            ax.text(0.5, 0.5, "not run in this invocation", ha="center", va="center",
+                    transform=ax.transAxes, color="#777777")
 
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=80)
