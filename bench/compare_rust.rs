@@ -18,7 +18,8 @@
 //!   publishes it, and tells the consumer child (`attacher DIR`) the name on its stdin; the
 //!   child attaches and sums. Reported: publish start, publish end, attached, summed.
 //! - `square DIR NAME WORKERS`: a round = WORKERS threads, each opening the segment writable by
-//!   name and squaring its own row range (`split_rows`) on one thread.
+//!   name and squaring its own row range (`split_rows`) on one thread, releasing its pages as
+//!   it goes (`MapOptions::release`).
 //! - `stats DIR NAME WORKERS`: a round = WORKERS threads, each attaching by name and reducing its
 //!   own chunks (`partition::worker_chunks`) on one thread; the chunk partials are merged in order.
 //! - `attach DIR NAME...`: a round times `dir.attach(name)` + drop, for each name.
@@ -40,7 +41,9 @@ use arrow_array::{ArrayRef, Float64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Value, json};
 use shmarrow::reduce::{Partial, merge_in_order};
-use shmarrow::{ChannelOptions, CreateOptions, MapOp, SegmentDir, partition, split_rows};
+use shmarrow::{
+    ChannelOptions, CreateOptions, MapOp, MapOptions, SegmentDir, partition, split_rows,
+};
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -249,8 +252,11 @@ fn square(dir: &SegmentDir, name: &str, workers: usize) -> R<()> {
                             .num_threads(1)
                             .build()
                             .map_err(|e| e.to_string())?;
-                        pool.install(|| w.map("x", MapOp::Square, r))
-                            .map_err(|e| e.to_string())
+                        // Closed right after: the thread releases its pages as it goes.
+                        pool.install(|| {
+                            w.map_with("x", MapOp::Square, r, &MapOptions::default().release(true))
+                        })
+                        .map_err(|e| e.to_string())
                     })
                 })
                 .collect();

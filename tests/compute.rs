@@ -875,3 +875,79 @@ fn a_writable_open_racing_renames_never_applies_one_files_layout_to_another() {
         }
     });
 }
+
+/// KiB of `path` resident in this process's shared read-write mappings of it (`Rss:` of the
+/// `rw-s` entries of `/proc/self/smaps`): the pages its page tables map.
+fn writable_rss_kib(path: &std::path::Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let wanted = path.to_str().unwrap();
+    let mut ours = false;
+    let mut kib = 0;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            ours = line.ends_with(wanted) && fields.next() == Some("rw-s");
+        } else if ours && first == "Rss:" {
+            kib += fields.next().unwrap().parse::<u64>().unwrap();
+        }
+    }
+    kib
+}
+
+#[test]
+fn a_released_map_writes_every_value_and_leaves_its_pages_unmapped() {
+    let name = Name::new("release");
+    let sizes = [3 * CHUNK_ROWS + 17, 5, 2 * CHUNK_ROWS + 1];
+    let batches: Vec<RecordBatch> = sizes
+        .iter()
+        .map(|&n| {
+            let x = Float64Array::from_iter_values((0..n).map(|i| i as f64 + 0.5));
+            RecordBatch::try_from_iter([("x", Arc::new(x) as _)]).unwrap()
+        })
+        .collect();
+    create_batches(&name.dir, &name, &batches);
+    let values_kib = (sizes.iter().sum::<usize>() * 8 / 1024) as u64;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(3)
+        .build()
+        .unwrap();
+    let w = name.dir.open_writable(&name).unwrap();
+    // Without release the written pages stay mapped (the contrast that shows the measure).
+    pool.install(|| w.map("x", MapOp::Scale(1.0.into()), 0..u64::MAX))
+        .unwrap();
+    assert!(writable_rss_kib(&name.path()) >= values_kib);
+    drop(w);
+    let w = name.dir.open_writable(&name).unwrap();
+    pool.install(|| {
+        w.map_with(
+            "x",
+            MapOp::Square,
+            0..u64::MAX,
+            &MapOptions::default().release(true),
+        )
+    })
+    .unwrap();
+    // Left mapped: at most the pages the pieces share at their ends, and the file's header.
+    let left = writable_rss_kib(&name.path());
+    assert!(
+        left < values_kib / 4,
+        "{left} KiB of {values_kib} still mapped"
+    );
+    let expected = |n: usize| (0..n).map(|i| (i as f64 + 0.5) * (i as f64 + 0.5));
+    // Every value reached the segment: a new reader sees them, and the same handle reads them
+    // again (faulting the released pages back in).
+    let seg = name.dir.attach(&name).unwrap();
+    let values = w.values_mut::<Float64Type>("x").unwrap();
+    for (b, &n) in sizes.iter().enumerate() {
+        let read = seg.batches()[b]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap()
+            .values()
+            .to_vec();
+        assert_eq!(read, expected(n).collect::<Vec<_>>(), "batch {b}");
+        assert_eq!(values[b].to_vec(), read, "batch {b} through the handle");
+    }
+}

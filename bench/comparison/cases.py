@@ -302,9 +302,10 @@ def cli_reduce(name):
     return {"mean": r["mean"], "std": r["std"], "max": r["max"]}
 
 
-def cli_map(name):
+def cli_map(name, workers):
+    """`shmarrow map NAME -c x --op square` with `workers` (e.g. ["--processes", "4"])."""
     subprocess.run([CLI_EXE, "--dir", SEG_DIR, "map", name, "-c", "x", "--op", "square",
-                    "--processes", "4"], check=True, capture_output=True)
+                    *workers], check=True, capture_output=True)
 
 
 def case_28(op, n, warmups, repeats, tag, with_ray):
@@ -405,7 +406,8 @@ def case_28(op, n, warmups, repeats, tag, with_ray):
         cs.append(CallContender(
             "shmarrow", "shmarrow (Python: map_inplace, 4 threads)",
             "`shmarrow.map_inplace(name, 'x', 'square', threads=4)` in the coordinator: open "
-            "writable + exclusive lock + 4 Rust threads (GIL released)",
+            "writable + exclusive lock + 4 Rust threads (GIL released; each releasing the "
+            "pages it wrote), close",
             "shmarrow",
             lambda: shmarrow.map_inplace(shmarrow_name, "x", "square", threads=4,
                                          dir=SEG_DIR)))
@@ -413,11 +415,16 @@ def case_28(op, n, warmups, repeats, tag, with_ray):
             "cli", "shmarrow (CLI: map --processes 4)",
             "`shmarrow map NAME -c x --op square --processes 4` as a subprocess: its start, "
             "lock, 4 worker processes (start, open writable by name, square their rows)",
-            "cli", lambda: cli_map(shmarrow_name)))
+            "cli", lambda: cli_map(shmarrow_name, ["--processes", "4"])))
+        cs.append(CallContender(
+            "cli-threads", "shmarrow (CLI: map --threads 4)",
+            "`shmarrow map NAME -c x --op square --threads 4` as a subprocess: its start, "
+            "open writable + lock, 4 threads (each releasing the pages it wrote), exit",
+            "cli", lambda: cli_map(shmarrow_name, ["--threads", "4"])))
         cs.append(RustServer(
             "rust", "shmarrow (Rust API: 4 threads)",
-            "4 threads in one process, each `dir.open_writable(name)` + `map(square)` of its "
-            "rows (1 thread each)",
+            "4 threads in one process, each `dir.open_writable(name)` + `map_with(square, "
+            "release)` of its rows (1 thread each) + close",
             "square", SEG_DIR, shmarrow_name, workers))
     ray_ref = None
     if with_ray and op == "stats":

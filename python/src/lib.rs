@@ -838,7 +838,8 @@ fn map_inplace(
         .map(map_constant)
         .collect::<PyResult<Vec<_>>>()?;
     let op = MapOp::new(op, &constants).map_err(pyo3::exceptions::PyValueError::new_err)?;
-    let options = MapOptions::default().wrap(wrap);
+    // The mapping is closed right after: each thread releases its own pages as it goes.
+    let options = MapOptions::default().wrap(wrap).release(true);
     let dir = segment_dir(dir);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(thread_count(threads)?.unwrap_or(0))

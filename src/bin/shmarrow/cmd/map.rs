@@ -34,7 +34,10 @@ pub fn run(
                 .num_threads(args.parallel.threads.unwrap_or(0))
                 .build()
                 .context("start threads")?;
-            pool.install(|| writable.map_with(&args.column, op, 0..u64::MAX, &options))?;
+            // The process exits right after: each thread releases its own pages as it goes.
+            pool.install(|| {
+                writable.map_with(&args.column, op, 0..u64::MAX, &options.release(true))
+            })?;
         }
         Some(p) => {
             // Check column, op and (unless wrapping) overflow over all rows here, with the
