@@ -339,6 +339,33 @@ impl WritableMapping {
         self.len
     }
 
+    /// Drop the whole pages inside `offset..offset + len` (bytes from the first) from this
+    /// process's page tables (`MADV_DONTNEED`) while the mapping is shared: the values stay in
+    /// the file, and a later access faults the same pages in again. A private mapping (whose
+    /// written pages exist nowhere else) is left alone, as is the range on failure.
+    pub fn release(&self, offset: usize, len: usize) {
+        if self.private.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let page = page_size();
+        let first = offset.next_multiple_of(page);
+        let end = offset.saturating_add(len).min(self.len) / page * page;
+        if end > first {
+            // SAFETY: `first..end` lies inside this value's live mapping (`end <= len`), which
+            // is shared (checked above; `make_private` runs only in `Allocation::publish`,
+            // which consumes the allocation, so never during a `map` of it): MADV_DONTNEED only
+            // removes page-table entries, no byte of the file changes and every pointer into
+            // the range stays valid.
+            unsafe {
+                libc::madvise(
+                    self.addr.add(first).cast(),
+                    end - first,
+                    libc::MADV_DONTNEED,
+                )
+            };
+        }
+    }
+
     /// Replace the shared mapping with a *private* copy-on-write mapping of the same file at
     /// the same address (`file` is the file mapped): the bytes read the same, but writes
     /// through any pointer into the range stop reaching the file. Done once; later calls do

@@ -6,10 +6,10 @@ use std::ops::Range;
 use arrow_array::ArrowPrimitiveType;
 use arrow_buffer::NullBuffer;
 use arrow_schema::DataType;
-use memmap2::MmapRaw;
 
 use crate::error::{Error, Result};
 use crate::reduce::CHUNK_ROWS;
+use crate::sys::WritableMapping;
 
 use super::writable::{Placement, WritableSegment};
 
@@ -359,14 +359,14 @@ macro_rules! int_map {
 }
 int_map!(i8, i16, i32, i64, u8, u16, u32, u64);
 
-/// The largest piece of values one thread maps and then releases at once (see [`apply`]).
+/// The largest piece of values one thread writes and then releases at once (see [`apply`]).
 const MAX_PIECE_BYTES: usize = 8 << 20;
 
 /// Apply `op` to every value of `slices` (which lie in `release`'s mapping, if given), in
 /// parallel pieces of at least [`CHUNK_ROWS`] values, about 8 per thread up to
 /// [`MAX_PIECE_BYTES`]. With `release`, the thread that wrote a piece then drops the whole
 /// pages inside it from the page tables (see [`MapOptions::release`]).
-fn apply<T: MapValue>(slices: Vec<&mut [T]>, op: &T::Op, release: Option<&MmapRaw>) {
+fn apply<T: MapValue>(slices: Vec<&mut [T]>, op: &T::Op, release: Option<&WritableMapping>) {
     use rayon::prelude::*;
     let total: usize = slices.iter().map(|s| s.len()).sum();
     let piece = (total / (rayon::current_num_threads() * 8))
@@ -379,31 +379,10 @@ fn apply<T: MapValue>(slices: Vec<&mut [T]>, op: &T::Op, release: Option<&MmapRa
     pieces.into_par_iter().for_each(|p| {
         T::apply(p, op);
         if let Some(map) = release {
-            release_pages(map, p.as_ptr().cast(), std::mem::size_of_val(p));
+            let offset = (p.as_ptr() as usize).saturating_sub(map.as_mut_ptr() as usize);
+            map.release(offset, std::mem::size_of_val(p));
         }
     });
-}
-
-/// Drop the whole pages of `start..start + len` (inside `map`) from this process's page
-/// tables. A failure only leaves them for the unmapping at close.
-fn release_pages(map: &MmapRaw, start: *const u8, len: usize) {
-    let page = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
-        .ok()
-        .flatten()
-        .and_then(|p| usize::try_from(p).ok())
-        .unwrap_or(4096);
-    let offset = (start as usize).saturating_sub(map.as_ptr() as usize);
-    let first = offset.next_multiple_of(page);
-    let end = (offset + len) / page * page;
-    if end > first {
-        // SAFETY: `first..end` lies inside `map` (the pages inside a slice of it) and `map`
-        // is a shared file mapping (`map_raw`): MADV_DONTNEED only removes page-table
-        // entries, the values stay in the file, and a later access faults the same file pages
-        // in again, so no pointer into the mapping is invalidated and nothing is lost.
-        let _ = unsafe {
-            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, first, end - first)
-        };
-    }
 }
 
 /// The read pass before an integer `map`: why `op` would overflow on a valid value of the rows
