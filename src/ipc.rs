@@ -261,6 +261,9 @@ pub struct Decoder {
     /// The last message metadata of [`decode_until_batch`](Self::decode_until_batch) that
     /// passed the flatbuffer verifier: the same bytes again need no second verification.
     verified: Vec<u8>,
+    /// Where the buffers of the batch `verified` describes lie, when it is a slot's first
+    /// message and its columns are fixed-width: the same metadata again is decoded from it.
+    layout: Option<FixedLayout>,
 }
 
 impl Decoder {
@@ -274,6 +277,7 @@ impl Decoder {
             structure_only: false,
             primitive: false,
             verified: Vec::new(),
+            layout: None,
         }
     }
 
@@ -446,6 +450,9 @@ impl Decoder {
     /// # Errors
     /// [`Error::Corrupt`] for bytes that are not such messages, as [`decode`](Self::decode).
     pub(crate) fn decode_until_batch(&mut self, bytes: &Buffer) -> Result<RecordBatch> {
+        if let Some(batch) = self.decode_repeated(bytes) {
+            return batch;
+        }
         let name = self.name.clone();
         self.dictionaries.clear();
         guarded(&name, || {
@@ -469,6 +476,7 @@ impl Decoder {
                     let message = arrow_ipc::root_as_message(&metadata)
                         .map_err(|e| self.corrupt(format!("message header: {e}")))?;
                     self.verified.clone_from(&metadata);
+                    self.layout = None;
                     message
                 };
                 let body_len = usize::try_from(message.bodyLength())
@@ -479,12 +487,40 @@ impl Decoder {
                     .ok_or_else(|| self.corrupt("message body past the end".into()))?;
                 let body = bytes.slice_with_length(meta_end, body_len);
                 if let Decoded::Batch(batch) = self.decode_message(&message, &body)? {
+                    if pos == 0 && self.layout.is_none() {
+                        self.layout = FixedLayout::of(&batch, &body, meta_end);
+                    }
                     return Ok(batch);
                 }
                 pos = body_end;
             }
             Err(self.corrupt("no record batch".into()))
         })
+    }
+
+    /// [`decode_until_batch`](Self::decode_until_batch) for a slot whose first message is a
+    /// record batch with the metadata of the last one that took the full path, which left a
+    /// [`FixedLayout`]: the batch is built from that layout (checked when it was recorded)
+    /// with the new body's buffers, without reading the flatbuffer again. The metadata is
+    /// compared in place: whatever another process writes into it meanwhile, only the private
+    /// layout is used, and every buffer is checked to lie inside `bytes` (the bodies are in
+    /// place in any case). `None`: take the full path.
+    fn decode_repeated(&self, bytes: &Buffer) -> Option<Result<RecordBatch>> {
+        let layout = self.layout.as_ref()?;
+        let (start, meta_len) = message_prefix(bytes).ok()?;
+        let meta_end = start.checked_add(meta_len)?;
+        if meta_end != layout.body_start || bytes.get(start..meta_end)? != self.verified {
+            return None;
+        }
+        let (schema, _) = self.schema.as_ref()?;
+        let body_end = meta_end.checked_add(layout.body_len)?;
+        if body_end > bytes.len() {
+            return Some(Err(self.corrupt("message body past the end".into())));
+        }
+        layout
+            .batch(schema, &bytes.slice_with_length(meta_end, layout.body_len))
+            .map_err(|e| self.corrupt(e))
+            .transpose()
     }
 
     /// What arrow's skipped validation would have checked without reading values: every
@@ -692,6 +728,117 @@ fn primitive_column<T: ArrowPrimitiveType>(
 fn nulls_consistent(data: &ArrayData) -> std::result::Result<(), arrow_schema::ArrowError> {
     data.validate_nulls()?;
     data.child_data().iter().try_for_each(nulls_consistent)
+}
+
+/// Where a record batch of fixed-width columns (one values buffer each, maybe a validity
+/// bitmap) found its buffers in its body, recorded from a batch arrow decoded and validated in
+/// full, for [`Decoder::decode_repeated`]: a body described by the same metadata has its
+/// buffers at the same places.
+#[derive(Debug)]
+struct FixedLayout {
+    /// Where the body starts in the slot's bytes (after the message's metadata).
+    body_start: usize,
+    body_len: usize,
+    rows: usize,
+    columns: Vec<FixedColumn>,
+}
+
+#[derive(Debug)]
+struct FixedColumn {
+    data_type: DataType,
+    /// The values' bytes in the body.
+    values: std::ops::Range<usize>,
+    /// The validity bitmap's bytes in the body, its bit offset and its null count; `None`:
+    /// no bitmap (no nulls).
+    nulls: Option<(std::ops::Range<usize>, usize, usize)>,
+}
+
+impl FixedLayout {
+    /// The layout of `batch`, decoded from `body` (at `body_start` of its slot), if every
+    /// column is fixed-width and every buffer of it lies in `body` (not a copy arrow made to
+    /// align, swap or decompress it).
+    fn of(batch: &RecordBatch, body: &Buffer, body_start: usize) -> Option<Self> {
+        let base = body.as_ptr() as usize;
+        let within = |b: &Buffer| {
+            let start = (b.as_ptr() as usize).checked_sub(base)?;
+            let end = start.checked_add(b.len())?;
+            (end <= body.len()).then_some(start..end)
+        };
+        let columns = batch
+            .columns()
+            .iter()
+            .map(|column| {
+                let data = column.to_data();
+                let [values] = data.buffers() else {
+                    return None;
+                };
+                if !data.data_type().is_primitive() || data.offset() != 0 {
+                    return None;
+                }
+                let nulls = match data.nulls() {
+                    None => None,
+                    Some(n) => Some((within(n.buffer())?, n.offset(), n.null_count())),
+                };
+                Some(FixedColumn {
+                    data_type: data.data_type().clone(),
+                    values: within(values)?,
+                    nulls,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            body_start,
+            body_len: body.len(),
+            rows: batch.num_rows(),
+            columns,
+        })
+    }
+
+    /// The batch of `schema` in `body` (`body_len` bytes), made as [`primitive_batch`] makes
+    /// one; `Ok(None)`: a values buffer is misaligned here (arrow's reader copies it). A null
+    /// count that differs from its bitmap is an error.
+    fn batch(
+        &self,
+        schema: &SchemaRef,
+        body: &Buffer,
+    ) -> std::result::Result<Option<RecordBatch>, String> {
+        let rows = self.rows;
+        let slice = |r: &std::ops::Range<usize>| body.slice_with_length(r.start, r.len());
+        let mut columns = Vec::with_capacity(self.columns.len());
+        for c in &self.columns {
+            let nulls = match &c.nulls {
+                None => None,
+                Some((bytes, offset, count)) => {
+                    let nulls = NullBuffer::new(BooleanBuffer::new(slice(bytes), *offset, rows));
+                    if nulls.null_count() != *count {
+                        return Err(format!(
+                            "{} nulls in a bitmap, the metadata says {count}",
+                            nulls.null_count()
+                        ));
+                    }
+                    Some(nulls)
+                }
+            };
+            let data_type = &c.data_type;
+            macro_rules! column {
+                ($t:ty) => {
+                    primitive_column::<$t>(slice(&c.values), rows, nulls, data_type)
+                };
+            }
+            let column = downcast_primitive! {
+                data_type => (column),
+                _ => None
+            };
+            let Some(column) = column else {
+                return Ok(None);
+            };
+            columns.push(column);
+        }
+        let options = RecordBatchOptions::new().with_row_count(Some(rows));
+        RecordBatch::try_new_with_options(schema.clone(), columns, &options)
+            .map(Some)
+            .map_err(|e| e.to_string())
+    }
 }
 
 /// The value type of dictionary `id` in `schema`.
@@ -1105,6 +1252,77 @@ mod tests {
         }
         let decoded = decoder.decode_until_batch(&Buffer::from(slot));
         assert_eq!(decoded.expect("decodes"), batch);
+    }
+
+    /// A slot whose metadata repeats is built from the recorded layout: the new values and
+    /// bitmaps are read (not the old ones), a bitmap whose null count differs from the
+    /// metadata's and a body past the end are refused, other metadata takes the full path.
+    #[test]
+    fn repeated_metadata_decodes_each_new_body_under_the_same_checks() {
+        use arrow_array::{Float64Array, Int64Array};
+        use arrow_ipc::writer::StreamWriter;
+        let batch = |base: i64, rows: i64| {
+            let ints = Int64Array::from_iter((0..rows).map(|i| (i % 3 != 1).then_some(base + i)));
+            let floats = Float64Array::from_iter_values((0..rows).map(|i| (base * i) as f64));
+            RecordBatch::try_from_iter([
+                ("i", Arc::new(ints) as ArrayRef),
+                ("f", Arc::new(floats) as ArrayRef),
+            ])
+            .expect("batch")
+        };
+        let slot = |batch: &RecordBatch| {
+            let mut schema_only = Vec::new();
+            StreamWriter::try_new(&mut schema_only, batch.schema_ref()).expect("writer");
+            let mut stream = Vec::new();
+            let mut writer =
+                StreamWriter::try_new(&mut stream, batch.schema_ref()).expect("writer");
+            writer.write(batch).expect("write");
+            drop(writer);
+            stream.split_off(schema_only.len())
+        };
+        let first = batch(10, 7);
+        let mut decoder = Decoder::with_schema("slot", first.schema(), false);
+        let decode = |decoder: &mut Decoder, bytes: Vec<u8>| {
+            decoder.decode_until_batch(&Buffer::from(bytes))
+        };
+        assert_eq!(decode(&mut decoder, slot(&first)).expect("decodes"), first);
+        assert!(
+            decoder.layout.is_some(),
+            "fixed-width columns leave a layout"
+        );
+        for base in [20, 30] {
+            let next = batch(base, 7);
+            assert_eq!(
+                decode(&mut decoder, slot(&next)).expect("decodes"),
+                next,
+                "the new body's values"
+            );
+        }
+        // Same metadata, one more null in the bitmap of column `i` (row 0).
+        let bytes = slot(&first);
+        let (start, len) = message_prefix(&bytes).expect("prefix");
+        let message = arrow_ipc::root_as_message(&bytes[start..start + len]).expect("message");
+        let bitmap = message
+            .header_as_record_batch()
+            .and_then(|b| b.buffers())
+            .expect("buffers")
+            .get(0);
+        let mut bad = bytes.clone();
+        bad[start + len + bitmap.offset() as usize] &= !1;
+        let err = decode(&mut decoder, bad).expect_err("a bitmap against its metadata");
+        assert!(err.to_string().contains("nulls"), "{err}");
+        let mut short = bytes.clone();
+        short.truncate(start + len + message.bodyLength() as usize - 1);
+        let err = decode(&mut decoder, short).expect_err("a body past the end");
+        assert!(err.to_string().contains("past the end"), "{err}");
+        // Other metadata (more rows): the full path, and a layout of its own.
+        let longer = batch(40, 9);
+        assert_eq!(
+            decode(&mut decoder, slot(&longer)).expect("decodes"),
+            longer
+        );
+        assert_eq!(decoder.layout.as_ref().map(|l| l.rows), Some(9));
+        assert_eq!(decode(&mut decoder, slot(&first)).expect("decodes"), first);
     }
 }
 

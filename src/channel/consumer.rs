@@ -1,7 +1,7 @@
 //! The consuming end: joining a channel, pinning slots while their batches live, decoding
 //! them in place.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering::SeqCst;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -53,12 +53,13 @@ impl SegmentDir {
             state: Arc::new(ConsumerState {
                 shared,
                 index,
-                pins: Mutex::new(BTreeMap::new()),
+                pins: Mutex::new(VecDeque::new()),
             }),
             decoder: Decoder::with_schema(name, schema.clone(), false),
             schema,
             next,
             policy: WaitPolicy::default(),
+            checked: None,
         })
     }
 
@@ -97,8 +98,9 @@ impl SegmentDir {
 struct ConsumerState {
     shared: Arc<Shared>,
     index: usize,
-    /// Sequence numbers of slots with live batches, with their counts.
-    pins: Mutex<BTreeMap<u64, usize>>,
+    /// Sequence numbers of slots with live batches, with their counts, oldest first (at most
+    /// one per slot of the ring: a deque that keeps its capacity allocates nothing per batch).
+    pins: Mutex<VecDeque<(u64, usize)>>,
 }
 
 impl ConsumerState {
@@ -108,20 +110,22 @@ impl ConsumerState {
 
     fn pin(&self, seq: u64) {
         let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
-        *pins.entry(seq).or_insert(0) += 1;
-        let oldest = *pins.keys().next().expect("just inserted");
-        self.entry().pinned.store(oldest, SeqCst);
+        match pins.binary_search_by_key(&seq, |&(s, _)| s) {
+            Ok(i) => pins[i].1 += 1,
+            Err(i) => pins.insert(i, (seq, 1)),
+        }
+        self.entry().pinned.store(pins[0].0, SeqCst);
     }
 
     fn unpin(&self, seq: u64) {
         let mut pins = self.pins.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(n) = pins.get_mut(&seq) {
-            *n -= 1;
-            if *n == 0 {
-                pins.remove(&seq);
+        if let Ok(i) = pins.binary_search_by_key(&seq, |&(s, _)| s) {
+            pins[i].1 -= 1;
+            if pins[i].1 == 0 {
+                pins.remove(i);
             }
         }
-        let oldest = pins.keys().next().copied().unwrap_or(u64::MAX);
+        let oldest = pins.front().map_or(u64::MAX, |&(s, _)| s);
         self.entry().pinned.store(oldest, SeqCst);
         drop(pins);
         let h = self.shared.header();
@@ -187,6 +191,8 @@ pub struct Consumer {
     decoder: Decoder,
     next: u64,
     policy: WaitPolicy,
+    /// When the producer was last checked alive (while waiting for data).
+    checked: Option<Instant>,
 }
 
 impl std::fmt::Debug for Consumer {
@@ -226,8 +232,8 @@ impl Consumer {
         let s = &state.shared;
         let h = s.header();
         let entry = state.entry();
-        let started = Instant::now();
-        let mut last_check: Option<Instant> = None;
+        // Taken when a wait begins (reading the clock costs more than receiving a batch).
+        let mut started: Option<Instant> = None;
         let mut missed = 0;
         loop {
             let written = h.write_seq.load(SeqCst);
@@ -278,12 +284,12 @@ impl Consumer {
             if h.closed.load(SeqCst) != 0 && self.next >= h.write_seq.load(SeqCst) {
                 return Ok(None);
             }
-            // Check the producer at most every LIVENESS (reading /proc costs microseconds, and
-            // a wait that found no data is the common case on a fast stream).
-            if h.closed.load(SeqCst) == 0
-                && last_check.is_none_or(|t: Instant| t.elapsed() >= LIVENESS)
-            {
-                last_check = Some(Instant::now());
+            // Check the producer at most every LIVENESS, across calls (reading /proc costs
+            // microseconds, and a wait that found no data is the common case on a fast stream),
+            // and sleep no longer than until the next check is due.
+            let since = self.checked.map_or(LIVENESS, |t: Instant| t.elapsed());
+            if h.closed.load(SeqCst) == 0 && since >= LIVENESS {
+                self.checked = Some(Instant::now());
                 // A producer that closed stored `closed` before it exited: re-check it, or a
                 // clean close just before an exit would look like a death.
                 if let Some(who) = s.producer()
@@ -293,7 +299,15 @@ impl Consumer {
                     return Err(channel_err(&s.name, ChannelError::ProducerDied(who.pid)));
                 }
             }
-            let limit = self.policy.next_sleep(&s.name, started)?;
+            let until_check = if since >= LIVENESS {
+                LIVENESS // just checked
+            } else {
+                (LIVENESS - since).max(Duration::from_millis(1))
+            };
+            let limit = self
+                .policy
+                .next_sleep(&s.name, *started.get_or_insert_with(Instant::now))?
+                .min(until_check);
             let seen = h.data_futex.load(SeqCst);
             if h.write_seq.load(SeqCst) > self.next || h.closed.load(SeqCst) != 0 {
                 continue;

@@ -100,6 +100,7 @@ impl SegmentDir {
             schema,
             policy: WaitPolicy::default(),
             created: None,
+            free_below: 0,
         })
     }
 }
@@ -117,6 +118,9 @@ pub struct Producer {
     /// The channel this producer created ([`SegmentDir::create_producer`]): dropped after the
     /// stream is closed, which removes an owner channel.
     created: Option<Created>,
+    /// Blocking mode: every slot of a batch numbered below this is free (no consumer needs
+    /// its batch any more); see `wait_for_slot`.
+    free_below: u64,
 }
 
 impl std::fmt::Debug for Producer {
@@ -213,19 +217,27 @@ impl Producer {
 
     /// Wait until slot `seq % slots` may be written: no live consumer still needs the batch
     /// in it (it was read and released, or, in lossy mode, at least released).
-    fn wait_for_slot(&self, seq: u64) -> Result<()> {
+    fn wait_for_slot(&mut self, seq: u64) -> Result<()> {
         let s = &self.shared;
         let h = s.header();
-        let started = Instant::now();
         let slot = s.slot(seq);
         let old = seq.wrapping_sub(s.slot_count);
-        let mut last_reap = Instant::now();
+        // Taken when a wait begins (reading the clock costs more than sending a batch).
+        let mut started: Option<Instant> = None;
+        let mut last_reap: Option<Instant> = None;
         loop {
-            if seq < s.slot_count || self.oldest_held() > old || self.oldest_held() == u64::MAX {
-                if !s.lossy {
+            if !s.lossy {
+                // Blocking mode: what every consumer needs only moves forward (a consumer that
+                // joins starts at `write_seq` or later), so a bound computed once holds until
+                // the producer reaches it; the consumer table is read again only then.
+                if seq >= self.free_below {
+                    self.free_below = self.oldest_held().min(seq) + s.slot_count;
+                }
+                if seq < self.free_below {
                     slot.seq.store(WRITING, SeqCst);
                     return Ok(());
                 }
+            } else if seq < s.slot_count || self.oldest_held() > old {
                 // Lossy: announce the rewrite, then make sure nobody pinned the old batch
                 // meanwhile (the consumer pins, then checks `seq`: one of us sees the other).
                 slot.seq.store(WRITING, SeqCst);
@@ -234,6 +246,7 @@ impl Producer {
                 }
                 slot.seq.store(old, SeqCst);
             }
+            let started = *started.get_or_insert_with(Instant::now);
             let limit = self.policy.next_sleep(&s.name, started)?;
             let seen = h.space_futex.load(SeqCst);
             if self.oldest_held() > old {
@@ -246,9 +259,9 @@ impl Producer {
                 limit,
                 self.policy.mode,
             );
-            if last_reap.elapsed() >= LIVENESS {
+            if last_reap.get_or_insert(started).elapsed() >= LIVENESS {
                 self.reap_dead_consumers();
-                last_reap = Instant::now();
+                last_reap = Some(Instant::now());
             }
         }
     }
