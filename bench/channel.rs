@@ -905,7 +905,7 @@ fn run() -> BenchResult<()> {
         println!();
         println!(
             "GB/s = 10^9 bytes of values ({LARGE_BYTES} per batch) per second; channel: from the \
-         producer's first timed send to the consumer's receipt of the last batch"
+         producer's first timed send to the consumer's receipt of the last batch; both move the          same bytes once: memcpy with glibc's `memcpy`, the channel's producer into a slot with          non-temporal stores (the consumer decodes in place)"
         );
         println!();
         let large = bench_large(&mut ctx, big_rounds, big_n, big_warm)?;
