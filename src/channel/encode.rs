@@ -454,7 +454,9 @@ mod tests {
 
     #[test]
     fn large_copies_into_a_slot_are_exact_at_any_alignment() {
-        let src: Vec<u8> = (0..STREAM_AT_LEAST + 333).map(|i| (i * 7 + i / 251) as u8).collect();
+        let src: Vec<u8> = (0..STREAM_AT_LEAST + 333)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
         for (from, to) in [(0, 0), (1, 3), (5, 16), (17, 1)] {
             let part = &src[from..];
             let mut slot = vec![0xa5u8; src.len() + 64];
@@ -462,7 +464,10 @@ mod tests {
             unsafe { copy_into_slot(part, slot.as_mut_ptr().add(to)) };
             assert!(slot[..to].iter().all(|&b| b == 0xa5), "{from} {to}: before");
             assert!(slot[to..to + part.len()] == *part, "{from} {to}: the bytes");
-            assert!(slot[to + part.len()..].iter().all(|&b| b == 0xa5), "{from} {to}: after");
+            assert!(
+                slot[to + part.len()..].iter().all(|&b| b == 0xa5),
+                "{from} {to}: after"
+            );
         }
     }
 
