@@ -679,6 +679,71 @@ fn threads_racing_for_a_fresh_channel_leave_exactly_one_producer_each_round() {
     }
 }
 
+/// A producer starting while its channel is replaced is refused or ends up producing into the
+/// channel the name holds afterwards, never on the unlinked old file (`create_channel` holds the
+/// old file's claim until its rename; a claim won on a replaced file starts again).
+#[test]
+fn a_producer_racing_a_replace_never_stays_on_the_old_file() {
+    let tmp = TempDir::new("chan-replace");
+    let dir = tmp.dir();
+    let options = ChannelOptions::default().slots(1).slot_size(4096);
+    let (mut claimed, mut replaced) = (0, 0);
+    for round in 0..200 {
+        dir.create_channel("c", &schema(), &options).unwrap();
+        let start = Arc::new(std::sync::Barrier::new(2));
+        let racer = {
+            let (dir, start) = (dir.clone(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                dir.producer("c")
+            })
+        };
+        start.wait();
+        let replace = dir.create_channel("c", &schema(), &options);
+        let producer = racer.join().unwrap();
+        match &producer {
+            Ok(_) => {
+                claimed += 1;
+                let info = dir.channel_info("c").unwrap();
+                assert!(
+                    info.producer_alive,
+                    "round {round}: the producer is on another file"
+                );
+            }
+            Err(e) => assert!(
+                matches!(
+                    e,
+                    Error::Channel {
+                        source: ChannelError::ProducerExists(_),
+                        ..
+                    }
+                ),
+                "round {round}: {e:?}"
+            ),
+        }
+        match &replace {
+            Ok(_) => replaced += 1,
+            Err(e) => assert!(
+                producer.is_ok()
+                    && matches!(
+                        e,
+                        Error::Channel {
+                            source: ChannelError::ProducerExists(_),
+                            ..
+                        }
+                    ),
+                "round {round}: {e:?}"
+            ),
+        }
+        drop(producer);
+        assert!(dir.remove("c").unwrap());
+    }
+    assert!(
+        claimed > 0 && replaced > 0,
+        "{claimed} claims, {replaced} replaces"
+    );
+}
+
 /// The claim lock is a byte-range lock, not a `flock`: the segment lock of
 /// [`shmarrow::SegmentDir::lock`] on a channel is not held up by its producer; replacing the
 /// channel is refused while the producer holds it.

@@ -54,7 +54,7 @@ use crate::error::{ChannelError, Error, Result};
 use crate::meta::{Lifetime, SegmentMeta};
 use crate::name::SegmentDir;
 use crate::publish::{CreateOptions, Created, commit, ipc_options, reserve_temp, with_meta};
-use crate::sys::ProcessId;
+use crate::sys::{self, ProcessId};
 use layout::{FLAG_LOSSY, Geometry, HEADER_LEN, LIVENESS, MIN_SLOT_SIZE, Shared, channel_err};
 
 /// First bytes of a channel segment.
@@ -224,12 +224,26 @@ impl SegmentDir {
             .checked_slot_size()
             .map_err(|e| channel_err(name, e))?;
         // Never pull a channel out from under its live producer (its consumers would be left
-        // on the old file while new ones join the new one).
-        if let Ok((existing, file)) = Shared::open(name, &path, false)
-            && existing.claimed(&file, &path)?
-        {
-            let pid = existing.producer().map_or(0, |p| p.pid);
-            return Err(channel_err(name, ChannelError::ProducerExists(pid)));
+        // on the old file while new ones join the new one). The old channel's claim is held
+        // here until the rename is done, so no producer can start on it in between (one that
+        // claims it afterwards finds it replaced and claims the new one); without write access
+        // to it, only tested.
+        let mut old_claim = None;
+        if let Ok((existing, file)) = Shared::open(name, &path, false) {
+            // (Without replace, the rename fails anyway: only test.)
+            let reopened = options.create.replace.then(|| sys::reopen(&file, true));
+            let free = match reopened {
+                Some(Ok(claim)) => {
+                    let won = existing.try_claim(&claim, &path)?;
+                    old_claim = won.then_some(claim);
+                    won
+                }
+                None | Some(Err(_)) => !existing.claimed(&file, &path)?,
+            };
+            if !free {
+                let pid = existing.producer().map_or(0, |p| p.pid);
+                return Err(channel_err(name, ChannelError::ProducerExists(pid)));
+            }
         }
         let meta = SegmentMeta::now(options.create.lifetime_value());
         let schema_msg = {
@@ -277,6 +291,7 @@ impl SegmentDir {
         drop(file);
         let created = commit(self, name, &temp, &options.create, total)?;
         guard.disarm();
+        drop(old_claim);
         Ok(created)
     }
 

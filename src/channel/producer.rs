@@ -19,6 +19,8 @@ use crate::sys::{self, ProcessId};
 
 /// How long a claim waits for the kernel to release a dead producer's lock.
 const PRODUCER_TEARDOWN: Duration = Duration::from_secs(2);
+/// How many times a claim starts again on a channel replaced meanwhile.
+const REPLACED_RETRIES: usize = 8;
 
 impl SegmentDir {
     /// Create channel `name` (as [`create_channel`](Self::create_channel)) and become its
@@ -51,7 +53,20 @@ impl SegmentDir {
     /// [`ChannelError::Closed`], [`ChannelError::NotAChannel`]).
     pub fn producer(&self, name: &str) -> Result<Producer> {
         let path = self.segment_path(name)?;
-        let (shared, file) = Shared::open(name, &path, true)?;
+        // A channel replaced between our open and our claim is not ours to produce into (its
+        // new consumers join the new file): claim again, on what the name holds now.
+        for _ in 0..REPLACED_RETRIES {
+            if let Some(producer) = self.claim(name, &path)? {
+                return Ok(producer);
+            }
+        }
+        Err(channel_err(name, ChannelError::ProducerExists(0)))
+    }
+
+    /// One attempt of [`producer`](Self::producer): `None` if the file was replaced after we
+    /// opened it (the claim on it is given back).
+    fn claim(&self, name: &str, path: &std::path::Path) -> Result<Option<Producer>> {
+        let (shared, file) = Shared::open(name, path, true)?;
         let shared = Arc::new(shared);
         // The claim lives on an open of its own: a lock on the open that the mapping was made
         // through would outlive a killed producer for as long as anything still holds its
@@ -86,6 +101,14 @@ impl SegmentDir {
         if h.closed.load(SeqCst) != 0 {
             return Err(channel_err(name, ChannelError::Closed));
         }
+        // `create_channel` holds the old file's claim until its rename is done: a claim won
+        // after that finds the name on another file.
+        let ours = claim
+            .metadata()
+            .map_err(|e| Error::from_io(e, "stat", name, &path))?;
+        if sys::identity_at(&path) != Some(sys::file_identity(&ours)) {
+            return Ok(None);
+        }
         // Publish who we are for consumers, `ls` and `info`, in the order `Shared::producer`
         // relies on.
         let me = ProcessId::current();
@@ -93,7 +116,7 @@ impl SegmentDir {
         h.producer_start.store(me.start_time, SeqCst);
         h.producer_pid.store(me.pid, SeqCst);
         let schema = shared.schema.clone();
-        Ok(Producer {
+        Ok(Some(Producer {
             shared,
             _claim: claim,
             encoder: SlotEncoder::new(schema.clone()),
@@ -101,7 +124,7 @@ impl SegmentDir {
             policy: WaitPolicy::default(),
             created: None,
             free_below: 0,
-        })
+        }))
     }
 }
 
