@@ -294,12 +294,16 @@ impl Producer {
         let s = &self.shared;
         s.active_consumers(SeqCst)
             .map(|c| {
-                let pinned = c.pinned.load(SeqCst);
-                if s.lossy {
-                    pinned
+                // The cursor before the pin: a consumer pins a batch before it moves its cursor
+                // past it, so a cursor read past the batch comes with a pin read that still
+                // holds it (or its release). The other way round, a pin read before it is taken
+                // and a cursor read after it moved on would free a slot being read.
+                let cursor = if s.lossy {
+                    u64::MAX
                 } else {
-                    pinned.min(c.cursor.load(SeqCst))
-                }
+                    c.cursor.load(SeqCst)
+                };
+                cursor.min(c.pinned.load(SeqCst))
             })
             .min()
             .unwrap_or(u64::MAX)
