@@ -71,7 +71,7 @@ impl SegmentDir {
         // The claim lives on an open of its own: a lock on the open that the mapping was made
         // through would outlive a killed producer for as long as anything still holds its
         // address space (the mapping references that open), and a takeover could be refused.
-        let claim = sys::reopen(&file, true).map_err(|e| Error::from_io(e, "open", name, &path))?;
+        let claim = sys::reopen(&file, true).map_err(|e| Error::from_io(e, "open", name, path))?;
         drop(file);
         let h = shared.header();
         if h.closed.load(SeqCst) != 0 {
@@ -84,7 +84,7 @@ impl SegmentDir {
         // its descriptors. Only then is the lock retried, and for a bounded time.
         let teardown = Instant::now() + PRODUCER_TEARDOWN;
         let won = loop {
-            if shared.try_claim(&claim, &path)? {
+            if shared.try_claim(&claim, path)? {
                 break true;
             }
             let dead = shared.producer().is_some_and(|p| !p.is_alive());
@@ -105,8 +105,8 @@ impl SegmentDir {
         // after that finds the name on another file.
         let ours = claim
             .metadata()
-            .map_err(|e| Error::from_io(e, "stat", name, &path))?;
-        if sys::identity_at(&path) != Some(sys::file_identity(&ours)) {
+            .map_err(|e| Error::from_io(e, "stat", name, path))?;
+        if sys::identity_at(path) != Some(sys::file_identity(&ours)) {
             return Ok(None);
         }
         // Publish who we are for consumers, `ls` and `info`, in the order `Shared::producer`
