@@ -17,9 +17,9 @@
 //! - `handoff-inplace DIR NAME BYTES`: a round allocates segment NAME, fills it (untimed),
 //!   publishes it, and tells the consumer child (`attacher DIR`) the name on its stdin; the
 //!   child attaches and sums. Reported: publish start, publish end, attached, summed.
-//! - `square DIR NAME WORKERS`: a round = WORKERS threads, each opening the segment writable by
-//!   name and squaring its own row range (`split_rows`) on one thread, releasing its pages as
-//!   it goes (`MapOptions::release`).
+//! - `square DIR NAME WORKERS`: a round = open the segment writable by name, take its exclusive
+//!   lock, square every row on a pool of WORKERS threads, each releasing the pages it wrote as
+//!   it goes (`MapOptions::release`), close (as Python's `map_inplace(threads=WORKERS)`).
 //! - `stats DIR NAME WORKERS`: a round = WORKERS threads, each attaching by name and reducing its
 //!   own chunks (`partition::worker_chunks`) on one thread; the chunk partials are merged in order.
 //! - `attach DIR NAME...`: a round times `dir.attach(name)` + drop, for each name.
@@ -41,9 +41,7 @@ use arrow_array::{ArrayRef, Float64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use serde_json::{Value, json};
 use shmarrow::reduce::{Partial, merge_in_order};
-use shmarrow::{
-    ChannelOptions, CreateOptions, MapOp, MapOptions, SegmentDir, partition, split_rows,
-};
+use shmarrow::{ChannelOptions, CreateOptions, MapOp, MapOptions, SegmentDir, partition};
 
 type R<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -236,35 +234,24 @@ fn attacher(dir: &SegmentDir) -> R<()> {
 }
 
 fn square(dir: &SegmentDir, name: &str, workers: usize) -> R<()> {
-    let rows = dir.attach(name)?.num_rows();
-    let ranges = split_rows(rows, workers);
     emit(&json!({"ready": true}));
     serve(|| {
         let t0 = Instant::now();
-        std::thread::scope(|s| -> R<()> {
-            let handles: Vec<_> = ranges
-                .iter()
-                .map(|r| {
-                    let r = r.clone();
-                    s.spawn(move || -> Result<(), String> {
-                        let w = dir.open_writable(name).map_err(|e| e.to_string())?;
-                        let pool = rayon::ThreadPoolBuilder::new()
-                            .num_threads(1)
-                            .build()
-                            .map_err(|e| e.to_string())?;
-                        // Closed right after: the thread releases its pages as it goes.
-                        pool.install(|| {
-                            w.map_with("x", MapOp::Square, r, &MapOptions::default().release(true))
-                        })
-                        .map_err(|e| e.to_string())
-                    })
-                })
-                .collect();
-            for h in handles {
-                h.join().map_err(|_| "worker thread panicked")??;
-            }
-            Ok(())
+        let w = dir.open_writable(name)?;
+        let _lock = w.lock(false)?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .build()?;
+        // Closed right after: each thread releases the pages it wrote as it goes.
+        pool.install(|| {
+            w.map_with(
+                "x",
+                MapOp::Square,
+                0..u64::MAX,
+                &MapOptions::default().release(true),
+            )
         })?;
+        drop(w);
         Ok(json!({"ns": t0.elapsed().as_nanos() as u64}))
     })?;
     emit(&json!({"rss": vmhwm()}));

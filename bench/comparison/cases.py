@@ -423,8 +423,8 @@ def case_28(op, n, warmups, repeats, tag, with_ray):
             "cli", lambda: cli_map(shmarrow_name, ["--threads", "4"])))
         cs.append(RustServer(
             "rust", "shmarrow (Rust API: 4 threads)",
-            "4 threads in one process, each `dir.open_writable(name)` + `map_with(square, "
-            "release)` of its rows (1 thread each) + close",
+            "`dir.open_writable(name)` + exclusive lock + `map_with(square, release)` on a "
+            "pool of 4 threads (each releasing the pages it wrote), close",
             "square", SEG_DIR, shmarrow_name, workers))
     ray_ref = None
     if with_ray and op == "stats":
