@@ -919,15 +919,9 @@ fn a_released_map_writes_every_value_and_leaves_its_pages_unmapped() {
     assert!(writable_rss_kib(&name.path()) >= values_kib);
     drop(w);
     let w = name.dir.open_writable(&name).unwrap();
-    pool.install(|| {
-        w.map_with(
-            "x",
-            MapOp::Square,
-            0..u64::MAX,
-            &MapOptions::default().release(true),
-        )
-    })
-    .unwrap();
+    let release = MapOptions::default().release(true);
+    pool.install(|| w.map_with("x", MapOp::Square, 0..u64::MAX, &release))
+        .unwrap();
     // Left mapped: at most the pages the pieces share at their ends, and the file's header.
     let left = writable_rss_kib(&name.path());
     assert!(
