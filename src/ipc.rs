@@ -132,19 +132,57 @@ pub(crate) fn check_batch(
     })
 }
 
+/// A private copy of the last message metadata read, and whether it passed the flatbuffer
+/// verifier: the same bytes again are read from the copy without a second verification (a
+/// file or stream of batches of one shape repeats its metadata). Reading the copy makes what
+/// was verified what is read, whatever another process writes into the original meanwhile.
+#[derive(Debug, Default)]
+pub(crate) struct VerifiedMetadata {
+    copy: Vec<u8>,
+    /// `copy` passed the verifier (set only after it did, cleared before `copy` changes).
+    passed: bool,
+}
+
+impl VerifiedMetadata {
+    /// Whether `metadata` is, byte for byte, the copy that passed the verifier.
+    pub(crate) fn holds(&self, metadata: &[u8]) -> bool {
+        self.passed && metadata == self.copy.as_slice()
+    }
+
+    /// The message whose flatbuffer is `metadata`, read from the private copy: verified unless
+    /// the copy [`holds`](Self::holds) these bytes already. The flag: the copy is new (verified
+    /// now).
+    pub(crate) fn message(
+        &mut self,
+        metadata: &[u8],
+    ) -> Result<(arrow_ipc::Message<'_>, bool), String> {
+        let fresh = !self.holds(metadata);
+        if fresh {
+            self.passed = false;
+            self.copy.clear();
+            self.copy.extend_from_slice(metadata);
+            arrow_ipc::root_as_message(&self.copy).map_err(|e| format!("message header: {e}"))?;
+            self.passed = true;
+        }
+        // SAFETY: `copy` is private memory (no other process can change it) whose bytes passed
+        // the flatbuffer verifier, just above or when they were copied (`passed`); the
+        // verifier's verdict depends on the bytes alone.
+        let message = unsafe { arrow_ipc::root_as_message_unchecked(&self.copy) };
+        Ok((message, fresh))
+    }
+}
+
 /// The record batch messages of one file, verified (flatbuffer verifier) and checked
 /// ([`check_batch`]) once per run of equal metadata: a file of batches of one shape repeats the
 /// same message metadata, and both verdicts depend on the bytes and the body length alone.
-/// Metadata up to [`CACHED_METADATA`] bytes is copied into private memory and verified there,
-/// so what was checked is what is read, whatever another process writes meanwhile; a
-/// message equal byte for byte to the last copy that passed (with the same body length) is
-/// read from that copy without a second check.
+/// Metadata up to [`CACHED_METADATA`] bytes is read from a private copy ([`VerifiedMetadata`]);
+/// a message equal byte for byte to the last copy that passed (with the same body length) is
+/// not checked again.
 #[derive(Debug, Default)]
 pub(crate) struct BatchMessages {
-    /// The last metadata copied, and the body length and rows it passed with (`None`: it
-    /// has not passed).
-    copy: Vec<u8>,
-    passed: Option<(usize, u64)>,
+    metadata: VerifiedMetadata,
+    /// The body length and rows the batch of `metadata`'s copy passed [`check_batch`] with.
+    checked: Option<(usize, u64)>,
 }
 
 /// The largest message metadata [`BatchMessages`] copies (a batch of about 100 columns):
@@ -159,35 +197,29 @@ impl BatchMessages {
         metadata: &'s [u8],
         body_len: usize,
     ) -> Result<CheckedBatch<'s>, String> {
-        if let Some((len, rows)) = self.passed
-            && len == body_len
-            && metadata == self.copy.as_slice()
-        {
-            // SAFETY: `copy` is private memory (no other process can change it) holding bytes
-            // that passed the flatbuffer verifier (`passed` is set only then, and reset
-            // whenever `copy` changes); the verifier's verdict depends on the bytes alone.
-            let message = unsafe { arrow_ipc::root_as_message_unchecked(&self.copy) };
-            let batch = message
-                .header_as_record_batch()
-                .ok_or("not a record batch message")?;
-            return Ok(CheckedBatch {
-                batch,
-                version: message.version(),
-                body_len,
-                rows,
-            });
-        }
         let cached = metadata.len() <= CACHED_METADATA;
-        let bytes = if cached {
-            self.passed = None;
-            self.copy.clear();
-            self.copy.extend_from_slice(metadata);
-            self.copy.as_slice()
+        let message = if cached {
+            let (message, fresh) = self.metadata.message(metadata)?;
+            if fresh {
+                self.checked = None;
+            }
+            if let Some((len, rows)) = self.checked
+                && len == body_len
+            {
+                let batch = message
+                    .header_as_record_batch()
+                    .ok_or("not a record batch message")?;
+                return Ok(CheckedBatch {
+                    batch,
+                    version: message.version(),
+                    body_len,
+                    rows,
+                });
+            }
+            message
         } else {
-            metadata
+            arrow_ipc::root_as_message(metadata).map_err(|e| format!("message header: {e}"))?
         };
-        let message =
-            arrow_ipc::root_as_message(bytes).map_err(|e| format!("message header: {e}"))?;
         let batch = match message.header_type() {
             MessageHeader::RecordBatch => message.header_as_record_batch(),
             other => return Err(format!("unexpected message type {other:?}")),
@@ -195,7 +227,7 @@ impl BatchMessages {
         .ok_or("message has no batch")?;
         let checked = check_batch(batch, message.version(), body_len)?;
         if cached {
-            self.passed = Some((body_len, checked.rows));
+            self.checked = Some((body_len, checked.rows));
         }
         Ok(checked)
     }
@@ -258,9 +290,9 @@ pub struct Decoder {
     structure_only: bool,
     /// Every column of the schema is of a primitive type (see [`primitive_batch`]).
     primitive: bool,
-    /// The last message metadata of [`decode_until_batch`](Self::decode_until_batch) that
-    /// passed the flatbuffer verifier: the same bytes again need no second verification.
-    verified: Vec<u8>,
+    /// The last message metadata of [`decode_until_batch`](Self::decode_until_batch), copied
+    /// and verified: the same bytes again need no second verification.
+    verified: VerifiedMetadata,
     /// Where the buffers of the batch `verified` describes lie, when it is a slot's first
     /// message and its columns are fixed-width: the same metadata again is decoded from it.
     layout: Option<FixedLayout>,
@@ -276,7 +308,7 @@ impl Decoder {
             dictionaries: HashMap::new(),
             structure_only: false,
             primitive: false,
-            verified: Vec::new(),
+            verified: VerifiedMetadata::default(),
             layout: None,
         }
     }
@@ -442,10 +474,11 @@ impl Decoder {
     /// Decode the encapsulated messages at the start of `bytes` (the dictionary batches a
     /// record batch needs, then the record batch: a channel slot, self-contained: dictionaries
     /// of earlier calls are forgotten) in place, and return the record batch. Each message's
-    /// (small) flatbuffer is copied before it is verified, so what was checked is what is used
-    /// whatever another process writes into `bytes` meanwhile; a copy equal to the last one
-    /// that passed the verifier is not verified again (a stream of batches of one shape
-    /// repeats its metadata). Bodies stay in place. Runs under [`guarded`].
+    /// (small) flatbuffer is read from a private copy, so what was checked is what is used
+    /// whatever another process writes into `bytes` meanwhile; bytes equal to the last copy
+    /// that passed the verifier are not verified again ([`VerifiedMetadata`]: a stream of
+    /// batches of one shape repeats its metadata). Bodies stay in place. Runs under
+    /// [`guarded`].
     ///
     /// # Errors
     /// [`Error::Corrupt`] for bytes that are not such messages, as [`decode`](Self::decode).
@@ -455,7 +488,9 @@ impl Decoder {
         }
         let name = self.name.clone();
         self.dictionaries.clear();
-        guarded(&name, || {
+        // Out of `self` while its messages are in use (`decode_message` needs `self`).
+        let mut verified = std::mem::take(&mut self.verified);
+        let batch = guarded(&name, || {
             let mut pos = 0usize;
             while let Ok((start, meta_len)) = message_prefix(&bytes[pos..]) {
                 if meta_len == 0 {
@@ -466,19 +501,12 @@ impl Decoder {
                     .checked_add(meta_len)
                     .filter(|&e| e <= bytes.len())
                     .ok_or_else(|| self.corrupt("message metadata past the end".into()))?;
-                let metadata = bytes[meta_start..meta_end].to_vec();
-                let message = if metadata == self.verified {
-                    // SAFETY: `metadata` is a private copy (no other process can change it)
-                    // whose bytes equal `verified`, bytes the flatbuffer verifier accepted; the
-                    // verifier's verdict depends on the bytes alone.
-                    unsafe { arrow_ipc::root_as_message_unchecked(&metadata) }
-                } else {
-                    let message = arrow_ipc::root_as_message(&metadata)
-                        .map_err(|e| self.corrupt(format!("message header: {e}")))?;
-                    self.verified.clone_from(&metadata);
+                let (message, fresh) = verified
+                    .message(&bytes[meta_start..meta_end])
+                    .map_err(|e| self.corrupt(e))?;
+                if fresh {
                     self.layout = None;
-                    message
-                };
+                }
                 let body_len = usize::try_from(message.bodyLength())
                     .map_err(|_| self.corrupt("negative body length".into()))?;
                 let body_end = meta_end
@@ -495,7 +523,9 @@ impl Decoder {
                 pos = body_end;
             }
             Err(self.corrupt("no record batch".into()))
-        })
+        });
+        self.verified = verified;
+        batch
     }
 
     /// [`decode_until_batch`](Self::decode_until_batch) for a slot whose first message is a
@@ -509,7 +539,7 @@ impl Decoder {
         let layout = self.layout.as_ref()?;
         let (start, meta_len) = message_prefix(bytes).ok()?;
         let meta_end = start.checked_add(meta_len)?;
-        if meta_end != layout.body_start || bytes.get(start..meta_end)? != self.verified {
+        if meta_end != layout.body_start || !self.verified.holds(bytes.get(start..meta_end)?) {
             return None;
         }
         let (schema, _) = self.schema.as_ref()?;
@@ -1217,6 +1247,43 @@ mod tests {
             Err(Error::Corrupt { reason, .. }) => assert!(reason.contains("boom")),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// Only bytes equal to a copy that passed the verifier skip it: bytes that failed are
+    /// verified (and refused) every time, and a new copy replaces the old one.
+    #[test]
+    fn verified_metadata_skips_the_verifier_only_for_the_copy_that_passed() {
+        use arrow_array::Int64Array;
+        use arrow_ipc::writer::StreamWriter;
+        let batch =
+            RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 2])) as _)])
+                .expect("batch");
+        let mut schema_only = Vec::new();
+        StreamWriter::try_new(&mut schema_only, batch.schema_ref()).expect("writer");
+        let mut stream = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut stream, batch.schema_ref()).expect("writer");
+        writer.write(&batch).expect("write");
+        drop(writer);
+        let slot = stream.split_off(schema_only.len());
+        let (start, len) = message_prefix(&slot).expect("prefix");
+        let good = &slot[start..start + len];
+        let bad = vec![0xffu8; len];
+        let mut verified = VerifiedMetadata::default();
+        let rows = |v: &mut VerifiedMetadata, bytes: &[u8]| {
+            v.message(bytes).map(|(m, fresh)| {
+                let rows = m.header_as_record_batch().map(|b| b.length());
+                (rows, fresh)
+            })
+        };
+        assert_eq!(rows(&mut verified, good), Ok((Some(2), true)));
+        assert!(verified.holds(good));
+        assert_eq!(rows(&mut verified, good), Ok((Some(2), false)), "the copy");
+        for _ in 0..2 {
+            assert!(rows(&mut verified, &bad).is_err(), "verified every time");
+            assert!(!verified.holds(&bad));
+        }
+        assert!(!verified.holds(good), "replaced by the bad copy");
+        assert_eq!(rows(&mut verified, good), Ok((Some(2), true)));
     }
 
     /// Metadata equal to the last verified copy skips the verifier; any other bytes, even after
