@@ -1249,22 +1249,28 @@ mod tests {
         }
     }
 
+    /// The encapsulated message of `batch` as a stream writes it after its schema (a channel
+    /// slot's bytes).
+    fn slot_of(batch: &RecordBatch) -> Vec<u8> {
+        use arrow_ipc::writer::StreamWriter;
+        let mut schema_only = Vec::new();
+        StreamWriter::try_new(&mut schema_only, batch.schema_ref()).expect("writer");
+        let mut stream = Vec::new();
+        let mut writer = StreamWriter::try_new(&mut stream, batch.schema_ref()).expect("writer");
+        writer.write(batch).expect("write");
+        drop(writer);
+        stream.split_off(schema_only.len())
+    }
+
     /// Only bytes equal to a copy that passed the verifier skip it: bytes that failed are
     /// verified (and refused) every time, and a new copy replaces the old one.
     #[test]
     fn verified_metadata_skips_the_verifier_only_for_the_copy_that_passed() {
         use arrow_array::Int64Array;
-        use arrow_ipc::writer::StreamWriter;
         let batch =
             RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 2])) as _)])
                 .expect("batch");
-        let mut schema_only = Vec::new();
-        StreamWriter::try_new(&mut schema_only, batch.schema_ref()).expect("writer");
-        let mut stream = Vec::new();
-        let mut writer = StreamWriter::try_new(&mut stream, batch.schema_ref()).expect("writer");
-        writer.write(&batch).expect("write");
-        drop(writer);
-        let slot = stream.split_off(schema_only.len());
+        let slot = slot_of(&batch);
         let (start, len) = message_prefix(&slot).expect("prefix");
         let good = &slot[start..start + len];
         let bad = vec![0xffu8; len];
@@ -1291,17 +1297,10 @@ mod tests {
     #[test]
     fn only_metadata_equal_to_a_verified_copy_skips_the_verifier() {
         use arrow_array::Int64Array;
-        use arrow_ipc::writer::StreamWriter;
         let batch =
             RecordBatch::try_from_iter([("x", Arc::new(Int64Array::from(vec![1, 2, 3])) as _)])
                 .expect("batch");
-        let mut schema_only = Vec::new();
-        StreamWriter::try_new(&mut schema_only, batch.schema_ref()).expect("writer");
-        let mut stream = Vec::new();
-        let mut writer = StreamWriter::try_new(&mut stream, batch.schema_ref()).expect("writer");
-        writer.write(&batch).expect("write");
-        drop(writer);
-        let slot = stream.split_off(schema_only.len());
+        let slot = slot_of(&batch);
         let mut decoder = Decoder::with_schema("slot", batch.schema(), false);
         for _ in 0..2 {
             let decoded = decoder.decode_until_batch(&Buffer::from(slot.clone()));
@@ -1327,7 +1326,6 @@ mod tests {
     #[test]
     fn repeated_metadata_decodes_each_new_body_under_the_same_checks() {
         use arrow_array::{Float64Array, Int64Array};
-        use arrow_ipc::writer::StreamWriter;
         let batch = |base: i64, rows: i64| {
             let ints = Int64Array::from_iter((0..rows).map(|i| (i % 3 != 1).then_some(base + i)));
             let floats = Float64Array::from_iter_values((0..rows).map(|i| (base * i) as f64));
@@ -1337,22 +1335,15 @@ mod tests {
             ])
             .expect("batch")
         };
-        let slot = |batch: &RecordBatch| {
-            let mut schema_only = Vec::new();
-            StreamWriter::try_new(&mut schema_only, batch.schema_ref()).expect("writer");
-            let mut stream = Vec::new();
-            let mut writer =
-                StreamWriter::try_new(&mut stream, batch.schema_ref()).expect("writer");
-            writer.write(batch).expect("write");
-            drop(writer);
-            stream.split_off(schema_only.len())
-        };
         let first = batch(10, 7);
         let mut decoder = Decoder::with_schema("slot", first.schema(), false);
         let decode = |decoder: &mut Decoder, bytes: Vec<u8>| {
             decoder.decode_until_batch(&Buffer::from(bytes))
         };
-        assert_eq!(decode(&mut decoder, slot(&first)).expect("decodes"), first);
+        assert_eq!(
+            decode(&mut decoder, slot_of(&first)).expect("decodes"),
+            first
+        );
         assert!(
             decoder.layout.is_some(),
             "fixed-width columns leave a layout"
@@ -1360,13 +1351,13 @@ mod tests {
         for base in [20, 30] {
             let next = batch(base, 7);
             assert_eq!(
-                decode(&mut decoder, slot(&next)).expect("decodes"),
+                decode(&mut decoder, slot_of(&next)).expect("decodes"),
                 next,
                 "the new body's values"
             );
         }
         // Same metadata, one more null in the bitmap of column `i` (row 0).
-        let bytes = slot(&first);
+        let bytes = slot_of(&first);
         let (start, len) = message_prefix(&bytes).expect("prefix");
         let message = arrow_ipc::root_as_message(&bytes[start..start + len]).expect("message");
         let bitmap = message
@@ -1385,11 +1376,14 @@ mod tests {
         // Other metadata (more rows): the full path, and a layout of its own.
         let longer = batch(40, 9);
         assert_eq!(
-            decode(&mut decoder, slot(&longer)).expect("decodes"),
+            decode(&mut decoder, slot_of(&longer)).expect("decodes"),
             longer
         );
         assert_eq!(decoder.layout.as_ref().map(|l| l.rows), Some(9));
-        assert_eq!(decode(&mut decoder, slot(&first)).expect("decodes"), first);
+        assert_eq!(
+            decode(&mut decoder, slot_of(&first)).expect("decodes"),
+            first
+        );
     }
 }
 
