@@ -147,7 +147,9 @@ impl SegmentDir {
         }
     }
 
-    /// Segments in any directory whose filesystem supports `mmap` (tmpfs, hugetlbfs, a disk).
+    /// Segments in any directory of a filesystem that supports `mmap` and `write(2)` and does not
+    /// grow a file that is mapped past its end (tmpfs with or without huge pages, a disk; not
+    /// hugetlbfs, which refuses `write(2)` and grows a file to the length of a writable mapping).
     pub fn new(path: impl Into<PathBuf>) -> Self {
         Self {
             path: path.into(),
