@@ -3,11 +3,12 @@
 Also (issue 17) the table shapes: one string column of 1M and 10M rows, 1,000 float64
 columns × 1,000 rows, 10,000 batches of 100 rows (``validate="auto"``, which for these
 private segments means structural checks, and ``"full"``, with the Rust call and the C stream
-import timed apart), and one float64 column of 1 MiB / 100 MiB / 1 GiB (``attach`` +
-``column_view``) beside the lecture's ``SharedMemory(name)`` + ``np.ndarray``; each with the
+import timed apart), and one float64 column of 1 MiB / 100 MiB / 1 GiB
+(``column_view(name, "x")``) beside the lecture's ``SharedMemory(name)`` + ``np.ndarray``; each with the
 load average. These cases run in random order, each timed call right after an untimed one of
 the same case (``shuffled_timed``).
-``SHMARROW_BENCH_ONLY=shapes`` skips the 8-column sizes.
+``SHMARROW_BENCH_ONLY=shapes`` skips the 8-column sizes; ``SHMARROW_BENCH_ONLY=onecol`` runs
+the one-column case alone.
 
 Run with the project's venv (``make bench`` does): ``.venv/bin/python bench/attach.py``.
 ``SHMARROW_BENCH_QUICK=1``: fewer repeats and no 1 GiB table (a smoke run).
@@ -279,10 +280,12 @@ def bench_shapes(seg_dir: str, quick: bool, created: list[str]) -> None:
 
 
 def bench_one_column(seg_dir: str, quick: bool, created: list[str]) -> None:
-    """One float64 column of 1 MiB, 100 MiB (and 1 GiB): ``shmarrow.attach`` + ``column_view``
-    (a NumPy array over the data, as the lecture's way gives) beside the lecture's
-    ``SharedMemory(name)`` + ``np.ndarray`` view (+ close), with the attach alone and stock
-    pyarrow."""
+    """One float64 column of 1 MiB, 100 MiB (and 1 GiB), each side ending with a NumPy array
+    over the shared data, then dropping it (so unmapping is included): shmarrow's route from a
+    segment name to NumPy, ``shmarrow.column_view(name, "x")`` (attach in Rust, NumPy view of
+    the checked mapping, no pyarrow Table), beside the lecture's ``SharedMemory(name)`` +
+    ``np.ndarray`` view + ``close()``; for information ``column_view(shmarrow.attach(name),
+    "x")`` (through a pyarrow Table), the attach alone and stock pyarrow."""
     from multiprocessing import shared_memory
 
     warmups, repeats = (1, 11) if quick else (3, 31)
@@ -290,14 +293,15 @@ def bench_one_column(seg_dir: str, quick: bool, created: list[str]) -> None:
     print(f"## one float64 column (load average before: {loadavg()}); {warmups} warmups, "
           f"{repeats} repeats, in random order")
     print()
-    print("Both sides end with a NumPy array over the shared data, then drop it (unmapping): "
-          "`shmarrow.column_view(shmarrow.attach(name), \"x\")` beside `SharedMemory(name)` + "
-          "`np.ndarray` + `close()`; the attach alone and stock pyarrow for reference.")
+    print("Each side ends with a NumPy array over the shared data, then drops it (unmapping): "
+          "`shmarrow.column_view(name, \"x\")` beside `SharedMemory(name)` + `np.ndarray` + "
+          "`close()`; for information `column_view(shmarrow.attach(name), \"x\")` (through a "
+          "pyarrow Table), `shmarrow.attach` alone and stock pyarrow.")
     print()
-    print("| data | `attach` + `column_view` median µs | `shmarrow.attach` alone median µs | "
-          "`SharedMemory(name)` + `np.ndarray` median µs | stock pyarrow median µs | "
-          "shmarrow (with view) / SharedMemory |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("| data | `column_view(name)` median µs | `SharedMemory(name)` + `np.ndarray` median µs | "
+          "`column_view(name)` / SharedMemory | `column_view(attach(name))` median µs | "
+          "`shmarrow.attach` alone median µs | stock pyarrow median µs |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for nbytes in sizes:
         n = nbytes // 8
         name = f"shmarrow-bench-py-{os.getpid()}-col"
@@ -308,6 +312,9 @@ def bench_one_column(seg_dir: str, quick: bool, created: list[str]) -> None:
                                          create=True, size=nbytes)
         try:
             np.ndarray((n,), np.float64, buffer=shm.buf)[:] = 1.0
+            (check,) = shmarrow.column_view(name, "x", dir=seg_dir)
+            assert check.shape == (n,) and check[-1] == 1.0
+            del check
 
             def lecture() -> int:
                 t0 = time.perf_counter_ns()
@@ -319,16 +326,23 @@ def bench_one_column(seg_dir: str, quick: bool, created: list[str]) -> None:
 
             def ours() -> int:
                 t0 = time.perf_counter_ns()
+                (a,) = shmarrow.column_view(name, "x", dir=seg_dir)
+                del a
+                return time.perf_counter_ns() - t0
+
+            def via_table() -> int:
+                t0 = time.perf_counter_ns()
                 (a,) = shmarrow.column_view(shmarrow.attach(name, dir=seg_dir), "x")
                 del a
                 return time.perf_counter_ns() - t0
 
-            m = shuffled_timed({"ours": ours, "attach": attach_and_drop(name, seg_dir),
-                              "lecture": lecture, "stock": stock_and_drop(path)},
-                             warmups, repeats)
-            print(f"| {human(nbytes)} | {m['ours'][0]:.1f} | {m['attach'][0]:.1f} | "
-                  f"{m['lecture'][0]:.1f} | {m['stock'][0]:.1f} | "
-                  f"{m['ours'][0] / m['lecture'][0]:.2f}× |", flush=True)
+            m = shuffled_timed({"ours": ours, "lecture": lecture, "via_table": via_table,
+                                "attach": attach_and_drop(name, seg_dir),
+                                "stock": stock_and_drop(path)},
+                               warmups, repeats)
+            print(f"| {human(nbytes)} | {m['ours'][0]:.1f} | {m['lecture'][0]:.1f} | "
+                  f"{m['ours'][0] / m['lecture'][0]:.2f}× | {m['via_table'][0]:.1f} | "
+                  f"{m['attach'][0]:.1f} | {m['stock'][0]:.1f} |", flush=True)
         finally:
             shm.close()
             shm.unlink()
@@ -364,9 +378,11 @@ def main() -> int:
     created: list[str] = []
     results = []
     try:
-        if os.environ.get("SHMARROW_BENCH_ONLY") != "shapes":
+        only = os.environ.get("SHMARROW_BENCH_ONLY", "")
+        if only not in ("shapes", "onecol"):
             bench_sizes(sizes, seg_dir, warmups, repeats, created, results)
-        bench_shapes(seg_dir, quick, created)
+        if only != "onecol":
+            bench_shapes(seg_dir, quick, created)
         bench_one_column(seg_dir, quick, created)
     finally:
         for name in list(created):
@@ -417,6 +433,8 @@ def report_sizes(results, quick) -> None:
             f"- {human(r['nbytes'])}: stock/ours = {speedup:.2f}× "
             f"(target ≥ {TARGET_SPEEDUP:.0f}×): {judged}"
         )
+    if not results:
+        return
     print()
     print("zero-copy check (values buffers vs the segment's lines in /proc/self/maps):")
     for r in results:

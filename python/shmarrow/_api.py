@@ -251,32 +251,63 @@ def create(
     return _shmarrow.create(name, _as_arrow(data, name), dir=dir, replace=replace, mode=mode, lifetime=lifetime)
 
 
-def column_view(table: pa.Table, column: Union[str, int]) -> List[np.ndarray]:
+def column_view(
+    source: Union[pa.Table, str],
+    column: Union[str, int],
+    *,
+    dir: Optional[PathLike] = None,
+    validate: str = "auto",
+) -> List[np.ndarray]:
     """Zero-copy, read-only NumPy views of a fixed-width column without nulls.
+
+    ``column_view(name, "x")`` attaches segment ``name`` and views its column in one call,
+    without building a pyarrow Table (the shortest route from a segment to NumPy);
+    ``column_view(table, "x")`` views a column of a table :func:`attach` returned.
 
     Parameters
     ----------
-    table : pyarrow.Table
-        Typically from :func:`attach`.
+    source : str or pyarrow.Table
+        A segment's name, or a table (typically from :func:`attach`).
     column : str or int
-        The column's name or index.
+        The column's name or index (negative: counted from the end).
+    dir : str or os.PathLike, optional
+        With a segment name: the segment directory, as for :func:`attach`.
+    validate : {"auto", "full", "structure"}, default "auto"
+        With a segment name: as for :func:`attach`.
 
     Returns
     -------
     list of numpy.ndarray
-        One view per chunk (per batch of the segment), in order.
+        One view per chunk (per batch of the segment), in order. A view keeps the segment's
+        mapping alive, even after the segment is removed or replaced.
 
     Raises
     ------
     InvalidColumn
         No such column (also a ``ValueError``).
     NotZeroCopy
-        A chunk cannot be viewed without a copy (strings, nested types, nulls): never a
-        silent copy.
+        A chunk cannot be viewed without a copy (strings, booleans, nested types, nulls; with
+        a segment name also a column the attach had to copy out of the mapping: compressed
+        or misaligned in a foreign file): never a silent copy.
+    TypeError
+        ``source`` is neither a str nor a Table, ``column`` neither a str nor an int, or
+        ``dir``/``validate`` given with a table.
+    SegmentNotFound, InvalidName, AccessDenied, NotAFile, CorruptSegment
+        With a segment name: as for :func:`attach`.
     """
+    if isinstance(source, str):
+        return _shmarrow.column_view(source, column, dir=dir, validate=validate)
+    if not isinstance(source, pa.Table):
+        raise TypeError(
+            f"column_view takes a segment name or a pyarrow.Table, not {type(source).__name__!r}"
+        )
+    if dir is not None or validate != "auto":
+        raise TypeError("column_view: dir and validate apply to a segment name, not to a table")
+    if isinstance(column, bool) or not isinstance(column, (str, int)):
+        raise TypeError(f"column must be a str or an int, not {type(column).__name__!r}")
     try:
-        col = table.column(column)
-    except (KeyError, IndexError) as exc:
+        col = source.column(column)
+    except (KeyError, IndexError, OverflowError) as exc:
         raise _error(InvalidColumn, f"column {column!r}: no such column", None, column=column) from exc
     views = []
     for i, chunk in enumerate(col.chunks):

@@ -3,6 +3,7 @@
 import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import pyarrow as pa
 
 _PathLike = Union[str, os.PathLike[str]]
@@ -60,6 +61,10 @@ class Lock:
 
 class Mapping: ...
 
+class ColumnPart:
+    @property
+    def __array_interface__(self) -> Dict[str, Any]: ...
+
 class Allocation:
     def raw(self, column: str) -> Tuple[Mapping, int, int, str]: ...
     def publish(self) -> Created: ...
@@ -89,6 +94,13 @@ def attach(
     strict: bool = False,
     validate: str = "auto",
 ) -> Tuple[pa.RecordBatchReader, _Identity]: ...
+def column_view(
+    name: str,
+    column: Union[str, int],
+    *,
+    dir: Optional[_PathLike] = None,
+    validate: str = "auto",
+) -> List[np.ndarray]: ...
 def create(
     name: str,
     data: Any,

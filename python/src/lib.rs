@@ -277,19 +277,192 @@ fn attach(
     strict: bool,
     validate: &str,
 ) -> PyResult<(BatchReader, Identity)> {
-    let validate: Validate = validate
-        .parse()
-        .map_err(pyo3::exceptions::PyValueError::new_err)?;
-    let dir = segment_dir(dir);
-    let options = AttachOptions::default().strict(strict).validate(validate);
-    let segment = py
-        .detach(|| dir.attach_with(name, &options))
-        .map_err(to_py)?;
+    let segment = attach_segment(py, name, dir, strict, validate)?;
     let (schema, identity) = (segment.schema(), segment.info().identity);
     // The reader hands out the segment's own batches one by one (no copy of the list first).
     let batches = (0..segment.batches().len()).map(move |i| Ok(segment.batches()[i].clone()));
     let reader = RecordBatchIterator::new(batches, schema);
     Ok((PyArrowType(Box::new(reader)), identity))
+}
+
+/// Attach segment `name` (the GIL released meanwhile), `validate` parsed as `attach` takes it.
+fn attach_segment(
+    py: Python<'_>,
+    name: &str,
+    dir: Option<std::path::PathBuf>,
+    strict: bool,
+    validate: &str,
+) -> PyResult<shmarrow::Segment> {
+    let validate: Validate = validate
+        .parse()
+        .map_err(pyo3::exceptions::PyValueError::new_err)?;
+    let dir = segment_dir(dir);
+    let options = AttachOptions::default().strict(strict).validate(validate);
+    py.detach(|| dir.attach_with(name, &options)).map_err(to_py)
+}
+
+/// Zero-copy, read-only NumPy views of column `column` (a name, or an index counted from the
+/// end if negative) of segment `name`, one per batch: attached in Rust, no pyarrow objects.
+/// Each view's `base` is a [`ColumnPart`] holding the column, and so the mapping.
+#[pyfunction]
+#[pyo3(signature = (name, column, *, dir=None, validate="auto"))]
+fn column_view<'py>(
+    py: Python<'py>,
+    name: &str,
+    column: &Bound<'py, PyAny>,
+    dir: Option<std::path::PathBuf>,
+    validate: &str,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let key = ColumnKey::from_py(column)?;
+    let segment = attach_segment(py, name, dir, false, validate)?;
+    let schema = segment.schema();
+    let index = key.index(&schema).ok_or_else(|| {
+        to_py(Error::InvalidColumn {
+            name: name.to_owned(),
+            column: key.to_string(),
+            reason: format!("no such column (the segment has {})", schema.fields().len()),
+        })
+    })?;
+    let field = schema.field(index);
+    let no_view = |why: String| {
+        let err = NotZeroCopy::new_err(format!(
+            "segment {name:?}: column {:?} ({}) cannot be viewed without a copy: {why}",
+            field.name(),
+            field.data_type()
+        ));
+        err.value(py).setattr("name", name)?;
+        Ok::<_, PyErr>(err)
+    };
+    let Some(typestr) = numpy_typestr(field.data_type()) else {
+        return Err(no_view("NumPy has no view of this type".into())?);
+    };
+    let width = field.data_type().primitive_width().unwrap_or(1);
+    static ASARRAY: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    let asarray = ASARRAY.import(py, "numpy", "asarray")?;
+    segment
+        .batches()
+        .iter()
+        .enumerate()
+        .map(|(i, batch)| {
+            let array = batch.column(index);
+            let data = array.to_data();
+            if data.null_count() > 0 {
+                return Err(no_view(format!(
+                    "batch {i} has {} nulls",
+                    data.null_count()
+                ))?);
+            }
+            if !segment.contains(&data) {
+                return Err(no_view(format!(
+                    "batch {i} was copied out of the mapping (compressed or misaligned in the file)"
+                ))?);
+            }
+            let address = data.buffers()[0].as_ptr() as usize + data.offset() * width;
+            let part = ColumnPart {
+                _array: array.clone(),
+                address,
+                rows: data.len(),
+                typestr: typestr.clone(),
+            };
+            asarray.call1((part,))
+        })
+        .collect()
+}
+
+/// A column given by name or by index (negative: from the end), as `pyarrow.Table.column`
+/// takes it.
+enum ColumnKey {
+    Name(String),
+    /// `None`: an integer too large for `i64`, which names no column.
+    Index(Option<i64>),
+}
+
+impl ColumnKey {
+    fn from_py(column: &Bound<'_, PyAny>) -> PyResult<Self> {
+        if column.is_instance_of::<pyo3::types::PyString>() {
+            return Ok(Self::Name(column.extract()?));
+        }
+        if column.is_instance_of::<pyo3::types::PyInt>()
+            && !column.is_instance_of::<pyo3::types::PyBool>()
+        {
+            return Ok(Self::Index(column.extract::<i64>().ok()));
+        }
+        Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "column must be a str or an int, not {:?}",
+            column.get_type().name()?.to_string()
+        )))
+    }
+
+    fn index(&self, schema: &arrow_schema::Schema) -> Option<usize> {
+        let n = schema.fields().len();
+        match *self {
+            Self::Name(ref name) => schema.index_of(name).ok(),
+            Self::Index(Some(i)) if i < 0 => n.checked_sub(usize::try_from(i.unsigned_abs()).ok()?),
+            Self::Index(Some(i)) => usize::try_from(i).ok().filter(|&i| i < n),
+            Self::Index(None) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ColumnKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Name(name) => f.write_str(name),
+            Self::Index(Some(i)) => write!(f, "{i}"),
+            Self::Index(None) => f.write_str("(an integer beyond 64 bits)"),
+        }
+    }
+}
+
+/// NumPy's type string of the values of a column of `data_type` when NumPy can view them in
+/// place (as `pyarrow.Array.to_numpy(zero_copy_only=True)` does), in native byte order.
+fn numpy_typestr(data_type: &arrow_schema::DataType) -> Option<String> {
+    use arrow_schema::{DataType as T, TimeUnit};
+    let unit = |u: &TimeUnit| match u {
+        TimeUnit::Second => "s",
+        TimeUnit::Millisecond => "ms",
+        TimeUnit::Microsecond => "us",
+        TimeUnit::Nanosecond => "ns",
+    };
+    let code = match data_type {
+        T::Int8 | T::Int16 | T::Int32 | T::Int64 => format!("i{}", data_type.primitive_width()?),
+        T::UInt8 | T::UInt16 | T::UInt32 | T::UInt64 => {
+            format!("u{}", data_type.primitive_width()?)
+        }
+        T::Float16 | T::Float32 | T::Float64 => format!("f{}", data_type.primitive_width()?),
+        T::Timestamp(u, _) => format!("M8[{}]", unit(u)),
+        T::Duration(u) => format!("m8[{}]", unit(u)),
+        _ => return None,
+    };
+    let order = if cfg!(target_endian = "little") {
+        '<'
+    } else {
+        '>'
+    };
+    Some(format!("{order}{code}"))
+}
+
+/// One batch of a column as NumPy sees it (`__array_interface__`, read-only): the base of the
+/// array `column_view` returns, holding the column's arrow array and with it the mapping.
+#[pyclass(module = "shmarrow._shmarrow", frozen)]
+struct ColumnPart {
+    _array: arrow_array::ArrayRef,
+    address: usize,
+    rows: usize,
+    typestr: String,
+}
+
+#[pymethods]
+impl ColumnPart {
+    #[getter]
+    fn __array_interface__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(py);
+        dict.set_item("version", 3)?;
+        dict.set_item("shape", (self.rows,))?;
+        dict.set_item("typestr", &self.typestr)?;
+        dict.set_item("data", (self.address, true))?;
+        Ok(dict)
+    }
 }
 
 /// A segment this process created; `close()` (or leaving a `with` block, or garbage
@@ -1475,6 +1648,7 @@ fn gc(dir: Option<std::path::PathBuf>, dry_run: bool) -> PyResult<Vec<String>> {
 fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_function(wrap_pyfunction!(attach, m)?)?;
+    m.add_function(wrap_pyfunction!(column_view, m)?)?;
     m.add_function(wrap_pyfunction!(create, m)?)?;
     m.add_function(wrap_pyfunction!(remove, m)?)?;
     m.add_function(wrap_pyfunction!(path, m)?)?;
@@ -1495,6 +1669,7 @@ fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Lock>()?;
     m.add_class::<Allocation>()?;
     m.add_class::<Mapping>()?;
+    m.add_class::<ColumnPart>()?;
     for (name, exc) in [
         ("ShmarrowError", py.get_type::<ShmarrowError>()),
         ("NotAFile", py.get_type::<NotAFile>()),

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -528,3 +529,68 @@ def test_a_missing_directory_is_named_as_such(iso_dir):
         with pytest.raises(shmarrow.SegmentNotFound, match="segment directory .* does not exist") as info:
             call()
         assert isinstance(info.value, FileNotFoundError)
+
+
+# ---------------------------------------------------------------- column_view of a segment name
+
+
+def test_column_view_of_a_name_errors(new_name, shm_dir):
+    missing, corrupt, directory, strings = (new_name() for _ in range(4))
+    with pytest.raises(shmarrow.SegmentNotFound) as info:
+        shmarrow.column_view(missing, "x", dir=shm_dir)
+    assert info.value.name == missing and isinstance(info.value, FileNotFoundError)
+    with open(os.path.join(shm_dir, corrupt), "wb") as f:
+        f.write(CORRUPTIONS["footer-0xff"])
+    with pytest.raises(shmarrow.CorruptSegment, match=corrupt):
+        shmarrow.column_view(corrupt, "x", dir=shm_dir)
+    os.mkdir(os.path.join(shm_dir, directory))
+    with pytest.raises(shmarrow.NotAFile, match="directory"):
+        shmarrow.column_view(directory, "x", dir=shm_dir)
+    with pytest.raises(shmarrow.InvalidName):
+        shmarrow.column_view("../etc", "x", dir=shm_dir)
+    shmarrow.create(strings, pa.table({"s": ["a", "b"], "x": [1.0, 2.0]}), dir=shm_dir)
+    with pytest.raises(shmarrow.NotZeroCopy, match="column .s.") as info:
+        shmarrow.column_view(strings, "s", dir=shm_dir)
+    assert info.value.name == strings
+    with pytest.raises(shmarrow.InvalidColumn, match="nope") as info:
+        shmarrow.column_view(strings, "nope", dir=shm_dir)
+    assert isinstance(info.value, ValueError) and info.value.column == "nope"
+    assert info.value.name == strings
+
+
+@pytest.mark.parametrize("route", ["name", "table"])
+def test_column_view_arguments(route, seg_name, shm_dir):
+    shmarrow.create(seg_name, pa.table({"s": ["a", "b"], "x": [1.0, 2.0]}), dir=shm_dir)
+    source = seg_name if route == "name" else shmarrow.attach(seg_name, dir=shm_dir)
+
+    def view(column):
+        if route == "name":
+            return shmarrow.column_view(source, column, dir=shm_dir)
+        return shmarrow.column_view(source, column)
+
+    assert view(1)[0].tolist() == [1.0, 2.0]
+    assert view(-1)[0].tolist() == [1.0, 2.0], "negative: from the end, as pyarrow counts"
+    with pytest.raises(shmarrow.NotZeroCopy):
+        view(-2)
+    for index in (2, -3, 2**63, -(2**63) - 1, 2**64, 10**30):
+        with pytest.raises(shmarrow.InvalidColumn):
+            view(index)
+    for bad in (None, 1.0, float("nan"), b"x", True, [1], np.int64(1)):
+        with pytest.raises(TypeError, match="column must be a str or an int"):
+            view(bad)
+
+
+def test_column_view_source_and_option_types(seg_name, shm_dir):
+    shmarrow.create(seg_name, pa.table({"x": [1.0, 2.0]}), dir=shm_dir)
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    for bad in (None, 3, b"name", pa.table({"x": [1.0]}).column(0), table.to_batches()[0]):
+        with pytest.raises(TypeError, match="segment name or a pyarrow.Table"):
+            shmarrow.column_view(bad, "x")
+    with pytest.raises(TypeError, match="segment name"):
+        shmarrow.column_view(table, "x", dir=shm_dir)
+    with pytest.raises(TypeError, match="segment name"):
+        shmarrow.column_view(table, "x", validate="full")
+    with pytest.raises(TypeError):
+        shmarrow.column_view(seg_name, "x", dir=3)
+    with pytest.raises(TypeError):
+        shmarrow.column_view(seg_name, "x", dir=shm_dir, validate=None)

@@ -50,6 +50,7 @@ CASES = [
     ("producer mode", lambda e, v: e.closed(shmarrow.producer(e.new(), e.schema, dir=e.dir, mode=v)), _valid(0)),
     ("subscribe timeout", lambda e, v: e.subscribed(v), _valid(0, float("inf"), 2**63, 2**64, 1e300)),
     ("column_view column", lambda e, v: shmarrow.column_view(e.table, v), _valid(-1, 0)),
+    ("column_view name column", lambda e, v: shmarrow.column_view(e.seg, v, dir=e.dir), _valid(-1, 0)),
 ]
 
 class Env:

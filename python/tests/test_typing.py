@@ -27,6 +27,8 @@ def test_every_public_function(iso_dir: str) -> None:
     attached = shmarrow.attach("t", dir=iso_dir, strict=True)
     views = shmarrow.column_view(attached, "x")
     assert float(views[0].sum()) == 6.0
+    by_name: List[np.ndarray] = shmarrow.column_view("t", 1, dir=Path(iso_dir), validate="full")
+    assert by_name[0].tolist() == [0, 1, 2, 3]
     stats: Dict[str, Dict[str, Optional[float]]] = {
         column: dict(values) for column, values in shmarrow.reduce("t", ["x"], ["sum"], 1, dir=iso_dir).items()
     }

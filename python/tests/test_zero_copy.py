@@ -288,3 +288,137 @@ def test_stock_written_compressed_file_is_decompressed_or_refused(seg_name, shm_
     with pytest.raises(shmarrow.NotZeroCopy, match=seg_name):
         shmarrow.attach(seg_name, dir=shm_dir, strict=True)
     assert shmarrow.attach(seg_name, dir=shm_dir).equals(t)
+
+
+# ---------------------------------------------------------------- column_view of a segment name
+
+
+def test_column_view_of_a_name_is_a_readonly_view_into_the_mapping(seg_name, shm_dir, rich_table, maps, within):
+    path = _fresh_segment(seg_name, shm_dir, rich_table)
+    for column, dtype in [("i64", np.int64), ("u8", np.uint8), ("f64", np.float64)]:
+        views = shmarrow.column_view(seg_name, column, dir=shm_dir)
+        ranges = maps(path)
+        assert len(ranges) == 1, "one attach, one mapping"
+        assert len(views) == 3
+        for view, chunk in zip(views, rich_table.column(column).chunks):
+            assert isinstance(view, np.ndarray) and view.dtype == dtype
+            assert within(view.__array_interface__["data"][0], view.nbytes, ranges), column
+            assert view.flags.writeable is False
+            with pytest.raises(ValueError):
+                view[0] = 0
+            np.testing.assert_array_equal(view, chunk.to_numpy())
+        del views, view
+        gc.collect()
+        assert maps(path) == []
+
+
+def test_column_view_of_a_name_maps_no_page_and_drops_the_mapping_with_the_view(seg_name, shm_dir, maps):
+    path = _fresh_segment(seg_name, shm_dir, pa.table({"x": np.arange(1 << 17, dtype=np.float64)}))
+    (view,) = shmarrow.column_view(seg_name, "x", dir=shm_dir)
+    assert maps(path)
+    assert _resident_kib(path) == 0, "the footer and headers were read with pread"
+    assert view[-1] == (1 << 17) - 1
+    del view
+    gc.collect()
+    assert maps(path) == []
+
+
+def test_column_view_of_a_name_outlives_remove_and_replace(seg_name, shm_dir, maps):
+    values = np.arange(4096, dtype=np.int64) * 3
+    path = _fresh_segment(seg_name, shm_dir, pa.table({"x": values}))
+    (view,) = shmarrow.column_view(seg_name, "x", dir=shm_dir)
+    shmarrow.create(seg_name, pa.table({"x": np.zeros(8, dtype=np.int64)}), dir=shm_dir)  # replace
+    np.testing.assert_array_equal(view, values)
+    assert maps(path + " (deleted)"), "the view keeps the replaced version mapped"
+    (new,) = shmarrow.column_view(seg_name, "x", dir=shm_dir)
+    assert new.tolist() == [0] * 8
+    assert shmarrow.remove(seg_name, dir=shm_dir)
+    np.testing.assert_array_equal(view, values)
+    assert new.sum() == 0
+    del view, new
+    gc.collect()
+    assert maps(path) == [] and maps(path + " (deleted)") == []
+
+
+# Every type column_view(table) views, and some it does not: the name's route agrees.
+VIEW_TYPES = [
+    pa.int8(), pa.int16(), pa.int32(), pa.int64(),
+    pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64(),
+    pa.float16(), pa.float32(), pa.float64(),
+    pa.timestamp("s"), pa.timestamp("ms", tz="UTC"), pa.timestamp("us"), pa.timestamp("ns", tz="Europe/Paris"),
+    pa.duration("s"), pa.duration("ns"),
+    pa.date32(), pa.date64(), pa.time32("s"), pa.time64("ns"), pa.bool_(), pa.string(),
+    pa.large_binary(), pa.decimal128(10, 2), pa.list_(pa.int32(), 2), pa.struct([("a", pa.int32())]),
+]
+
+
+def _column_of(data_type: pa.DataType) -> pa.Array:
+    if pa.types.is_floating(data_type):
+        return pa.array(np.array([1.5, -2.0, 3.25], dtype=data_type.to_pandas_dtype()))
+    if pa.types.is_fixed_size_list(data_type):
+        return pa.array([[1, 2], [3, 4], [5, 6]], data_type)
+    if pa.types.is_struct(data_type):
+        return pa.array([{"a": 1}, {"a": 2}, {"a": 3}], data_type)
+    if data_type in (pa.string(), pa.large_binary()):
+        return pa.array(["a", "bc", ""], data_type)
+    if data_type == pa.bool_():
+        return pa.array([True, False, True])
+    if pa.types.is_decimal(data_type):
+        return pa.array([decimal.Decimal("1.25"), decimal.Decimal("0"), decimal.Decimal("-2")], data_type)
+    if data_type in (pa.date32(), pa.time32("s")):
+        return pa.array([1, 2, 3], pa.int32()).cast(data_type)
+    return pa.array([1, 2, 3], pa.int64()).cast(data_type)
+
+
+@pytest.mark.parametrize("data_type", VIEW_TYPES, ids=str)
+def test_column_view_of_a_name_agrees_with_the_table_route(data_type, seg_name, shm_dir, maps, within):
+    col = _column_of(data_type)
+    path = _fresh_segment(seg_name, shm_dir, pa.table({"pad": pa.array([1, 2, 3], pa.int8()), "c": col}))
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    try:
+        expected = shmarrow.column_view(table, "c")
+    except shmarrow.NotZeroCopy:
+        expected = None
+    if expected is None:
+        with pytest.raises(shmarrow.NotZeroCopy, match="column .c.") as info:
+            shmarrow.column_view(seg_name, "c", dir=shm_dir)
+        assert info.value.name == seg_name
+        return
+    (view,) = shmarrow.column_view(seg_name, "c", dir=shm_dir)
+    assert view.dtype == expected[0].dtype
+    np.testing.assert_array_equal(view, expected[0])
+    assert within(view.__array_interface__["data"][0], view.nbytes, maps(path))
+
+
+def test_column_view_of_a_name_refuses_nulls_in_a_later_batch(seg_name, shm_dir):
+    t = pa.Table.from_batches(
+        [pa.record_batch({"f": pa.array([1.0, 2.0])}), pa.record_batch({"f": pa.array([None, 4.0])})]
+    )
+    _fresh_segment(seg_name, shm_dir, t)
+    with pytest.raises(shmarrow.NotZeroCopy, match="batch 1 has 1 nulls") as info:
+        shmarrow.column_view(seg_name, "f", dir=shm_dir)
+    assert info.value.name == seg_name
+
+
+def test_column_view_of_a_name_refuses_a_column_the_attach_copied(seg_name, shm_dir):
+    """A compressed foreign file decompresses into private memory: the table route would view
+    that copy; the name route says so instead of copying silently."""
+    path = os.path.join(shm_dir, seg_name)
+    t = pa.table({"x": np.arange(1000, dtype=np.float64)})
+    with pa.OSFile(path, "wb") as sink:
+        with pa.ipc.new_file(sink, t.schema, options=pa.ipc.IpcWriteOptions(compression="lz4")) as w:
+            w.write_table(t)
+    with pytest.raises(shmarrow.NotZeroCopy, match="copied out of the mapping"):
+        shmarrow.column_view(seg_name, "x", dir=shm_dir)
+    assert shmarrow.attach(seg_name, dir=shm_dir).equals(t)
+
+
+def test_column_view_of_a_name_with_validate_and_an_empty_table(seg_name, shm_dir):
+    _fresh_segment(seg_name, shm_dir, pa.table({"x": pa.array([], pa.float64())}))
+    shapes = [v.shape for v in shmarrow.column_view(shmarrow.attach(seg_name, dir=shm_dir), "x")]
+    for validate in ("auto", "full", "structure"):
+        views = shmarrow.column_view(seg_name, "x", dir=shm_dir, validate=validate)
+        assert [v.shape for v in views] == shapes
+        assert all(v.dtype == np.float64 for v in views)
+    with pytest.raises(ValueError, match="validation"):
+        shmarrow.column_view(seg_name, "x", dir=shm_dir, validate="some")
