@@ -25,8 +25,8 @@ use arrow_schema::{DataType, SchemaRef};
 
 use crate::error::{Error, Result};
 use crate::ipc::{
-    BatchMessages, CheckedBatch, Decoded, Decoder, check_batch, guarded, message_prefix,
-    read_schema,
+    BatchMessages, CheckedBatch, CheckedMessage, Decoded, Decoder, check_batch, guarded,
+    message_prefix, read_schema,
 };
 use crate::meta::SegmentMeta;
 use crate::name::SegmentDir;
@@ -233,6 +233,30 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// The byte ranges of the file (offsets from its start) that hold no batch body: the
+    /// leading magic and schema message up to the first block, every block's message metadata,
+    /// and the footer with the trailer. Read again from the mapping (the footer was checked at
+    /// attach; a file changed since is checked anew).
+    pub(crate) fn metadata_ranges(&self) -> Result<Vec<Range<usize>>> {
+        let name = &self.info.name;
+        let file: &[u8] = &self.map;
+        let ends = Ends::of(file);
+        let footer = Footer::read(name, file, &ends)?;
+        let blocks = footer
+            .dictionaries()
+            .map(|b| footer.place(b, BlockKind::Dictionary))
+            .chain(footer.batches().map(|b| footer.place(b, BlockKind::Batch)))
+            .collect::<Result<Vec<_>>>()?;
+        let first = blocks
+            .iter()
+            .map(|b| b.offset)
+            .min()
+            .unwrap_or(footer.start);
+        let mut ranges = vec![0..first, footer.start..file.len()];
+        ranges.extend(blocks.iter().map(|b| b.offset..b.offset + b.meta_len));
+        Ok(ranges)
+    }
+
     /// How this segment was validated: [`Validate::Full`] or [`Validate::Structure`].
     pub fn validation(&self) -> Validate {
         self.validation
@@ -424,14 +448,6 @@ fn decoder_for(label: &str, schema: &SchemaRef, swap: bool, validation: Validate
     decoder
 }
 
-/// The record batch a batch block decoded to.
-fn batch_of(label: &str, decoded: Decoded) -> Result<RecordBatch> {
-    match decoded {
-        Decoded::Batch(batch) => Ok(batch),
-        _ => Err(Error::corrupt(label, "empty record batch message")),
-    }
-}
-
 /// An Arrow IPC file (or a segment) mapped read-only and decoded one record batch at a time,
 /// checked exactly as [`SegmentDir::attach`] checks a segment. Batches are zero-copy views of
 /// the mapping except where a copy is needed (compressed, misaligned or big-endian buffers),
@@ -458,7 +474,7 @@ impl IpcFile {
         let mut decoder = decoder_for(label, &layout.schema, layout.swap, Validate::Full);
         guarded(label, || {
             for block in &layout.dictionaries {
-                decode_block(label, &mut decoder, &map, block)?;
+                decoder.decode_message(&block.message.message(), &block.body(&map))?;
             }
             Ok::<_, Error>(())
         })?;
@@ -481,29 +497,15 @@ impl Iterator for IpcFile {
     type Item = Result<RecordBatch>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        let (block, _) = *self.layout.batches.get(self.next)?;
+        let (block, _) = self.layout.batches.get(self.next)?;
         self.next += 1;
         let label = &self.info.name;
         Some(guarded(label, || {
-            batch_of(
-                label,
-                decode_block(label, &mut self.decoder, &self.map, &block)?,
-            )
+            let batch = (block.message.record_batch())
+                .ok_or_else(|| Error::corrupt(label, "not a record batch message"))?;
+            self.decoder.decode_batch(&batch, &block.body(&self.map))
         }))
     }
-}
-
-/// Decode the message of `block` (whose ranges `read_layout` checked).
-fn decode_block(
-    label: &str,
-    decoder: &mut Decoder,
-    map: &Buffer,
-    block: &Block,
-) -> Result<Decoded> {
-    let (offset, meta_len) = (block.offset() as usize, block.metaDataLength() as usize);
-    let message =
-        block_message(&map[offset..offset + meta_len]).map_err(|e| Error::corrupt(label, e))?;
-    decode_message(decoder, map, block, &message)
 }
 
 /// Decode `message`, the header of `block` (checked by [`Footer::check_block`]).
@@ -614,6 +616,17 @@ impl Ends {
         })
     }
 
+    /// The ends of `file`, a whole file in memory.
+    fn of(file: &[u8]) -> Self {
+        let span = (Self::SPAN as usize).min(file.len());
+        let tail_start = file.len() - span;
+        Self {
+            head: file[..span].to_vec(),
+            tail: file[tail_start..].to_vec(),
+            tail_start,
+        }
+    }
+
     /// The file's bytes `range` from a copy that holds them all, else from `map` (the whole
     /// file); `None` if `range` is not inside the file.
     fn get<'a>(&'a self, map: &'a [u8], range: Range<usize>) -> Option<&'a [u8]> {
@@ -653,28 +666,32 @@ struct Layout {
     schema: SchemaRef,
     /// The file's byte order is not this machine's: buffers are swapped into copies.
     swap: bool,
-    dictionaries: Vec<Block>,
-    batches: Vec<(Block, BatchInfo)>,
+    dictionaries: Vec<LaidOut>,
+    batches: Vec<(LaidOut, BatchInfo)>,
+}
+
+/// A block of a file: where its body lies, and its message, checked once.
+#[derive(Debug)]
+struct LaidOut {
+    body: Range<usize>,
+    message: CheckedMessage,
+}
+
+impl LaidOut {
+    /// The body, in `map` (the file whose layout was read).
+    fn body(&self, map: &Buffer) -> Buffer {
+        map.slice_with_length(self.body.start, self.body.len())
+    }
 }
 
 fn read_layout(name: &str, file: &[u8], ends: &Ends) -> Result<Layout> {
     let footer = Footer::read(name, file, ends)?;
-    let dictionaries = footer
-        .dictionaries()
-        .map(|b| footer.check_block(b, BlockKind::Dictionary).map(|_| *b))
-        .collect::<Result<_>>()?;
-    let batches = footer
-        .batches()
-        .map(|b| {
-            footer
-                .check_block(b, BlockKind::Batch)
-                .map(|(_, info)| (*b, info))
-        })
-        .collect::<Result<_>>()?;
+    let dictionaries = footer.laid_out(footer.dictionaries(), BlockKind::Dictionary)?;
+    let batches = footer.laid_out(footer.batches(), BlockKind::Batch)?;
     Ok(Layout {
         schema: footer.schema,
         swap: footer.swap,
-        dictionaries,
+        dictionaries: dictionaries.into_iter().map(|(block, _)| block).collect(),
         batches,
     })
 }
@@ -798,6 +815,31 @@ impl<'a> Footer<'a> {
         let body_start = place.offset + place.meta_len;
         let info = place.info(checked.rows());
         Ok((checked, body_start..body_start + place.body_len, info))
+    }
+
+    /// Each of `blocks` (of `kind`) placed, and its message copied, verified and checked once
+    /// ([`CheckedMessage`]), with the batch's rows and bytes.
+    fn laid_out(
+        &self,
+        blocks: impl Iterator<Item = &'a Block>,
+        kind: BlockKind,
+    ) -> Result<Vec<(LaidOut, BatchInfo)>> {
+        let mut out: Vec<(LaidOut, BatchInfo)> = Vec::new();
+        for block in blocks {
+            let place = self.place(block, kind)?;
+            let metadata = self.metadata(&place)?;
+            let (start, _) = message_prefix(metadata).map_err(|e| place.bad(self, &e))?;
+            let previous = out.last().map(|(block, _)| &block.message);
+            let dictionary = kind == BlockKind::Dictionary;
+            let message =
+                CheckedMessage::new(&metadata[start..], place.body_len, dictionary, previous)
+                    .map_err(|e| place.bad(self, &e))?;
+            let info = place.info(message.rows());
+            let body = place.offset + place.meta_len;
+            let body = body..body + place.body_len;
+            out.push((LaidOut { body, message }, info));
+        }
+        Ok(out)
     }
 
     /// The metadata of the block at `place` (continuation marker and length included), from
@@ -938,14 +980,7 @@ mod tests {
 
     /// The layout of `bytes`, with [`Ends`] copied from them as [`Ends::read`] reads a file.
     fn layout_of(bytes: &[u8]) -> Result<Layout> {
-        let span = Ends::SPAN as usize;
-        let tail_start = bytes.len().saturating_sub(span);
-        let ends = Ends {
-            head: bytes[..bytes.len().min(span)].to_vec(),
-            tail: bytes[tail_start..].to_vec(),
-            tail_start,
-        };
-        read_layout("x", bytes, &ends)
+        read_layout("x", bytes, &Ends::of(bytes))
     }
 
     #[test]

@@ -132,6 +132,77 @@ pub(crate) fn check_batch(
     })
 }
 
+/// A block's message, checked once and kept: its flatbuffer copied into private memory and
+/// verified there, its type the block's, and every buffer its batch declares inside the body
+/// ([`check_batch`]). Decoding it later needs no second check: both verdicts depend on the
+/// bytes and the body length alone, and nobody can change the copy. Equal metadata (a file of
+/// batches of one shape) shares one copy.
+#[derive(Debug, Clone)]
+pub(crate) struct CheckedMessage {
+    metadata: Arc<[u8]>,
+    body_len: usize,
+    rows: u64,
+}
+
+impl CheckedMessage {
+    /// Copy, verify and check `metadata` (the flatbuffer, after the continuation marker and
+    /// length) as a record batch or (`dictionary`) a dictionary batch message whose body is
+    /// `body_len` bytes; `previous` (the last message checked) is reused if it holds the same
+    /// bytes and body length.
+    pub(crate) fn new(
+        metadata: &[u8],
+        body_len: usize,
+        dictionary: bool,
+        previous: Option<&Self>,
+    ) -> Result<Self, String> {
+        if let Some(previous) =
+            previous.filter(|p| p.body_len == body_len && *p.metadata == *metadata)
+        {
+            return Ok(previous.clone());
+        }
+        let metadata: Arc<[u8]> = metadata.into();
+        let message =
+            arrow_ipc::root_as_message(&metadata).map_err(|e| format!("message header: {e}"))?;
+        let batch = match (message.header_type(), dictionary) {
+            (MessageHeader::RecordBatch, false) => message.header_as_record_batch(),
+            (MessageHeader::DictionaryBatch, true) => {
+                message.header_as_dictionary_batch().and_then(|d| d.data())
+            }
+            (other, _) => return Err(format!("unexpected message type {other:?}")),
+        }
+        .ok_or("message has no batch")?;
+        let rows = check_batch(batch, message.version(), body_len)?.rows;
+        Ok(Self {
+            metadata,
+            body_len,
+            rows,
+        })
+    }
+
+    /// The batch's row count.
+    pub(crate) fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The message.
+    pub(crate) fn message(&self) -> arrow_ipc::Message<'_> {
+        // SAFETY: `metadata` is private memory (no other process can change it) whose bytes
+        // passed the flatbuffer verifier in `new`; the verdict depends on the bytes alone.
+        unsafe { arrow_ipc::root_as_message_unchecked(&self.metadata) }
+    }
+
+    /// The record batch, as checked in `new`; `None` for a dictionary batch message.
+    pub(crate) fn record_batch(&self) -> Option<CheckedBatch<'_>> {
+        let message = self.message();
+        Some(CheckedBatch {
+            batch: message.header_as_record_batch()?,
+            version: message.version(),
+            body_len: self.body_len,
+            rows: self.rows,
+        })
+    }
+}
+
 /// A private copy of the last message metadata read, and whether it passed the flatbuffer
 /// verifier: the same bytes again are read from the copy without a second verification (a
 /// file or stream of batches of one shape repeats its metadata). Reading the copy makes what

@@ -255,6 +255,68 @@ unsafe fn unmap(addr: *mut u8, len: usize) {
     }
 }
 
+/// How many places [`WritableMapping::new`] tries while other threads map into each one first.
+const PLACE_ATTEMPTS: usize = 8;
+
+/// Map `len` bytes (`prot`, `flags`, descriptor `fd` at offset 0, or anonymous for `-1`) at
+/// exactly `addr`, only if nothing is mapped anywhere in `addr..addr + len`
+/// (`MAP_FIXED_NOREPLACE`: it never replaces a mapping, so it cannot take another thread's
+/// range). `Ok(false)` if something is mapped there; a kernel before 4.17 takes the flag as a
+/// hint, and a mapping it placed elsewhere is undone (`Ok(false)` too).
+fn map_exactly(
+    addr: *mut u8,
+    len: usize,
+    prot: libc::c_int,
+    flags: libc::c_int,
+    fd: libc::c_int,
+) -> io::Result<bool> {
+    // SAFETY: MAP_FIXED_NOREPLACE fails (EEXIST) rather than replace anything mapped in the
+    // range, so the call can only create a new mapping in unmapped address space.
+    let at = unsafe {
+        libc::mmap(
+            addr.cast(),
+            len,
+            prot,
+            flags | libc::MAP_FIXED_NOREPLACE,
+            fd,
+            0,
+        )
+    };
+    if at == libc::MAP_FAILED {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::EEXIST) => Ok(false),
+            _ => Err(err),
+        };
+    }
+    if at.cast::<u8>() != addr {
+        // SAFETY: `at` is the mapping just made (the hint not taken), referenced by nothing.
+        unsafe { libc::munmap(at, len) };
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// After a `MAP_FIXED` or `MREMAP_FIXED` onto `addr..addr + len`, a range of ours, failed: the
+/// kernel may have unmapped all of it before failing (`mremap` unmaps its destination first;
+/// `mmap` did so before 6.12, in parts), and another thread may have mapped into the hole
+/// since. Map the range again as `prot`/`flags`/`fd` ([`map_exactly`]) if it is wholly
+/// unmapped: `true` if it is then ours again; `false` if anything is mapped in it, ours
+/// untouched or another thread's: which, no call can tell, so the caller must never unmap
+/// it.
+fn refill(
+    addr: *mut u8,
+    len: usize,
+    prot: libc::c_int,
+    flags: libc::c_int,
+    fd: libc::c_int,
+) -> bool {
+    map_exactly(addr, len, prot, flags, fd).unwrap_or(false)
+}
+
+/// The flags of an inaccessible anonymous reservation of address space.
+const RESERVATION: libc::c_int = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
+
 /// A shared read-write mapping of a file's first `len` bytes, placed so that its page tables
 /// can be moved away in a few steps ([`make_private`](Self::make_private)): it starts on a
 /// PMD (2 MiB) boundary, or a PUD (1 GiB) one from [`PUD_FROM`] bytes on, and covers whole
@@ -269,6 +331,11 @@ pub struct WritableMapping {
     granule: usize,
     /// Whether [`make_private`](Self::make_private) replaced the shared mapping.
     private: std::sync::atomic::AtomicBool,
+    /// The bytes from `addr` provably still this value's own, unmapped when it drops: all of
+    /// `mapped`, unless a failed replacement in [`make_private`](Self::make_private) may have
+    /// left a hole that another thread's mapping could fill (see [`refill`]); the rest then
+    /// stays mapped for the life of the process (address space, never someone else's range).
+    owned: std::sync::atomic::AtomicUsize,
 }
 
 // SAFETY: the mapping is plain memory owned by this value until it drops; it moves no data
@@ -282,51 +349,40 @@ unsafe impl Sync for WritableMapping {}
 impl WritableMapping {
     /// Map `file`'s first `len` bytes read-write and shared (`file` must be open read-write
     /// and at least `len` bytes long, and stay so while mapped).
+    ///
+    /// Placed without `MAP_FIXED`: address space is reserved to find an aligned range, freed,
+    /// and the file mapped there with `MAP_FIXED_NOREPLACE`, which never replaces a mapping
+    /// (another thread that maps into the range meanwhile makes it fail, and a new place is
+    /// tried). A failed `MAP_FIXED` over a reservation could have dropped part of it first
+    /// (kernels before 6.12), and unmapping the reservation then would unmap whatever another
+    /// thread had mapped into the hole. On failure nothing of this call stays mapped.
     pub fn new(file: &File, len: usize) -> io::Result<Self> {
         use std::os::fd::AsRawFd;
         let too_large = || io::Error::from(io::ErrorKind::FileTooLarge);
         let granule = if len >= PUD_FROM { PUD_SIZE } else { PMD_SIZE };
         let mapped = round_up(len.max(1), granule).ok_or_else(too_large)?;
         let reserved = mapped.checked_add(granule).ok_or_else(too_large)?;
-        let start = reserve_address_space(reserved)?;
-        let addr = start.wrapping_add((start as usize).wrapping_neg() % granule);
-        // SAFETY: `addr..addr + mapped` lies inside the reservation just made (`addr - start
-        // < granule`), which this function owns: MAP_FIXED replaces only that.
-        let at = unsafe {
-            libc::mmap(
-                addr.cast(),
-                mapped,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_FIXED,
-                file.as_raw_fd(),
-                0,
-            )
-        };
-        let err = (at == libc::MAP_FAILED).then(io::Error::last_os_error);
-        let (head, tail) = if err.is_some() {
-            (reserved, 0)
-        } else {
-            (
-                addr as usize - start as usize,
-                reserved - mapped - (addr as usize - start as usize),
-            )
-        };
-        // SAFETY: the parts of the reservation before and after the file's mapping (or all of
-        // it, if the mapping failed): this function's own, referenced by nothing.
-        unsafe {
-            unmap(start, head);
-            unmap(addr.wrapping_add(mapped), tail);
+        for _ in 0..PLACE_ATTEMPTS {
+            let start = reserve_address_space(reserved)?;
+            let addr = start.wrapping_add((start as usize).wrapping_neg() % granule);
+            // SAFETY: the reservation just made: this function's own, referenced by nothing.
+            unsafe { unmap(start, reserved) };
+            let prot = libc::PROT_READ | libc::PROT_WRITE;
+            if map_exactly(addr, mapped, prot, libc::MAP_SHARED, file.as_raw_fd())? {
+                return Ok(Self {
+                    addr,
+                    len,
+                    mapped,
+                    granule,
+                    private: false.into(),
+                    owned: mapped.into(),
+                });
+            }
         }
-        match err {
-            Some(err) => Err(err),
-            None => Ok(Self {
-                addr,
-                len,
-                mapped,
-                granule,
-                private: false.into(),
-            }),
-        }
+        Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "other threads kept mapping where the writable mapping was to be placed",
+        ))
     }
 
     /// The first byte.
@@ -409,35 +465,58 @@ impl WritableMapping {
         // of the file stays mapped shared.
         let fresh_end = round_up(self.len, page_size()).unwrap_or(self.mapped);
         let padding = self.addr.wrapping_add(fresh_end);
+        let padding_len = self.mapped - fresh_end;
         // SAFETY: `padding..addr + mapped` is the end of this value's own mapping, past the
-        // file's end, where no pointer was handed out; MAP_FIXED replaces only that.
-        let padded = fresh_end == self.mapped
+        // file's end, where no pointer was handed out; MAP_FIXED replaces only that (on failure
+        // `refill` below finds out what is still ours).
+        let padded = padding_len == 0
             || unsafe {
                 libc::mmap(
                     padding.cast(),
-                    self.mapped - fresh_end,
+                    padding_len,
                     libc::PROT_NONE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE | libc::MAP_FIXED,
+                    RESERVATION | libc::MAP_FIXED,
                     -1,
                     0,
                 )
             } != libc::MAP_FAILED;
+        if !padded {
+            let err = io::Error::last_os_error();
+            if !refill(padding, padding_len, libc::PROT_NONE, RESERVATION, -1) {
+                self.owned.store(fresh_end, Ordering::Release);
+            }
+            // SAFETY: `fresh` is still our own mapping of `len` bytes, referenced by nothing.
+            unsafe { libc::munmap(fresh, self.len) };
+            return Err(err);
+        }
         // SAFETY: `fresh` is the mapping just made, of `len` bytes; MREMAP_FIXED moves it onto
         // `addr..addr + len`, this value's own mapping (so only it is replaced, and every
         // pointer into it stays valid).
-        let moved = padded
-            && unsafe {
-                libc::mremap(
-                    fresh,
-                    self.len,
-                    self.len,
-                    libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
-                    self.addr.cast::<libc::c_void>(),
-                )
-            } != libc::MAP_FAILED;
+        let moved = unsafe {
+            libc::mremap(
+                fresh,
+                self.len,
+                self.len,
+                libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED,
+                self.addr.cast::<libc::c_void>(),
+            )
+        } != libc::MAP_FAILED;
         if !moved {
             let err = io::Error::last_os_error();
-            // SAFETY: `fresh` is still our own mapping of `len` bytes, referenced by nothing.
+            // mremap unmaps its destination before it can fail for want of kernel memory: map
+            // the file there again, shared (its bytes are the file's: nothing was private yet).
+            let prot = libc::PROT_READ | libc::PROT_WRITE;
+            if !refill(
+                self.addr,
+                fresh_end,
+                prot,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+            ) {
+                self.owned.store(0, Ordering::Release);
+            }
+            // SAFETY: a failed mremap leaves its source as it was: `fresh` is still our own
+            // mapping of `len` bytes, referenced by nothing.
             unsafe { libc::munmap(fresh, self.len) };
             return Err(err);
         }
@@ -448,19 +527,18 @@ impl WritableMapping {
     /// Move the page tables of the (shared) mapping to a range of their own, leaving the
     /// mapping in place but empty (`MREMAP_DONTUNMAP`); `None` if the kernel cannot.
     fn move_pages_away(&self) -> Option<Retired> {
+        use std::sync::atomic::Ordering;
+        if DONTUNMAP_REFUSED.load(Ordering::Relaxed) {
+            return None;
+        }
         let reserved = self.mapped.checked_add(self.granule)?;
         let hole = reserve_address_space(reserved).ok()?;
-        // The retired range owns the whole reservation from here on (dropping it unmaps it).
-        let retired = Retired {
-            addr: hole,
-            len: reserved,
-        };
         // The first granule boundary in the reservation: the same offset within a granule as
         // `addr`, so that whole page tables move.
         let to = hole.wrapping_add((hole as usize).wrapping_neg() % self.granule);
         // SAFETY: `to..to + mapped` lies inside the reservation (`to - hole < granule`), which
-        // `retired` owns: MREMAP_FIXED replaces only that. The source is this value's own
-        // mapping of `mapped` bytes; MREMAP_DONTUNMAP leaves it mapped (shared mappings then
+        // is this function's own: MREMAP_FIXED replaces only that. The source is this value's
+        // own mapping of `mapped` bytes; MREMAP_DONTUNMAP leaves it mapped (shared mappings then
         // fault their pages in again from the file), so no pointer into it dangles.
         let moved = unsafe {
             libc::mremap(
@@ -470,17 +548,42 @@ impl WritableMapping {
                 libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED | libc::MREMAP_DONTUNMAP,
                 to.cast::<libc::c_void>(),
             )
+        } != libc::MAP_FAILED;
+        let end = to.wrapping_add(self.mapped);
+        let after = hole as usize + reserved - end as usize;
+        if !moved && !refill(to, self.mapped, libc::PROT_NONE, RESERVATION, -1) {
+            // The destination may be a hole another thread mapped into since, or still ours (a
+            // kernel that refused before unmapping it: before 5.7, which refuses every time;
+            // it is not asked again). Only the parts around it are provably ours.
+            DONTUNMAP_REFUSED.store(true, Ordering::Relaxed);
+            // SAFETY: the parts of the reservation that no mremap touched: ours, unused.
+            unsafe {
+                unmap(hole, to as usize - hole as usize);
+                unmap(end, after);
+            }
+            return None;
+        }
+        // The retired range owns the whole reservation from here on (dropping it unmaps it).
+        let retired = Retired {
+            addr: hole,
+            len: reserved,
         };
-        (moved != libc::MAP_FAILED).then_some(retired)
+        moved.then_some(retired)
     }
 }
 
+/// A kernel refused `MREMAP_DONTUNMAP` for a shared mapping and left its destination in a
+/// state no call can prove (see [`WritableMapping::move_pages_away`]): not tried again.
+static DONTUNMAP_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
 impl Drop for WritableMapping {
     fn drop(&mut self) {
-        // SAFETY: `addr..addr + mapped` is this value's own mapping (the file's, or after
-        // `make_private` the private one and the padding's reservation); it is dropped, so no
-        // pointer into it is used any more (holders of pointers keep the value alive).
-        unsafe { unmap(self.addr, self.mapped) };
+        let owned = *self.owned.get_mut();
+        // SAFETY: `addr..addr + owned` is this value's own mapping (the file's, or after
+        // `make_private` the private one and the padding's reservation; `owned` excludes any
+        // part a failed replacement may have lost); it is dropped, so no pointer into it is
+        // used any more (holders of pointers keep the value alive).
+        unsafe { unmap(self.addr, owned) };
     }
 }
 
@@ -560,6 +663,85 @@ fn range(kind: libc::c_int, start: i64, len: i64) -> libc::flock {
     }
 }
 
+/// The forks this process is removed from the process that started it by: 0 in that
+/// process, incremented in a forked child (a `pthread_atfork` handler, installed with the
+/// first [`ParentOnly`]). A handle that must act for one process only records it and compares.
+pub fn fork_generation() -> u64 {
+    FORKS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static FORKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The descriptors of every live [`ParentOnly`] (-1: a free place). A fixed array of atomics:
+/// the fork handler may neither allocate nor lock.
+static PARENT_ONLY: [std::sync::atomic::AtomicI32; 256] =
+    [const { std::sync::atomic::AtomicI32::new(-1) }; 256];
+
+/// An open file that a forked child does not keep: in the child its descriptor then refers to
+/// `/dev/null` instead (so the child holds nothing of the open, an OFD lock in particular,
+/// however long it lives), and the file's owner finds it is no longer the process that opened
+/// it through [`fork_generation`]. At most 256 at a time in a process: past that a file is
+/// kept as before, and a forked child keeps it too.
+#[derive(Debug)]
+pub struct ParentOnly {
+    /// Kept open (closed after `drop` took it out of the list).
+    _file: File,
+    slot: Option<usize>,
+}
+
+impl ParentOnly {
+    /// Register `file`.
+    pub fn new(file: File) -> Self {
+        use std::os::fd::AsRawFd;
+        use std::sync::atomic::Ordering::SeqCst;
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        // SAFETY: `in_child` is an `extern "C" fn()` that only makes async-signal-safe calls
+        // (open, dup3, close) and atomic operations: what a handler in a forked child of a
+        // multithreaded process may do.
+        INSTALL.call_once(|| unsafe {
+            libc::pthread_atfork(None, None, Some(in_child));
+        });
+        let fd = file.as_raw_fd();
+        let slot = PARENT_ONLY
+            .iter()
+            .position(|s| s.compare_exchange(-1, fd, SeqCst, SeqCst).is_ok());
+        Self { _file: file, slot }
+    }
+}
+
+impl Drop for ParentOnly {
+    fn drop(&mut self) {
+        // Out of the list before the descriptor closes (when `file` drops after this): the
+        // number may be reused at once, and a fork handler must never replace another file.
+        if let Some(slot) = self.slot {
+            PARENT_ONLY[slot].store(-1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+/// The `pthread_atfork` child handler: count the fork, and point every [`ParentOnly`]
+/// descriptor at `/dev/null`.
+extern "C" fn in_child() {
+    use std::sync::atomic::Ordering::SeqCst;
+    FORKS.fetch_add(1, SeqCst);
+    // SAFETY: a NUL-terminated path; open, dup3 and close are async-signal-safe and touch no
+    // memory of ours. dup3 replaces exactly the registered descriptors, which are open (a
+    // descriptor leaves the list before it is closed), in the child alone.
+    unsafe {
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if null < 0 {
+            return;
+        }
+        for slot in &PARENT_ONLY {
+            let fd = slot.load(SeqCst);
+            if fd >= 0 {
+                libc::dup3(null, fd, libc::O_CLOEXEC);
+            }
+        }
+        libc::close(null);
+    }
+}
+
 /// The effective user id of this process.
 pub fn effective_uid() -> u32 {
     nix::unistd::geteuid().as_raw()
@@ -627,6 +809,41 @@ mod tests {
             std::os::unix::fs::FileExt::read_exact_at(&file, &mut tail, len as u64 - 2).unwrap();
             assert_eq!(tail, [7, 7]);
         }
+    }
+
+    #[test]
+    fn a_placed_mapping_never_replaces_another_and_a_failed_one_leaves_none() {
+        let page = page_size();
+        let at = reserve_address_space(4 * page).unwrap();
+        for offset in [0, page, 3 * page] {
+            let inside = at.wrapping_add(offset);
+            assert!(!map_exactly(inside, page, libc::PROT_READ, RESERVATION, -1).unwrap());
+            assert!(!refill(inside, 2 * page, libc::PROT_NONE, RESERVATION, -1));
+        }
+        // SAFETY: the reservation made above, still whole (nothing replaced it), unused.
+        unsafe { unmap(at, 4 * page) };
+        // A file open read-only cannot be mapped read-write: an error, and nothing mapped
+        // (the address space is given back: a thousand failures use none of it).
+        let path = std::env::temp_dir().join(format!("shmarrow-sys-ro-{}", std::process::id()));
+        std::fs::write(&path, vec![0u8; 3 * PMD_SIZE]).unwrap();
+        let file = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        let before = std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .count();
+        for _ in 0..1000 {
+            let err = WritableMapping::new(&file, 3 * PMD_SIZE).unwrap_err();
+            assert_eq!(err.raw_os_error(), Some(libc::EACCES));
+        }
+        let after = std::fs::read_to_string("/proc/self/maps")
+            .unwrap()
+            .lines()
+            .count();
+        assert!(
+            after < before + 100,
+            "{before} mappings before, {after} after"
+        );
     }
 
     #[test]

@@ -734,7 +734,28 @@ fn overlapping_segments(dir: &SegmentDir) -> Vec<(&'static str, &'static str)> {
         );
         file.copy_within(s..s + 8, n);
     });
-    vec![("batches", "x"), ("columns", "b"), ("offsets", "n")]
+    // A values buffer over the next batch's message metadata: the first block's body (in the
+    // footer) and its values buffer reach into the second block's metadata.
+    dir.create("metadata", &b(0).schema(), &[b(0), b(100)], &options)
+        .unwrap();
+    common::patch(dir, "metadata", |file| {
+        let (values0, block0) = common::positions(file, 0, 1);
+        let (_, block1) = common::positions(file, 1, 1);
+        let at = |pos: usize| i64::from_le_bytes(file[pos..pos + 8].try_into().unwrap());
+        let int32 = |pos: usize| i32::from_le_bytes(file[pos..pos + 4].try_into().unwrap());
+        let body0 = (at(block0) + i64::from(int32(block0 + 8))) as usize;
+        let meta1 = at(block1) as usize;
+        // Values 4..8 of x in batch 0 are the first 32 bytes of batch 1's metadata.
+        let start = meta1 - 32 - body0;
+        file[values0..values0 + 8].copy_from_slice(&(start as i64).to_le_bytes());
+        file[block0 + 16..block0 + 24].copy_from_slice(&((start + 64) as i64).to_le_bytes());
+    });
+    vec![
+        ("batches", "x"),
+        ("columns", "b"),
+        ("offsets", "n"),
+        ("metadata", "x"),
+    ]
 }
 
 #[test]
@@ -779,6 +800,14 @@ fn overlapping_value_ranges_are_refused_for_writing() {
         values_of::<Int32Type>(&dir, "offsets", "n"),
         [Some(0), Some(2), Some(3), Some(3)],
         "n reads s's offsets"
+    );
+    // x[4] reads batch 1's continuation marker (and then its metadata length).
+    let x = values_of::<arrow_array::types::Int64Type>(&dir, "metadata", "x");
+    assert_eq!(x[4].map(|v| v as u32), Some(u32::MAX));
+    let err = dir.open_writable("metadata").unwrap_err();
+    assert_text(
+        &err,
+        &["\"x\" in batch 0", "the message metadata or footer"],
     );
 }
 

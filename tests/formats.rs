@@ -354,3 +354,48 @@ fn streaming_import_into_a_full_directory() {
     assert!(!stderr.contains("panicked"));
     assert!(!stdout.contains("left:"), "left behind: {stdout}");
 }
+
+#[test]
+fn a_parquet_page_declaring_gigabytes_is_refused_before_it_is_read() {
+    use parquet::basic::Compression;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    let tmp = TempDir::new("pqbomb");
+    let files = TempDir::new("pqbomb-files");
+    let path = files.0.join("bomb.parquet");
+    // One page of 140 MB of zeros (its declared size a 5-byte varint), a few kB compressed.
+    let value = vec![0u8; 140_000_000];
+    let batch = RecordBatch::try_from_iter([(
+        "b",
+        Arc::new(arrow_array::BinaryArray::from_iter_values([&value])) as _,
+    )])
+    .unwrap();
+    drop(value);
+    let props = WriterProperties::builder()
+        .set_compression(Compression::LZ4_RAW)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .set_data_page_size_limit(usize::MAX)
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    let meta = w.close().unwrap();
+    let start = meta.row_groups()[0].columns()[0].data_page_offset() as usize;
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(bytes.len() < 1 << 20, "{} bytes", bytes.len());
+    // The page header (Thrift compact): field 1 (i32) page type 0, field 2 (i32)
+    // uncompressed_page_size; make it 2^31 - 1 (zigzag 2^32 - 2), the same five bytes long.
+    assert_eq!(bytes[start..start + 3], [0x15, 0x00, 0x15]);
+    assert_eq!(bytes[start + 7] & 0x80, 0, "a 5-byte varint");
+    bytes[start + 3..start + 8].copy_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0x0f]);
+    std::fs::write(&path, &bytes).unwrap();
+    fails_clean(
+        &tmp,
+        &["import", "x", path.to_str().unwrap()],
+        "row group 0 declares pages of 2147483647 bytes to hold at once",
+    );
+}

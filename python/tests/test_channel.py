@@ -69,14 +69,22 @@ def _subscribe_when_created(name, deadline_s=600.0, **kwargs):
             time.sleep(0.002)
 
 
+def _state(pid):
+    """The state letter of process `pid` ('' once gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0]
+    except OSError:
+        return ""
+
+
 def _wait_until_asleep(pid):
     """Wait until process `pid` (one thread) sleeps: blocked in a wait, not running towards it."""
     while True:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rpartition(")")[2].split()[0]
+        state = _state(pid)
         if state == "S":
             return
-        assert state != "Z", f"pid {pid} exited"
+        assert state not in ("Z", ""), f"pid {pid} exited"
         time.sleep(0.01)
 
 
@@ -508,6 +516,61 @@ def test_killed_producer_is_reported_and_second_producer_refused(new_name):
     finally:
         _reap(proc)
     assert proc.returncode == -signal.SIGKILL
+
+
+FORKING_PRODUCER = textwrap.dedent(
+    """
+    import os, sys
+    import pyarrow as pa
+    import shmarrow
+
+    name = sys.argv[1]
+    p = shmarrow.producer(name, pa.schema([("x", pa.int64())]), slots=2, slot_size=4096)
+    child = os.fork()
+    if child == 0:
+        # The child's copy of the handle is not the producer: it sends nothing, and closing it
+        # closes nothing. It lives until the test closes its stdin.
+        try:
+            p.send(pa.record_batch([pa.array([1])], names=["x"]))
+            print("child sent", flush=True)
+        except shmarrow.ChannelError as e:
+            print(f"child refused: {e}", flush=True)
+        p.close()
+        sys.stdin.read()
+        os._exit(0)
+    print(child, flush=True)
+    os._exit(0)  # the producer dies without closing the stream
+    """
+)
+
+
+def test_a_forked_child_of_a_dead_producer_neither_keeps_the_claim_nor_sends(new_name):
+    name = new_name("forked")
+    proc = subprocess.Popen([sys.executable, "-c", FORKING_PRODUCER, name],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        lines = sorted(proc.stdout.readline().strip() for _ in range(2))
+        assert lines[1].startswith("child refused: "), lines
+        assert f"pid {proc.pid}" in lines[1], lines
+        child = int(lines[0])
+        assert proc.wait() == 0
+        os.kill(child, 0)  # the child lives on, holding its copy of the parent's descriptors
+        # The dead producer's claim is taken over, and the stream was not closed by the child.
+        takeover = shmarrow.producer(name)
+        sub = shmarrow.subscribe(name, timeout=5)
+        takeover.send(pa.record_batch([pa.array([7])], names=["x"]))
+        b = next(sub)
+        assert b.column(0).to_pylist() == [7]
+        del b
+        sub.close()
+        takeover.close()
+    finally:
+        _reap(proc)
+    # The child (reparented away from us) exits once its stdin closed.
+    while _state(child) not in ("Z", ""):
+        time.sleep(0.01)
+
 
 
 def test_second_producer_in_same_process_refused(new_name):

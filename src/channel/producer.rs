@@ -1,7 +1,6 @@
 //! The producing end: claiming a channel, waiting for a free slot, encoding a batch straight
 //! into it, publishing it.
 
-use std::fs::File;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::SeqCst;
 use std::time::{Duration, Instant};
@@ -118,7 +117,8 @@ impl SegmentDir {
         let schema = shared.schema.clone();
         Ok(Some(Producer {
             shared,
-            _claim: claim,
+            _claim: sys::ParentOnly::new(claim),
+            forks: sys::fork_generation(),
             encoder: SlotEncoder::new(schema.clone()),
             schema,
             policy: WaitPolicy::default(),
@@ -133,8 +133,11 @@ impl SegmentDir {
 pub struct Producer {
     shared: Arc<Shared>,
     /// Our open of the channel file, holding the claim lock: closed (releasing it) only after
-    /// `drop` has stored `closed` and cleared `producer_pid`.
-    _claim: File,
+    /// `drop` has stored `closed` and cleared `producer_pid`. A forked child does not keep it.
+    _claim: sys::ParentOnly,
+    /// [`sys::fork_generation`] of the process that claimed: in a forked child (which inherits
+    /// this value but not the claim) the handle sends nothing and closes nothing.
+    forks: u64,
     schema: SchemaRef,
     encoder: SlotEncoder,
     policy: WaitPolicy,
@@ -155,6 +158,12 @@ impl std::fmt::Debug for Producer {
 }
 
 impl Producer {
+    /// Whether this handle is a forked child's copy of its parent's producer (which the child
+    /// does not hold the claim of: see [`sys::ParentOnly`]).
+    fn forked(&self) -> bool {
+        sys::fork_generation() != self.forks
+    }
+
     /// How [`send`](Self::send) waits for space (default: block, no timeout), to read or
     /// change.
     pub fn wait_policy(&mut self) -> &mut WaitPolicy {
@@ -189,6 +198,10 @@ impl Producer {
                 &name,
                 ChannelError::SchemaMismatch(format!("{:?}", batch.schema_ref().fields())),
             ));
+        }
+        if self.forked() {
+            let pid = self.shared.producer().map_or(0, |p| p.pid);
+            return Err(channel_err(&name, ChannelError::ProducerExists(pid)));
         }
         let shared = self.shared.clone();
         let h = shared.header();
@@ -327,6 +340,13 @@ impl Producer {
 
 impl Drop for Producer {
     fn drop(&mut self) {
+        if self.forked() {
+            // Not the producer: the process that claimed it still is (or was).
+            if let Some(created) = self.created.take() {
+                created.disown();
+            }
+            return;
+        }
         let h = self.shared.header();
         h.closed.store(1, SeqCst);
         Shared::notify(&h.data_futex, &h.data_waiters);

@@ -67,8 +67,8 @@ pub(super) struct Placement {
 /// (disjoint row ranges, or the segment's exclusive [`lock`](Self::lock)), and the file is
 /// never truncated. This type enforces its side: the file is mapped and its layout read from
 /// one descriptor (a rename of the name cannot swap files in between); a file whose writable
-/// value ranges overlap each other or any offsets, validity, dictionary or other buffer is
-/// refused ([`Error::Corrupt`]); [`values_mut`](Self::values_mut) hands each column out once
+/// value ranges overlap each other or any offsets, validity, dictionary or other buffer, or
+/// any message's metadata or the footer, is refused ([`Error::Corrupt`]); [`values_mut`](Self::values_mut) hands each column out once
 /// per handle, and [`values_mut_rows`](Self::values_mut_rows) / [`map`](Self::map) make slices
 /// over the requested rows only, so workers of disjoint row ranges never hold references to
 /// each other's rows. A process that writes rows it was not given breaks the contract (its
@@ -398,14 +398,16 @@ fn fixed_width_values(array: &ArrayRef) -> Option<(ArrayData, usize, usize)> {
 /// Refuse (as [`Error::Corrupt`]) a file in which any value range that can be written in place
 /// (a fixed-width column, struct child or fixed-size list's values, in any batch) overlaps
 /// another such range or any other buffer (offsets, validity, dictionary, keys, values of
-/// other types): writing values must never change what another column reads, nor anything a
-/// reader validated at attach. Linear in the number of buffers, not in the data.
+/// other types), or any block's message metadata, the schema message or the footer: writing
+/// values must never change what another column reads, nor anything a reader validated at
+/// attach, nor what a later attach reads. Linear in the number of buffers, not in the data.
 fn check_writable_layout(segment: &Segment) -> Result<()> {
     /// A buffer's byte range in the mapping, whether it may be written, and what it is.
     struct Span {
         range: Range<usize>,
         writable: bool,
-        batch: usize,
+        /// `None` for a range outside every batch's body.
+        batch: Option<usize>,
         path: String,
         what: &'static str,
     }
@@ -416,7 +418,7 @@ fn check_writable_layout(segment: &Segment) -> Result<()> {
                 out.push(Span {
                     range,
                     writable,
-                    batch,
+                    batch: Some(batch),
                     path: path.to_owned(),
                     what,
                 });
@@ -457,6 +459,16 @@ fn check_writable_layout(segment: &Segment) -> Result<()> {
         }
     }
     let mut spans = Vec::new();
+    let base = segment.bytes().as_ptr() as usize;
+    for range in segment.metadata_ranges()? {
+        spans.push(Span {
+            range: base + range.start..base + range.end,
+            writable: false,
+            batch: None,
+            path: String::new(),
+            what: "message metadata or footer",
+        });
+    }
     for (b, batch) in segment.batches().iter().enumerate() {
         for (field, column) in batch.schema_ref().fields().iter().zip(batch.columns()) {
             collect(&column.to_data(), field.name(), true, b, &mut spans);
@@ -470,13 +482,14 @@ fn check_writable_layout(segment: &Segment) -> Result<()> {
         let against = if span.writable { far_any } else { far_writable };
         if let Some(j) = against.filter(|&j| span.range.start < spans[j].range.end) {
             let other = &spans[j];
-            let base = segment.bytes().as_ptr() as usize;
             let at = |s: &Span| {
+                let whose = match s.batch {
+                    Some(batch) => format!(" of {:?} in batch {batch}", s.path),
+                    None => String::new(),
+                };
                 format!(
-                    "the {} of {:?} in batch {} (bytes {}..{})",
+                    "the {}{whose} (bytes {}..{})",
                     s.what,
-                    s.path,
-                    s.batch,
                     s.range.start.saturating_sub(base),
                     s.range.end.saturating_sub(base)
                 )

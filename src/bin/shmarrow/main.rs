@@ -8,6 +8,7 @@ mod dataset;
 mod flight;
 mod fmt;
 mod format;
+mod parquet_pages;
 mod signals;
 
 use std::io::{self, Write};

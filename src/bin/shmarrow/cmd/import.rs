@@ -62,9 +62,7 @@ pub fn run(
         (InputFormat::Parquet, Some(path)) => {
             let file = open(path)?;
             let (rows, reader) = guarded(&label, || {
-                let builder =
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
-                        .with_context(|| format!("{label} is not a Parquet file"))?;
+                let builder = crate::parquet_pages::reader(file, &label)?;
                 let rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
                 let reader = builder
                     .with_batch_size(args.batch_rows)

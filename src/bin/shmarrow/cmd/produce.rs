@@ -147,11 +147,9 @@ fn read_file(path: &std::path::Path) -> anyhow::Result<Vec<RecordBatch>> {
         Some(InputFormat::Ipc) => {
             Ok(shmarrow::IpcFile::open(&label, path)?.collect::<Result<_, _>>()?)
         }
-        Some(InputFormat::Parquet) => Ok(
-            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(open(path)?)?
-                .build()?
-                .collect::<Result<_, _>>()?,
-        ),
+        Some(InputFormat::Parquet) => Ok(crate::parquet_pages::reader(open(path)?, &label)?
+            .build()?
+            .collect::<Result<_, _>>()?),
         _ => Ok(
             shmarrow::ipc::StreamReader::try_new(&label, BufReader::new(open(path)?))
                 .with_context(|| {
