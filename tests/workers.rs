@@ -458,6 +458,74 @@ fn a_killed_worker_fails_the_command_naming_it() {
     assert!(failures > 0, "no attempt killed a worker in time");
 }
 
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |stat| {
+        stat.rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))
+    })
+}
+
+/// `map --processes` holds the segment's lock for its workers: when the coordinator is killed
+/// (the kernel releases its lock), its workers must not go on writing. A worker is stopped
+/// (SIGSTOP) once it has the segment mapped, the coordinator is killed: the stopped worker
+/// must end (it would wait stopped forever, and then write, if nothing killed it).
+#[test]
+fn a_killed_coordinator_takes_its_workers_with_it() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let tmp = TempDir::new("w-coord");
+    let rows = 1 << 24;
+    let batch = RecordBatch::try_from_iter([(
+        "x",
+        Arc::new(Float64Array::from_iter_values((0..rows).map(|i| i as f64))) as _,
+    )])
+    .unwrap();
+    create_batches(&tmp.dir(), "d", &[batch]);
+    let segment = tmp.0.join("d").to_string_lossy().into_owned();
+    let signal = |pid: u32, s: Signal| kill(Pid::from_raw(pid as i32), s).is_ok();
+    let mut checked = 0;
+    for _attempt in 0..5 {
+        let mut coordinator = shmarrow_bin()
+            .arg("--dir")
+            .arg(&tmp.0)
+            .args(["map", "d", "-c", "x", "--op", "square", "--processes", "2"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // The first worker that has the segment mapped (so is past its start-up), stopped.
+        // Its command line first: a child that has not exec'd the worker yet shares the
+        // coordinator's memory, mapping included.
+        let mut stopped = None;
+        while stopped.is_none() && coordinator.try_wait().unwrap().is_none() {
+            stopped = children(coordinator.id()).into_iter().find(|&w| {
+                std::fs::read(format!("/proc/{w}/cmdline"))
+                    .is_ok_and(|c| c.split(|&b| b == 0).any(|a| a == b"worker"))
+                    && std::fs::read_to_string(format!("/proc/{w}/maps"))
+                        .is_ok_and(|maps| maps.contains(&segment))
+                    && signal(w, Signal::SIGSTOP)
+            });
+        }
+        let Some(worker) = stopped else {
+            continue; // the workers finished first: try again
+        };
+        coordinator.kill().unwrap();
+        coordinator.wait().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !ended(worker) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let survived = !ended(worker);
+        if survived {
+            signal(worker, Signal::SIGKILL); // clean up
+        }
+        assert!(!survived, "worker {worker} outlived its killed coordinator");
+        checked += 1;
+    }
+    assert!(checked > 0, "no attempt stopped a worker in time");
+}
+
 #[test]
 #[ignore = "needs root (switching to user nobody needs root); .ci/run runs it as root"]
 fn another_user_cannot_map() {

@@ -257,6 +257,10 @@ pub struct WorkerArgs {
     /// Number of workers.
     #[arg(long, global = true, default_value_t = 1, value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_PARALLEL))]
     pub of: usize,
+    /// The pid of the process that started this worker: the worker is killed when that process
+    /// ends (however it ends), and does not start if it has already ended.
+    #[arg(long, global = true)]
+    pub coordinator: Option<u32>,
 }
 
 #[derive(Debug, Subcommand)]
