@@ -317,6 +317,19 @@ fn refill(
 /// The flags of an inaccessible anonymous reservation of address space.
 const RESERVATION: libc::c_int = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE;
 
+/// Unmap `addr..addr + len` in one call: for a range whose pages were never accessible or
+/// accessed (a reservation, a mapping's padding past the file), so there are no pages to tear
+/// down and no other thread waits long behind it. Nothing for `len` 0.
+///
+/// # Safety
+/// As [`unmap`].
+unsafe fn unmap_untouched(addr: *mut u8, len: usize) {
+    if len > 0 {
+        // SAFETY: the caller's own range, referenced by nothing.
+        unsafe { libc::munmap(addr.cast(), len) };
+    }
+}
+
 /// A shared read-write mapping of a file's first `len` bytes, placed so that its page tables
 /// can be moved away in a few steps ([`make_private`](Self::make_private)): it starts on a
 /// PMD (2 MiB) boundary, or a PUD (1 GiB) one from [`PUD_FROM`] bytes on, and covers whole
@@ -365,8 +378,9 @@ impl WritableMapping {
         for _ in 0..PLACE_ATTEMPTS {
             let start = reserve_address_space(reserved)?;
             let addr = start.wrapping_add((start as usize).wrapping_neg() % granule);
-            // SAFETY: the reservation just made: this function's own, referenced by nothing.
-            unsafe { unmap(start, reserved) };
+            // SAFETY: the reservation just made: this function's own, referenced by nothing,
+            // never accessible (PROT_NONE), so without pages.
+            unsafe { unmap_untouched(start, reserved) };
             let prot = libc::PROT_READ | libc::PROT_WRITE;
             if map_exactly(addr, mapped, prot, libc::MAP_SHARED, file.as_raw_fd())? {
                 return Ok(Self {
@@ -556,10 +570,11 @@ impl WritableMapping {
             // kernel that refused before unmapping it: before 5.7, which refuses every time;
             // it is not asked again). Only the parts around it are provably ours.
             DONTUNMAP_REFUSED.store(true, Ordering::Relaxed);
-            // SAFETY: the parts of the reservation that no mremap touched: ours, unused.
+            // SAFETY: the parts of the reservation that no mremap touched: ours, unused, never
+            // accessible (PROT_NONE), so without pages.
             unsafe {
-                unmap(hole, to as usize - hole as usize);
-                unmap(end, after);
+                unmap_untouched(hole, to as usize - hole as usize);
+                unmap_untouched(end, after);
             }
             return None;
         }
@@ -579,11 +594,18 @@ static DONTUNMAP_REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::Ato
 impl Drop for WritableMapping {
     fn drop(&mut self) {
         let owned = *self.owned.get_mut();
+        // Pages exist only in the file's bytes (pointers are handed out into the first `len`
+        // bytes only): the padding after them goes in one call.
+        let used = round_up(self.len, page_size()).map_or(owned, |u| u.min(owned));
         // SAFETY: `addr..addr + owned` is this value's own mapping (the file's, or after
         // `make_private` the private one and the padding's reservation; `owned` excludes any
-        // part a failed replacement may have lost); it is dropped, so no pointer into it is
-        // used any more (holders of pointers keep the value alive).
-        unsafe { unmap(self.addr, owned) };
+        // part a failed replacement may have lost), split at `used <= owned`; it is dropped, so
+        // no pointer into it is used any more (holders of pointers keep the value alive), and
+        // nothing accessed the part past `used`.
+        unsafe {
+            unmap(self.addr, used);
+            unmap_untouched(self.addr.wrapping_add(used), owned - used);
+        }
     }
 }
 

@@ -84,7 +84,7 @@ impl WritableSegment {
                         reason,
                     })?;
                 let placement = self.typed_placement::<$t>(path)?;
-                if !options.wrap {
+                if !options.wrap && <Native as MapValue>::CAN_OVERFLOW {
                     overflow::<Native>(&placement, &op, &rows).map_err(|reason| {
                         Error::Overflow {
                             name: self.name.clone(),
@@ -244,6 +244,8 @@ impl std::str::FromStr for MapOp {
 /// written, and `apply` wraps (NumPy's behaviour, asked for, or proven not to happen).
 trait MapValue: Copy + Send + Sync + Sized {
     type Op: Sync;
+    /// Whether any result can overflow (integers): if not, there is no read pass to run.
+    const CAN_OVERFLOW: bool;
     fn prepare(op: MapOp) -> Result<Self::Op, String>;
     /// Why applying `op` to the valid values of `values` would overflow, if it would.
     fn overflow(values: &[Self], nulls: Option<&NullBuffer>, op: &Self::Op) -> Option<String>;
@@ -254,6 +256,7 @@ macro_rules! float_map {
     ($($t:ty),*) => {$(
         impl MapValue for $t {
             type Op = MapOp;
+            const CAN_OVERFLOW: bool = false;
             fn prepare(op: MapOp) -> Result<MapOp, String> { Ok(op) }
             fn overflow(_: &[Self], _: Option<&NullBuffer>, _: &MapOp) -> Option<String> {
                 None // IEEE 754: overflow gives an infinity, as in NumPy
@@ -287,6 +290,7 @@ macro_rules! int_map {
     ($($t:ty),*) => {$(
         impl MapValue for $t {
             type Op = IntOp<$t>;
+            const CAN_OVERFLOW: bool = true;
             fn prepare(op: MapOp) -> Result<IntOp<$t>, String> {
                 let conv = |k: Constant| -> Result<$t, String> {
                     k.exact
