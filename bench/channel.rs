@@ -21,10 +21,14 @@
 //!   from the producer's first timed send to the consumer's receipt of the last batch (both
 //!   `CLOCK_MONOTONIC`, which is one clock for every process), both ends `Block` against both
 //!   ends `SpinThenBlock(50 µs)`.
-//! - **c. 16 MiB batches** (2 float64 columns of 1 Mi rows), 4 slots of 17 MiB: GB/s end to end,
-//!   consumer only receiving (decoding in place, reading one value) and consumer summing column
-//!   `a`, against a plain memcpy of the same 16 MiB into a warm 16 MiB buffer, repeated as many
-//!   times, in this process (and, for reference, into 4 warm 16 MiB buffers in turn).
+//! - **c. 16 MiB batches** (2 float64 columns of 1 Mi rows), 4 slots of 17 MiB, both ends
+//!   `Block`: GB/s end to end, consumer only receiving (decoding in place, reading one value; the
+//!   judged row) and consumer summing column `a` (a reference), each in one channel run whose
+//!   timed batches go in rounds. Before each round's batches, this process times as many plain
+//!   memcpys of the same 16 MiB into one warm 16 MiB buffer (the baseline) and into 4 warm
+//!   buffers in turn (a reference), so every round measures the baseline and the channel back to
+//!   back: the verdict is the median of the per-round ratios (this VM's memory bandwidth moves
+//!   between runs, and a ratio of medians taken minutes apart moves with it).
 //!
 //! `SHMARROW_BENCH_QUICK=1`: fewer batches and rounds. `SHMARROW_BENCH_CASES=a,b,c` (any of
 //! them, comma-separated; default all): only these cases. The segment directory is `$SHMARROW_DIR`
@@ -238,8 +242,9 @@ fn parse_wait(s: &str) -> BenchResult<WaitMode> {
     Ok(WaitMode::SpinThenBlock(Duration::from_nanos(ns)))
 }
 
-/// Child: `exe DIR NAME KIND WAIT TOTAL WARM`. Prints `done RECEIVED ERRORS LAST_NS`, then (latency)
-/// one latency in ns per timed batch.
+/// Child: `exe DIR NAME KIND WAIT TOTAL WARM`. Prints `done RECEIVED ERRORS LAST_NS`, then one
+/// line per timed batch: its one-way latency in ns (latency), its receipt time (`CLOCK_MONOTONIC`
+/// ns; 16 MiB batches).
 fn consumer_main() -> BenchResult<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir, name, kind, wait, total, warm] = args.as_slice() else {
@@ -257,7 +262,8 @@ fn consumer_main() -> BenchResult<()> {
         mode: wait,
         timeout: Some(PATIENCE),
     };
-    let mut latencies: Vec<u64> = Vec::with_capacity(if kind == Kind::Latency {
+    let timed = kind != Kind::Throughput;
+    let mut samples: Vec<u64> = Vec::with_capacity(if timed {
         total.saturating_sub(warm) as usize
     } else {
         0
@@ -271,8 +277,9 @@ fn consumer_main() -> BenchResult<()> {
     };
     while let Some(r) = consumer.recv()? {
         // The clock is read only where a figure needs it (a read costs about as much as a
-        // small batch's hand-over): on receipt of a timed batch (latency), and of the last one.
-        let now = if kind == Kind::Latency || received + 1 == total {
+        // small batch's hand-over): on receipt of a timed batch (latency, 16 MiB), and of the
+        // last one.
+        let now = if timed || received + 1 == total {
             mono_ns()
         } else {
             0
@@ -296,7 +303,7 @@ fn consumer_main() -> BenchResult<()> {
                             error(format!("batch {received}: wrong seq column"), &mut errors);
                         }
                         if kind == Kind::Latency && received >= warm {
-                            latencies.push(now.saturating_sub(sent.value(0) as u64));
+                            samples.push(now.saturating_sub(sent.value(0) as u64));
                         }
                     }
                     _ => error(format!("batch {received}: wrong shape"), &mut errors),
@@ -319,6 +326,9 @@ fn consumer_main() -> BenchResult<()> {
                     }
                     _ => error(format!("batch {received}: wrong shape"), &mut errors),
                 }
+                if received >= warm {
+                    samples.push(now);
+                }
             }
         }
         drop(r); // release the slot
@@ -338,7 +348,7 @@ fn consumer_main() -> BenchResult<()> {
     }
     let mut out = BufWriter::new(std::io::stdout().lock());
     writeln!(out, "done {received} {errors} {last_ns}")?;
-    for l in &latencies {
+    for l in &samples {
         writeln!(out, "{l}")?;
     }
     out.flush()?;
@@ -362,6 +372,8 @@ struct RunSpec {
     producer_wait: WaitMode,
     warm: usize,
     timed: usize,
+    /// The timed batches go in chunks of this many (at most `timed`), each after a pause.
+    chunk: usize,
     pacing: Pacing,
 }
 
@@ -370,8 +382,10 @@ struct RunOutcome {
     end_to_end: Duration,
     /// From the producer's first timed send to the return of its last send.
     producer: Duration,
-    /// One-way latencies in ns (latency runs).
-    latencies: Vec<u64>,
+    /// One-way latencies in ns (latency runs), receipt times (16 MiB runs).
+    samples: Vec<u64>,
+    /// `CLOCK_MONOTONIC` ns just before the first send of each chunk.
+    chunk_starts: Vec<u64>,
 }
 
 struct Ctx<'a> {
@@ -381,7 +395,14 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn run(&mut self, spec: &RunSpec, large: Option<&RecordBatch>) -> BenchResult<RunOutcome> {
+    /// One run; `before_chunk(k)` is called before the pause that precedes chunk `k` of the
+    /// timed batches (the consumer has received everything sent before it by then).
+    fn run(
+        &mut self,
+        spec: &RunSpec,
+        large: Option<&RecordBatch>,
+        before_chunk: &mut dyn FnMut(usize) -> BenchResult<()>,
+    ) -> BenchResult<RunOutcome> {
         check_interrupted()?;
         self.run_id += 1;
         let name = format!(
@@ -441,11 +462,12 @@ impl Ctx<'_> {
             std::thread::sleep(Duration::from_millis(1));
         }
 
-        let mut t_first = 0u64;
+        let mut chunk_starts = Vec::new();
         for i in 0..total {
-            if i == spec.warm {
+            if i >= spec.warm && (i - spec.warm).is_multiple_of(spec.chunk.max(1)) {
+                before_chunk(chunk_starts.len())?;
                 std::thread::sleep(SETTLE);
-                t_first = mono_ns();
+                chunk_starts.push(mono_ns());
             }
             if i % 256 == 0 {
                 check_interrupted()?;
@@ -484,11 +506,13 @@ impl Ctx<'_> {
             )
             .into());
         }
-        let latencies = lines.map(str::parse).collect::<Result<Vec<u64>, _>>()?;
+        let samples = lines.map(str::parse).collect::<Result<Vec<u64>, _>>()?;
+        let t_first = *chunk_starts.first().ok_or("no timed batch")?;
         Ok(RunOutcome {
             end_to_end: Duration::from_nanos(last_ns.saturating_sub(t_first)),
             producer: Duration::from_nanos(t_sent - t_first),
-            latencies,
+            samples,
+            chunk_starts,
         })
     }
 }
@@ -550,11 +574,13 @@ fn bench_latency(
                     producer_wait: WaitMode::Block,
                     warm,
                     timed: per_round,
+                    chunk: per_round,
                     pacing,
                 },
                 None,
+                &mut |_| Ok(()),
             )?;
-            let mut lat = out.latencies;
+            let mut lat = out.samples;
             if lat.len() != per_round {
                 return Err(format!("{} latencies, expected {per_round}", lat.len()).into());
             }
@@ -633,9 +659,11 @@ fn bench_throughput(
                     producer_wait: modes[m],
                     warm,
                     timed: per_round,
+                    chunk: per_round,
                     pacing: Pacing::Flat,
                 },
                 None,
+                &mut |_| Ok(()),
             )?;
             results[m]
                 .end_to_end
@@ -679,64 +707,165 @@ fn memcpy_run(batch: &RecordBatch, dst: &mut [Vec<u8>], times: usize) -> BenchRe
     Ok(t0.elapsed())
 }
 
-#[derive(Clone, Copy)]
-enum LargeCase {
-    /// Into one warm 16 MiB buffer (the baseline of the target).
-    Memcpy,
-    /// Into a ring of `LARGE_SLOTS` warm 16 MiB buffers, in turn (the channel's working set).
-    MemcpyRing,
-    Channel(Kind),
+/// One channel run of the 16 MiB case with its baselines, GB/s per round (`[k]`: round `k`).
+struct LargeResult {
+    kind: Kind,
+    /// memcpy into one warm 16 MiB buffer: the baseline.
+    memcpy: Vec<f64>,
+    /// memcpy into `LARGE_SLOTS` warm 16 MiB buffers in turn: a reference.
+    ring: Vec<f64>,
+    channel: Vec<f64>,
 }
 
+impl LargeResult {
+    /// channel / memcpy of each round (the two measured back to back).
+    fn ratios(&self) -> Vec<f64> {
+        self.channel
+            .iter()
+            .zip(&self.memcpy)
+            .map(|(c, m)| c / m)
+            .collect()
+    }
+}
+
+/// GB/s of `batches` 16 MiB batches moved in `elapsed`.
+fn gbps(batches: usize, elapsed: Duration) -> f64 {
+    (batches * LARGE_BYTES) as f64 / elapsed.as_secs_f64() / 1e9
+}
+
+/// For each consumer kind, one channel run whose timed batches go in `rounds` chunks of `chunk`;
+/// just before each chunk the producer times `chunk` copies into one warm buffer and `chunk`
+/// into the ring of warm buffers (which of the two first alternates), each after the same pause
+/// as the chunk. So every round measures the baseline and the channel back to back, in the
+/// same machine state.
 fn bench_large(
     ctx: &mut Ctx,
     rounds: usize,
-    per_round: usize,
+    chunk: usize,
     warm: usize,
-) -> BenchResult<Vec<(LargeCase, Vec<f64>)>> {
+) -> BenchResult<Vec<LargeResult>> {
     let batch = large_batch()?;
     // Warm destinations: every page resident (written once).
     let mut one = vec![vec![0x5a_u8; LARGE_BYTES]];
     let mut ring: Vec<Vec<u8>> = (0..LARGE_SLOTS)
         .map(|_| vec![0x5a_u8; LARGE_BYTES])
         .collect();
-    std::hint::black_box((&mut one, &mut ring));
-    let cases = [
-        LargeCase::Memcpy,
-        LargeCase::MemcpyRing,
-        LargeCase::Channel(Kind::LargeRecv),
-        LargeCase::Channel(Kind::LargeSum),
-    ];
-    let mut gbps: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    let bytes = (per_round * LARGE_BYTES) as f64;
-    // Untimed memcpy warm-ups; the channel runs warm up inside each run.
+    // Untimed warm-ups; the channel warms up inside each run.
     memcpy_run(&batch, &mut one, warm)?;
     memcpy_run(&batch, &mut ring, warm)?;
-    for round in 0..rounds {
-        for k in 0..cases.len() {
-            let c = (k + round) % cases.len(); // rotate the order every round
-            let elapsed = match cases[c] {
-                LargeCase::Memcpy => memcpy_run(&batch, &mut one, per_round)?,
-                LargeCase::MemcpyRing => memcpy_run(&batch, &mut ring, per_round)?,
-                LargeCase::Channel(kind) => {
-                    ctx.run(
-                        &RunSpec {
-                            kind,
-                            consumer_wait: WaitMode::Block,
-                            producer_wait: WaitMode::Block,
-                            warm,
-                            timed: per_round,
-                            pacing: Pacing::Flat,
-                        },
-                        Some(&batch),
-                    )?
-                    .end_to_end
+    let mut results = Vec::new();
+    for kind in [Kind::LargeRecv, Kind::LargeSum] {
+        let (mut memcpy, mut ring_gbps) = (Vec::new(), Vec::new());
+        let out = ctx.run(
+            &RunSpec {
+                kind,
+                consumer_wait: WaitMode::Block,
+                producer_wait: WaitMode::Block,
+                warm,
+                timed: rounds * chunk,
+                chunk,
+                pacing: Pacing::Flat,
+            },
+            Some(&batch),
+            &mut |round| {
+                for first in [round % 2 == 0, round % 2 == 1] {
+                    std::thread::sleep(SETTLE);
+                    if first {
+                        memcpy.push(gbps(chunk, memcpy_run(&batch, &mut one, chunk)?));
+                    } else {
+                        ring_gbps.push(gbps(chunk, memcpy_run(&batch, &mut ring, chunk)?));
+                    }
                 }
-            };
-            gbps[c].push(bytes / elapsed.as_secs_f64() / 1e9);
+                Ok(())
+            },
+        )?;
+        if out.samples.len() != rounds * chunk || out.chunk_starts.len() != rounds {
+            return Err(format!(
+                "{} receipt times and {} chunks, expected {} and {rounds}",
+                out.samples.len(),
+                out.chunk_starts.len(),
+                rounds * chunk
+            )
+            .into());
+        }
+        let channel = out
+            .chunk_starts
+            .iter()
+            .zip(out.samples.chunks_exact(chunk))
+            .map(|(&start, received)| {
+                let last = *received.last().expect("chunk > 0");
+                gbps(chunk, Duration::from_nanos(last.saturating_sub(start)))
+            })
+            .collect();
+        results.push(LargeResult {
+            kind,
+            memcpy,
+            ring: ring_gbps,
+            channel,
+        });
+    }
+    Ok(results)
+}
+
+fn print_large(results: &[LargeResult]) {
+    println!("| run | case | GB/s (median) | min | max | rounds |");
+    println!("|---|---|---:|---:|---:|---:|");
+    for r in results {
+        let run = match r.kind {
+            Kind::LargeRecv => "consumer only receives",
+            _ => "consumer sums `a`",
+        };
+        let channel = match r.kind {
+            Kind::LargeRecv => {
+                "channel, consumer only receives (decodes in place, reads one value)"
+            }
+            _ => "channel, consumer sums column `a` (8 MiB read)",
+        };
+        for (label, v) in [
+            (
+                "memcpy 16 MiB → one warm 16 MiB buffer (baseline)",
+                &r.memcpy,
+            ),
+            (
+                "memcpy 16 MiB → 4 warm 16 MiB buffers in turn (reference, not judged)",
+                &r.ring,
+            ),
+            (channel, &r.channel),
+        ] {
+            let s = summary(v);
+            println!(
+                "| {run} | {label} | {:.2} | {:.2} | {:.2} | {} |",
+                s.median, s.min, s.max, s.n
+            );
         }
     }
-    Ok(cases.into_iter().zip(gbps).collect())
+    println!();
+    for r in results {
+        let (memcpy, ring) = (summary(&r.memcpy).median, summary(&r.ring).median);
+        let ratios = summary(&r.ratios());
+        let figures = format!(
+            "median of the per-round ratios {:.2}× (min {:.2}, max {:.2}; ratio of the medians \
+             {:.2}×; reference: 4 buffers / one buffer {:.2}×)",
+            ratios.median,
+            ratios.min,
+            ratios.max,
+            summary(&r.channel).median / memcpy,
+            ring / memcpy,
+        );
+        if r.kind == Kind::LargeRecv {
+            println!(
+                "- channel / memcpy (consumer only receives): {figures} (target ≥ \
+                 {TARGET_MEMCPY_RATIO}×): {}",
+                verdict(ratios.median >= TARGET_MEMCPY_RATIO)
+            );
+        } else {
+            println!(
+                "- channel / memcpy (consumer sums column `a`; not judged: the consumer also \
+                 reads 8 MiB per batch from memory, which the baseline does not): {figures}"
+            );
+        }
+    }
+    println!();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -774,7 +903,7 @@ fn run() -> BenchResult<()> {
     } else {
         (5, 100_000, 2_000)
     };
-    let (big_rounds, big_n, big_warm) = if quick { (3, 50, 8) } else { (5, 200, 8) };
+    let (big_rounds, big_n, big_warm) = if quick { (6, 20, 8) } else { (20, 40, 8) };
 
     // Sleeps of the paced producer last what they ask for (default slack: 50 µs).
     // SAFETY: PR_SET_TIMERSLACK takes one unsigned long and touches no memory.
@@ -897,56 +1026,25 @@ fn run() -> BenchResult<()> {
         check_interrupted()?;
         println!(
             "## c. 16 MiB batches (2 float64 columns of {LARGE_ROWS} rows), {LARGE_SLOTS} slots of \
-         {} MiB, both ends Block; {big_rounds} rounds × {big_n} timed batches (after {big_warm} \
-         warm-up batches) against memcpy of the same 16 MiB into a warm 16 MiB buffer, {big_n} \
-         times, in this process",
-            LARGE_SLOT_SIZE as usize / MIB
+             {} MiB, both ends Block; per consumer kind one channel, {big_rounds} rounds (after \
+             {big_warm} warm-up batches); each round, in this process, {big_n} memcpys of the same \
+             16 MiB into a warm 16 MiB buffer (the baseline), {big_n} into {LARGE_SLOTS} warm \
+             buffers in turn (reference), then {big_n} batches through the channel, each after a \
+             {} ms pause",
+            LARGE_SLOT_SIZE as usize / MIB,
+            SETTLE.as_millis()
         );
         println!();
         println!(
             "GB/s = 10^9 bytes of values ({LARGE_BYTES} per batch) per second; channel: from the \
-         producer's first timed send to the consumer's receipt of the last batch; both move the          same bytes once: memcpy with glibc's `memcpy`, the channel's producer into a slot with          non-temporal stores (the consumer decodes in place)"
+             producer's first send of the round to the consumer's receipt of its last batch; both \
+             move the same bytes once: memcpy with glibc's `memcpy`, the channel's producer into a \
+             slot (the consumer decodes in place); the ratio of each round compares the two \
+             measured back to back"
         );
         println!();
         let large = bench_large(&mut ctx, big_rounds, big_n, big_warm)?;
-        println!("| case | GB/s (median) | min | max | rounds |");
-        println!("|---|---:|---:|---:|---:|");
-        for (case, v) in &large {
-            let s = summary(v);
-            let label = match case {
-                LargeCase::Memcpy => "memcpy 16 MiB → one warm 16 MiB buffer (baseline)",
-                LargeCase::MemcpyRing => {
-                    "memcpy 16 MiB → 4 warm 16 MiB buffers in turn (reference, not judged)"
-                }
-                LargeCase::Channel(Kind::LargeRecv) => {
-                    "channel, consumer only receives (decodes in place, reads one value)"
-                }
-                LargeCase::Channel(_) => "channel, consumer sums column `a` (8 MiB read)",
-            };
-            println!(
-                "| {label} | {:.2} | {:.2} | {:.2} | {} |",
-                s.median, s.min, s.max, s.n
-            );
-        }
-        println!();
-        let memcpy = summary(&large[0].1).median;
-        println!(
-            "- reference: memcpy into 4 buffers in turn / into one buffer (medians): {:.2}× (the \
-         cost of a working set the size of the channel's ring)",
-            summary(&large[1].1).median / memcpy
-        );
-        for (case, v) in &large[2..] {
-            let ratio = summary(v).median / memcpy;
-            let label = match case {
-                LargeCase::Channel(Kind::LargeRecv) => "consumer only receives",
-                _ => "consumer sums column `a`",
-            };
-            println!(
-                "- channel / memcpy ({label}, medians): {ratio:.2}× (target ≥ {TARGET_MEMCPY_RATIO}×): {}",
-                verdict(ratio >= TARGET_MEMCPY_RATIO)
-            );
-        }
-        println!();
+        print_large(&large);
     }
     println!("load average at end: {}", loadavg());
     Ok(())
