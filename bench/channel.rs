@@ -25,10 +25,11 @@
 //!   `Block`: GB/s end to end, consumer only receiving (decoding in place, reading one value; the
 //!   judged row) and consumer summing column `a` (a reference), each in one channel run whose
 //!   timed batches go in rounds. Before each round's batches, this process times as many plain
-//!   memcpys of the same 16 MiB into one warm 16 MiB buffer (the baseline) and into 4 warm
-//!   buffers in turn (a reference), so every round measures the baseline and the channel back to
-//!   back: the verdict is the median of the per-round ratios (this VM's memory bandwidth moves
-//!   between runs, and a ratio of medians taken minutes apart moves with it).
+//!   memcpys of the same 16 MiB into 4 warm buffers in turn (a reference), then into one warm
+//!   16 MiB buffer (the baseline; once more after the last round), so every round's batches run
+//!   between two baselines: the verdict is the median of the per-round ratios channel / mean of
+//!   those two baselines (this VM's memory bandwidth moves between runs and within one, and a
+//!   ratio of medians taken minutes apart moves with it).
 //!
 //! `SHMARROW_BENCH_QUICK=1`: fewer batches and rounds. `SHMARROW_BENCH_CASES=a,b,c` (any of
 //! them, comma-separated; default all): only these cases. The segment directory is `$SHMARROW_DIR`
@@ -710,7 +711,8 @@ fn memcpy_run(batch: &RecordBatch, dst: &mut [Vec<u8>], times: usize) -> BenchRe
 /// One channel run of the 16 MiB case with its baselines, GB/s per round (`[k]`: round `k`).
 struct LargeResult {
     kind: Kind,
-    /// memcpy into one warm 16 MiB buffer: the baseline.
+    /// memcpy into one warm 16 MiB buffer: the baseline, timed just before each round's batches
+    /// and once more after the last round's.
     memcpy: Vec<f64>,
     /// memcpy into `LARGE_SLOTS` warm 16 MiB buffers in turn: a reference.
     ring: Vec<f64>,
@@ -718,12 +720,13 @@ struct LargeResult {
 }
 
 impl LargeResult {
-    /// channel / memcpy of each round (the two measured back to back).
+    /// channel / memcpy of each round: against the mean of the baselines measured just before
+    /// and just after the round's batches (which cancels a drift of the machine's speed).
     fn ratios(&self) -> Vec<f64> {
         self.channel
             .iter()
-            .zip(&self.memcpy)
-            .map(|(c, m)| c / m)
+            .zip(self.memcpy.windows(2))
+            .map(|(c, m)| c / ((m[0] + m[1]) / 2.0))
             .collect()
     }
 }
@@ -733,11 +736,12 @@ fn gbps(batches: usize, elapsed: Duration) -> f64 {
     (batches * LARGE_BYTES) as f64 / elapsed.as_secs_f64() / 1e9
 }
 
-/// For each consumer kind, one channel run whose timed batches go in `rounds` chunks of `chunk`;
-/// just before each chunk the producer times `chunk` copies into one warm buffer and `chunk`
-/// into the ring of warm buffers (which of the two first alternates), each after the same pause
-/// as the chunk. So every round measures the baseline and the channel back to back, in the
-/// same machine state.
+/// For each consumer kind, one channel run whose timed batches go in `rounds` chunks of `chunk`.
+/// Before each chunk the producer times `chunk` copies into the ring of warm buffers (a
+/// reference), then, after one untimed copy that makes the baseline's buffer warm again, `chunk`
+/// copies into it (the baseline); after the last chunk, the baseline once more. Each timed piece
+/// follows the same pause. So every round's batches run between two baselines, in the same
+/// machine state.
 fn bench_large(
     ctx: &mut Ctx,
     rounds: usize,
@@ -753,6 +757,11 @@ fn bench_large(
     // Untimed warm-ups; the channel warms up inside each run.
     memcpy_run(&batch, &mut one, warm)?;
     memcpy_run(&batch, &mut ring, warm)?;
+    let baseline = |one: &mut [Vec<u8>]| -> BenchResult<f64> {
+        memcpy_run(&batch, one, 1)?;
+        std::thread::sleep(SETTLE);
+        Ok(gbps(chunk, memcpy_run(&batch, one, chunk)?))
+    };
     let mut results = Vec::new();
     for kind in [Kind::LargeRecv, Kind::LargeSum] {
         let (mut memcpy, mut ring_gbps) = (Vec::new(), Vec::new());
@@ -767,18 +776,14 @@ fn bench_large(
                 pacing: Pacing::Flat,
             },
             Some(&batch),
-            &mut |round| {
-                for first in [round % 2 == 0, round % 2 == 1] {
-                    std::thread::sleep(SETTLE);
-                    if first {
-                        memcpy.push(gbps(chunk, memcpy_run(&batch, &mut one, chunk)?));
-                    } else {
-                        ring_gbps.push(gbps(chunk, memcpy_run(&batch, &mut ring, chunk)?));
-                    }
-                }
+            &mut |_| {
+                std::thread::sleep(SETTLE);
+                ring_gbps.push(gbps(chunk, memcpy_run(&batch, &mut ring, chunk)?));
+                memcpy.push(baseline(&mut one)?);
                 Ok(())
             },
         )?;
+        memcpy.push(baseline(&mut one)?);
         if out.samples.len() != rounds * chunk || out.chunk_starts.len() != rounds {
             return Err(format!(
                 "{} receipt times and {} chunks, expected {} and {rounds}",
@@ -903,7 +908,7 @@ fn run() -> BenchResult<()> {
     } else {
         (5, 100_000, 2_000)
     };
-    let (big_rounds, big_n, big_warm) = if quick { (6, 20, 8) } else { (20, 40, 8) };
+    let (big_rounds, big_n, big_warm) = if quick { (12, 10, 8) } else { (60, 10, 8) };
 
     // Sleeps of the paced producer last what they ask for (default slack: 50 µs).
     // SAFETY: PR_SET_TIMERSLACK takes one unsigned long and touches no memory.
@@ -1028,9 +1033,10 @@ fn run() -> BenchResult<()> {
             "## c. 16 MiB batches (2 float64 columns of {LARGE_ROWS} rows), {LARGE_SLOTS} slots of \
              {} MiB, both ends Block; per consumer kind one channel, {big_rounds} rounds (after \
              {big_warm} warm-up batches); each round, in this process, {big_n} memcpys of the same \
-             16 MiB into a warm 16 MiB buffer (the baseline), {big_n} into {LARGE_SLOTS} warm \
-             buffers in turn (reference), then {big_n} batches through the channel, each after a \
-             {} ms pause",
+             16 MiB into {LARGE_SLOTS} warm buffers in turn (reference), one untimed and {big_n} \
+             timed into a warm 16 MiB buffer (the baseline), then {big_n} batches through the \
+             channel; the baseline once more after the last round; each timed piece after a {} ms \
+             pause",
             LARGE_SLOT_SIZE as usize / MIB,
             SETTLE.as_millis()
         );
@@ -1039,8 +1045,8 @@ fn run() -> BenchResult<()> {
             "GB/s = 10^9 bytes of values ({LARGE_BYTES} per batch) per second; channel: from the \
              producer's first send of the round to the consumer's receipt of its last batch; both \
              move the same bytes once: memcpy with glibc's `memcpy`, the channel's producer into a \
-             slot (the consumer decodes in place); the ratio of each round compares the two \
-             measured back to back"
+             slot (the consumer decodes in place); the ratio of each round compares the channel \
+             with the mean of the baselines measured just before and just after it"
         );
         println!();
         let large = bench_large(&mut ctx, big_rounds, big_n, big_warm)?;
