@@ -1,9 +1,10 @@
 """Priority inversion probe for the background unmapping after ``Allocation.publish()``.
 
 After a publish, a background thread of the process unmaps the writer's old pages in 2 MiB
-steps, at the lowest priority. Each step holds the process's address-space lock; if that
-thread is preempted while holding it on a saturated machine, another thread of the process
-that maps or unmaps waits for it. This probe saturates every core with busy loops (other
+steps. Each step holds the process's address-space lock; if that thread is preempted while
+holding it on a saturated machine, another thread of the process that maps or unmaps waits
+until it runs again: long if it runs at a low priority (it did, `SCHED_IDLE`, until this probe
+showed waits of over a second). This probe saturates every core with busy loops (other
 processes at normal priority), then times a loop of ``mmap`` + first write + ``munmap`` of
 64 KiB in a thread of this process, first with nothing else going on (the baseline, same
 duration), then right after publishing a filled 1 GiB allocation (while its pages are

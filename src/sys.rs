@@ -638,18 +638,6 @@ impl Drop for Retired {
     }
 }
 
-/// Give the calling thread the lowest scheduling class (`SCHED_IDLE`): it runs on a CPU that
-/// nothing else wants, and any other thread that wakes up takes the CPU from it at once. For
-/// work nobody waits for (unmapping a published allocation's pages): on a busy machine it
-/// would otherwise take a core from the reader of the very table just published. A kernel
-/// that refuses leaves the thread as it was.
-pub fn yield_to_others() {
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: `param` is a valid sched_param for the call's duration; pid 0 is the calling
-    // thread, whose policy alone changes (no memory effects).
-    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-}
-
 /// Try to take an open-file-description (OFD) write lock on bytes `start..start + len` of
 /// `file` without waiting: `Ok(true)` if this open of the file now holds it, `Ok(false)` if
 /// another open holds a conflicting lock. The lock belongs to this open file description (not
