@@ -583,8 +583,9 @@ fn map_file(
     Ok((Buffer::from(bytes::Bytes::from_owner(mmap)), ends))
 }
 
-/// Private copies of a file's first and last [`Ends::SPAN`] bytes (the whole file if it is
-/// smaller), read with `pread` before the file is mapped. The leading magic, the trailer, the
+/// Private copies of a file's first and last [`Ends::SPAN`] bytes (the head is the whole file
+/// if that is at most twice as long: one `pread` then), read with `pread` before the file is
+/// mapped. The leading magic, the trailer, the
 /// footer of a file of few batches and the message headers near its start are read from these
 /// instead of the mapping: a read through the mapping faults its page in, and the kernel then
 /// maps up to 16 pages around it, whose unmapping when the table is dropped is most of the
@@ -609,9 +610,19 @@ impl Ends {
             Ok(bytes)
         };
         let tail_start = len.saturating_sub(Self::SPAN);
+        if len <= 2 * Self::SPAN {
+            // Both ends in one read: the whole file is the head, the tail a copy of its end.
+            let head = read(0, len)?;
+            let tail = head[tail_start as usize..].to_vec();
+            return Ok(Self {
+                head,
+                tail,
+                tail_start: tail_start as usize,
+            });
+        }
         Ok(Self {
-            head: read(0, len.min(Self::SPAN))?,
-            tail: read(tail_start, len - tail_start)?,
+            head: read(0, Self::SPAN)?,
+            tail: read(tail_start, Self::SPAN)?,
             tail_start: tail_start as usize,
         })
     }
@@ -981,6 +992,42 @@ mod tests {
     /// The layout of `bytes`, with [`Ends`] copied from them as [`Ends::read`] reads a file.
     fn layout_of(bytes: &[u8]) -> Result<Layout> {
         read_layout("x", bytes, &Ends::of(bytes))
+    }
+
+    #[test]
+    fn ends_hold_every_byte_of_both_ends_whatever_the_length() {
+        let span = Ends::SPAN as usize;
+        let path = std::env::temp_dir().join(format!("shmarrow-ends-{}", std::process::id()));
+        for len in [
+            18,
+            span - 1,
+            span,
+            span + 1,
+            2 * span - 1,
+            2 * span,
+            2 * span + 1,
+            5 * span,
+        ] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+            std::fs::write(&path, &bytes).unwrap();
+            let ends = Ends::read(&File::open(&path).unwrap(), len as u64).unwrap();
+            assert_eq!(
+                &ends.head[..len.min(span)],
+                &bytes[..len.min(span)],
+                "{len}"
+            );
+            assert!(
+                ends.tail.len() >= 10 && ends.tail_start + ends.tail.len() == len,
+                "{len}"
+            );
+            assert_eq!(ends.tail, bytes[ends.tail_start..], "{len}");
+            for (start, end) in [(0, 8), (len - 10, len), (len / 2, len / 2 + 5), (0, len)] {
+                let got = ends.get(&bytes, start..end).unwrap();
+                assert_eq!(got, &bytes[start..end], "{len}: {start}..{end}");
+            }
+            assert!(ends.get(&bytes, len - 4..len + 1).is_none(), "{len}");
+        }
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

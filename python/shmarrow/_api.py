@@ -30,10 +30,17 @@ Reference = Tuple[str, str, Optional[Identity]]
 _ATTACHED: Dict[int, Tuple["weakref.ref[pa.Table]", Reference]] = {}
 
 
+def _absolute_dir(dir: Optional[PathLike]) -> str:
+    """The absolute segment directory: ``dir``, else ``$SHMARROW_DIR`` if set and not empty,
+    else ``/dev/shm`` (as the Rust side chooses it)."""
+    chosen = os.fspath(dir) if dir is not None else os.environ.get(_shmarrow.DIR_ENV) or _shmarrow.DEFAULT_DIR
+    return os.path.abspath(chosen)
+
+
 def _resolve_dir(name: str, dir: Optional[PathLike]) -> str:
-    """The absolute directory segment ``name`` lives in (``dir``, ``$SHMARROW_DIR`` or
-    ``/dev/shm``), after checking the name."""
-    return os.path.dirname(os.path.abspath(_shmarrow.path(name, dir=dir)))
+    """The absolute directory segment ``name`` lives in, after checking the name."""
+    _shmarrow.path(name, dir=dir)
+    return _absolute_dir(dir)
 
 
 def _error(cls: type, message: str, name: Optional[str], **attrs: Any) -> Exception:
@@ -52,7 +59,6 @@ def _attach_version(
 ) -> pa.Table:
     """Attach ``name`` in ``dir``; with ``identity``, only that published version of it."""
     reader, found = _shmarrow.attach(name, dir=dir, strict=strict, validate=validate)
-    found = (int(found[0]), int(found[1]))
     if identity is not None and found != tuple(identity):
         raise _error(
             SegmentNotFound,
@@ -129,7 +135,8 @@ def attach(
     ValueError
         ``validate`` is not one of the three.
     """
-    return _attach_version(name, _resolve_dir(name, dir), None, strict, validate)
+    # The Rust attach checks the name.
+    return _attach_version(name, _absolute_dir(dir), None, strict, validate)
 
 
 def _as_arrow(data: object, name: str) -> Any:

@@ -11,6 +11,7 @@ _Identity = Tuple[int, int]
 _Number = Union[int, float, None]
 
 DEFAULT_DIR: str
+DIR_ENV: str
 
 class ShmarrowError(Exception):
     name: Optional[str]

@@ -1686,5 +1686,6 @@ fn _shmarrow(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add(dual.spec().0, dual.type_object(py)?)?;
     }
     m.add("DEFAULT_DIR", shmarrow::DEFAULT_DIR)?;
+    m.add("DIR_ENV", shmarrow::DIR_ENV)?;
     Ok(())
 }
