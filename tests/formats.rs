@@ -399,3 +399,47 @@ fn a_parquet_page_declaring_gigabytes_is_refused_before_it_is_read() {
         "row group 0 declares pages of 2147483647 bytes to hold at once",
     );
 }
+
+/// A page header of lists nested a byte each (compact type 9, one element of type 9, ...) is
+/// refused at a bounded depth: the header reader recursed once per byte, and a column chunk of
+/// 2 MB of them overflowed the stack (abort, SIGABRT).
+#[test]
+fn a_parquet_page_header_nested_beyond_any_depth_is_refused() {
+    use parquet::basic::Compression;
+    use parquet::file::properties::{EnabledStatistics, WriterProperties};
+    let tmp = TempDir::new("pqdeep");
+    let files = TempDir::new("pqdeep-files");
+    let path = files.0.join("deep.parquet");
+    let value: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7) as u8).collect();
+    let batch = RecordBatch::try_from_iter([(
+        "b",
+        Arc::new(arrow_array::BinaryArray::from_iter_values([&value])) as _,
+    )])
+    .unwrap();
+    let props = WriterProperties::builder()
+        .set_compression(Compression::UNCOMPRESSED)
+        .set_dictionary_enabled(false)
+        .set_statistics_enabled(EnabledStatistics::None)
+        .build();
+    let mut w = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(&path).unwrap(),
+        batch.schema(),
+        Some(props),
+    )
+    .unwrap();
+    w.write(&batch).unwrap();
+    let meta = w.close().unwrap();
+    let (start, len) = meta.row_groups()[0].columns()[0].byte_range();
+    let (start, len) = (start as usize, len as usize);
+    let mut bytes = std::fs::read(&path).unwrap();
+    assert!(len > value.len(), "a chunk of {len} bytes");
+    // Field 1 of type list (0x19: delta 1, type 9), whose one element is a list (0x19: size
+    // 1, type 9), whose one element ..., over the whole column chunk.
+    bytes[start..start + len].fill(0x19);
+    std::fs::write(&path, &bytes).unwrap();
+    fails_clean(
+        &tmp,
+        &["import", "x", path.to_str().unwrap()],
+        "invalid page header: nested too deeply",
+    );
+}

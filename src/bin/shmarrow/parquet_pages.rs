@@ -154,9 +154,6 @@ impl Compact<'_> {
         depth: u32,
         mut field: impl FnMut(&mut Self, i64, u8) -> Result<bool, Stop>,
     ) -> Result<(), Stop> {
-        if depth > 64 {
-            return Err(Stop::Bad("nested too deeply"));
-        }
         let mut id = 0i64;
         loop {
             let b = self.byte()?;
@@ -184,7 +181,12 @@ impl Compact<'_> {
     }
 
     /// Skip a value of compact type `kind` inside a list, set or map (a boolean is a byte).
+    /// Every nesting (struct, list, set, map) passes here: the depth is bounded here, before
+    /// a crafted header of nested lists could recurse a byte at a time through the stack.
     fn skip_element(&mut self, kind: u8, depth: u32) -> Result<(), Stop> {
+        if depth > 64 {
+            return Err(Stop::Bad("nested too deeply"));
+        }
         match kind {
             1..=3 => self.byte().map(drop),
             4..=6 => self.varint().map(drop),
