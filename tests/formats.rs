@@ -37,6 +37,15 @@ fn write_parquet(path: &Path, batch: &RecordBatch, row_group: usize) {
     let props = parquet::file::properties::WriterProperties::builder()
         .set_max_row_group_row_count(Some(row_group))
         .build();
+    write_parquet_with(path, batch, props);
+}
+
+/// Write `batch` to `path` as Parquet with `props`; the file's metadata.
+fn write_parquet_with(
+    path: &Path,
+    batch: &RecordBatch,
+    props: parquet::file::properties::WriterProperties,
+) -> parquet::file::metadata::ParquetMetaData {
     let mut w = parquet::arrow::ArrowWriter::try_new(
         std::fs::File::create(path).unwrap(),
         batch.schema(),
@@ -44,7 +53,7 @@ fn write_parquet(path: &Path, batch: &RecordBatch, row_group: usize) {
     )
     .unwrap();
     w.write(batch).unwrap();
-    w.close().unwrap();
+    w.close().unwrap()
 }
 
 fn write_csv(path: &Path, batch: &RecordBatch) {
@@ -355,15 +364,14 @@ fn streaming_import_into_a_full_directory() {
     assert!(!stdout.contains("left:"), "left behind: {stdout}");
 }
 
-#[test]
-fn a_parquet_page_declaring_gigabytes_is_refused_before_it_is_read() {
-    use parquet::basic::Compression;
+/// Write `path`: a Parquet file of one binary column holding `value` alone, in one page
+/// compressed with `compression`, without dictionary or statistics; its metadata.
+fn one_page_parquet(
+    path: &Path,
+    value: Vec<u8>,
+    compression: parquet::basic::Compression,
+) -> parquet::file::metadata::ParquetMetaData {
     use parquet::file::properties::{EnabledStatistics, WriterProperties};
-    let tmp = TempDir::new("pqbomb");
-    let files = TempDir::new("pqbomb-files");
-    let path = files.0.join("bomb.parquet");
-    // One page of 140 MB of zeros (its declared size a 5-byte varint), a few kB compressed.
-    let value = vec![0u8; 140_000_000];
     let batch = RecordBatch::try_from_iter([(
         "b",
         Arc::new(arrow_array::BinaryArray::from_iter_values([&value])) as _,
@@ -371,19 +379,22 @@ fn a_parquet_page_declaring_gigabytes_is_refused_before_it_is_read() {
     .unwrap();
     drop(value);
     let props = WriterProperties::builder()
-        .set_compression(Compression::LZ4_RAW)
+        .set_compression(compression)
         .set_dictionary_enabled(false)
         .set_statistics_enabled(EnabledStatistics::None)
         .set_data_page_size_limit(usize::MAX)
         .build();
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        Some(props),
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    let meta = w.close().unwrap();
+    write_parquet_with(path, &batch, props)
+}
+
+#[test]
+fn a_parquet_page_declaring_gigabytes_is_refused_before_it_is_read() {
+    let tmp = TempDir::new("pqbomb");
+    let files = TempDir::new("pqbomb-files");
+    let path = files.0.join("bomb.parquet");
+    // One page of 140 MB of zeros (its declared size a 5-byte varint), a few kB compressed.
+    let value = vec![0u8; 140_000_000];
+    let meta = one_page_parquet(&path, value, parquet::basic::Compression::LZ4_RAW);
     let start = meta.row_groups()[0].columns()[0].data_page_offset() as usize;
     let mut bytes = std::fs::read(&path).unwrap();
     assert!(bytes.len() < 1 << 20, "{} bytes", bytes.len());
@@ -405,34 +416,15 @@ fn a_parquet_page_declaring_gigabytes_is_refused_before_it_is_read() {
 /// 2 MB of them overflowed the stack (abort, SIGABRT).
 #[test]
 fn a_parquet_page_header_nested_beyond_any_depth_is_refused() {
-    use parquet::basic::Compression;
-    use parquet::file::properties::{EnabledStatistics, WriterProperties};
     let tmp = TempDir::new("pqdeep");
     let files = TempDir::new("pqdeep-files");
     let path = files.0.join("deep.parquet");
     let value: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7) as u8).collect();
-    let batch = RecordBatch::try_from_iter([(
-        "b",
-        Arc::new(arrow_array::BinaryArray::from_iter_values([&value])) as _,
-    )])
-    .unwrap();
-    let props = WriterProperties::builder()
-        .set_compression(Compression::UNCOMPRESSED)
-        .set_dictionary_enabled(false)
-        .set_statistics_enabled(EnabledStatistics::None)
-        .build();
-    let mut w = parquet::arrow::ArrowWriter::try_new(
-        std::fs::File::create(&path).unwrap(),
-        batch.schema(),
-        Some(props),
-    )
-    .unwrap();
-    w.write(&batch).unwrap();
-    let meta = w.close().unwrap();
+    let meta = one_page_parquet(&path, value, parquet::basic::Compression::UNCOMPRESSED);
     let (start, len) = meta.row_groups()[0].columns()[0].byte_range();
     let (start, len) = (start as usize, len as usize);
     let mut bytes = std::fs::read(&path).unwrap();
-    assert!(len > value.len(), "a chunk of {len} bytes");
+    assert!(len > 2_000_000, "a chunk of {len} bytes");
     // Field 1 of type list (0x19: delta 1, type 9), whose one element is a list (0x19: size
     // 1, type 9), whose one element ..., over the whole column chunk.
     bytes[start..start + len].fill(0x19);
