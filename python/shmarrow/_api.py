@@ -318,13 +318,24 @@ def column_view(
         raise _error(InvalidColumn, f"column {column!r}: no such column", None, column=column) from exc
     views = []
     for i, chunk in enumerate(col.chunks):
+        why = ""
         try:
-            views.append(chunk.to_numpy(zero_copy_only=True))
+            view = chunk.to_numpy(zero_copy_only=True)
         except (pa.ArrowInvalid, NotImplementedError) as exc:
-            raise NotZeroCopy(
-                f"column {column!r} chunk {i} ({chunk.type}, {chunk.null_count} nulls) "
-                f"cannot be viewed without a copy: {exc}"
-            ) from exc
+            why = str(exc)
+        else:
+            # pyarrow decodes some types (dictionaries) into a new array even with
+            # zero_copy_only: a view must start at the chunk's own values.
+            data = chunk.buffers()[1] if len(chunk.buffers()) > 1 else None
+            start = None if data is None else data.address + chunk.offset * view.itemsize
+            if view.size == 0 or view.__array_interface__["data"][0] == start:
+                views.append(view)
+                continue
+            why = "pyarrow would return a decoded copy, not a view of the segment's bytes"
+        raise NotZeroCopy(
+            f"column {column!r} chunk {i} ({chunk.type}, {chunk.null_count} nulls) "
+            f"cannot be viewed without a copy: {why}"
+        )
     return views
 
 

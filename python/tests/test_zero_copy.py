@@ -94,6 +94,18 @@ def test_column_view_refuses_strings(seg_name, shm_dir):
         shmarrow.column_view(table, "s")
 
 
+def test_column_view_refuses_a_dictionary_column_pyarrow_would_decode(seg_name, shm_dir):
+    # pyarrow's to_numpy(zero_copy_only=True) returns the decoded values of a dictionary of
+    # numbers (a new array): column_view must not pass that off as a view.
+    d = pa.DictionaryArray.from_arrays(pa.array([0, 1, 0], pa.int8()), pa.array([10.5, 20.5]))
+    _fresh_segment(seg_name, shm_dir, pa.table({"d": d, "f": [1.0, 2.0, 3.0]}))
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    with pytest.raises(shmarrow.NotZeroCopy, match="'d' chunk 0"):
+        shmarrow.column_view(table, "d")
+    (f,) = shmarrow.column_view(table, "f")  # the plain column next to it is still a view
+    assert f.tolist() == [1.0, 2.0, 3.0] and not f.flags.owndata
+
+
 def test_column_view_refuses_nulls(seg_name, shm_dir):
     _fresh_segment(seg_name, shm_dir, pa.table({"f": pa.array([1.0, None, 3.0], pa.float64())}))
     table = shmarrow.attach(seg_name, dir=shm_dir)
