@@ -20,6 +20,11 @@
 //! - `square DIR NAME WORKERS`: a round = open the segment writable by name, take its exclusive
 //!   lock, square every row on a pool of WORKERS threads, each releasing the pages it wrote as
 //!   it goes (`MapOptions::release`), close (as Python's `map_inplace(threads=WORKERS)`).
+//! - `square-workers DIR NAME WORKERS`: the lecture's pattern: WORKERS persistent worker
+//!   processes (`square-worker DIR NAME`, started before the rounds); a round sends each its
+//!   part of the rows (`START STOP`), and each opens the segment writable by name, takes the
+//!   lock of a writer of those rows (`lock_rows`), squares them on one thread (releasing the
+//!   pages it wrote as it goes) and closes.
 //! - `stats DIR NAME WORKERS`: a round = WORKERS threads, each attaching by name and reducing its
 //!   own chunks (`partition::worker_chunks`) on one thread; the chunk partials are merged in order.
 //! - `attach DIR NAME...`: a round times `dir.attach(name)` + drop, for each name.
@@ -258,6 +263,60 @@ fn square(dir: &SegmentDir, name: &str, workers: usize) -> R<()> {
     Ok(())
 }
 
+/// The lecture's pattern: WORKERS persistent worker processes (`square-worker`); a round sends
+/// each its quarter of the rows and waits for all to be done.
+fn square_workers(dir: &SegmentDir, name: &str, workers: usize) -> R<()> {
+    let dir_s = dir.path().to_string_lossy().into_owned();
+    let mut kids = (0..workers)
+        .map(|_| Kid::spawn(&["square-worker", &dir_s, name]))
+        .collect::<R<Vec<_>>>()?;
+    for kid in &mut kids {
+        kid.line()?; // ready
+    }
+    let rows = dir.attach(name)?.num_rows();
+    let ranges = shmarrow::split_rows(rows, workers);
+    emit(&json!({"ready": true}));
+    serve(|| {
+        let t0 = Instant::now();
+        for (kid, r) in kids.iter_mut().zip(&ranges) {
+            kid.say(&format!("{} {}", r.start, r.end))?;
+        }
+        for kid in &mut kids {
+            kid.line()?;
+        }
+        Ok(json!({"ns": t0.elapsed().as_nanos() as u64}))
+    })?;
+    let mut rss = vec![];
+    for kid in kids {
+        rss.push(kid.finish()?["rss"].clone());
+    }
+    emit(&json!({"rss": vmhwm(), "worker_rss": rss}));
+    Ok(())
+}
+
+/// A worker of `square-workers`: for every `START STOP` line on stdin, open the segment writable
+/// by name, take the lock of a writer of those rows, square them on this process's one thread
+/// (releasing the pages it wrote as it goes), close.
+fn square_worker(dir: &SegmentDir, name: &str) -> R<()> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    emit(&json!({"ready": true}));
+    for line in std::io::stdin().lock().lines() {
+        let line = line?;
+        let mut bounds = line.split_whitespace().map(str::parse::<u64>);
+        let (Some(Ok(start)), Some(Ok(stop))) = (bounds.next(), bounds.next()) else {
+            return Err(format!("expected START STOP, got {line:?}").into());
+        };
+        let w = dir.open_writable(name)?;
+        let _lock = w.lock_rows(start..stop)?;
+        let options = MapOptions::default().release(true);
+        pool.install(|| w.map_with("x", MapOp::Square, start..stop, &options))?;
+        drop(w);
+        emit(&json!({"done": true}));
+    }
+    emit(&json!({"rss": vmhwm()}));
+    Ok(())
+}
+
 fn stats(dir: &SegmentDir, name: &str, workers: usize) -> R<()> {
     emit(&json!({"ready": true}));
     serve(|| {
@@ -490,6 +549,8 @@ fn main() {
         "consumer" => consumer(&dir, &args[2]),
         "attacher" => attacher(&dir),
         "square" => square(&dir, &args[2], num(3)),
+        "square-workers" => square_workers(&dir, &args[2], num(3)),
+        "square-worker" => square_worker(&dir, &args[2]),
         "stats" => stats(&dir, &args[2], num(3)),
         "attach" => attach(&dir, &args[2..]),
         "stream" => stream(&dir, &args[2], num(3), fnum(4), fnum(5), num(6)),

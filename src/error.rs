@@ -173,6 +173,21 @@ pub enum Error {
         /// What went wrong.
         source: ChannelError,
     },
+    /// A row range that is not a range of the segment's rows (`start > stop`, or `stop` past
+    /// the last row): nothing was locked or written.
+    #[error(
+        "segment {name:?}: rows {start}..{stop} are not a range of its {rows} rows (0 <= start <= stop <= {rows})"
+    )]
+    InvalidRows {
+        /// The segment name.
+        name: String,
+        /// First row asked for.
+        start: u64,
+        /// End of the rows asked for (exclusive).
+        stop: u64,
+        /// Rows of the segment.
+        rows: u64,
+    },
     /// Worker processes of a partitioned job ([`crate::partition`]) failed, were killed or
     /// left their part unwritten: there is no result.
     #[error("{} of {workers} worker(s) did not finish, no result: {}", failures.len(), failures.join("; "))]

@@ -653,6 +653,23 @@ pub fn try_lock_range(file: &File, start: i64, len: i64) -> io::Result<bool> {
     }
 }
 
+/// Take an OFD lock on bytes `start..start + len` of `file` (`len` 0: to the end of the lock
+/// space), a write lock or a read lock, waiting while another open holds a conflicting one.
+/// Held by this open file description, as [`try_lock_range`]'s.
+pub fn lock_range(file: &File, write: bool, start: i64, len: i64) -> io::Result<()> {
+    let kind = if write { libc::F_WRLCK } else { libc::F_RDLCK };
+    let lock = range(kind, start, len);
+    nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_OFD_SETLKW(&lock))?;
+    Ok(())
+}
+
+/// Release this open's OFD locks on bytes `start..start + len` of `file` (`len` 0: to the end).
+pub fn unlock_range(file: &File, start: i64, len: i64) -> io::Result<()> {
+    let lock = range(libc::F_UNLCK, start, len);
+    nix::fcntl::fcntl(file, nix::fcntl::FcntlArg::F_OFD_SETLK(&lock))?;
+    Ok(())
+}
+
 /// Whether another open of the file holds an OFD or POSIX lock that conflicts with a write
 /// lock on bytes `start..start + len` (`F_OFD_GETLK`: a test that takes nothing, so it never
 /// gets in the way of a process taking the lock meanwhile). Works on a read-only open.

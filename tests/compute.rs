@@ -10,7 +10,7 @@ use arrow_array::{
 };
 use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Field, Fields, Schema};
-use common::{Name, TempDir, create_batches};
+use common::{Name, TempDir, column_values, create_batches};
 use shmarrow::reduce::{CHUNK_ROWS, Number, ReduceOptions};
 use shmarrow::{CreateOptions, Error, MapOp, MapOptions, SegmentDir, split_rows};
 
@@ -973,4 +973,103 @@ fn a_released_map_writes_every_value_and_leaves_its_pages_unmapped() {
         assert_eq!(read, expected(n).collect::<Vec<_>>(), "batch {b}");
         assert_eq!(values[b].to_vec(), read, "batch {b} through the handle");
     }
+}
+
+/// Whether another open of segment `name` holds a lock that conflicts with a lock of `kind`
+/// (`F_WRLCK`, `F_RDLCK`) on rows `rows` (the row space starts at 2^62 in the file's byte-range
+/// lock space: `src/inplace/lock.rs`).
+fn rows_locked(name: &Name, kind: nix::libc::c_int, rows: std::ops::Range<i64>) -> bool {
+    let f = std::fs::File::open(name.path()).unwrap();
+    let mut lock = nix::libc::flock {
+        l_type: kind as nix::libc::c_short,
+        l_whence: nix::libc::SEEK_SET as nix::libc::c_short,
+        l_start: (1 << 62) + rows.start,
+        l_len: rows.end - rows.start,
+        l_pid: 0,
+    };
+    nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_OFD_GETLK(&mut lock)).unwrap();
+    lock.l_type != nix::libc::F_UNLCK as nix::libc::c_short
+}
+
+#[test]
+fn row_writers_of_disjoint_ranges_write_at_once_and_exclude_readers_and_whole_writers() {
+    use nix::fcntl::{Flock, FlockArg};
+    let name = Name::new("rowlock");
+    let b = RecordBatch::try_from_iter([(
+        "x",
+        Arc::new(Float64Array::from_iter_values((0..100).map(f64::from))) as _,
+    )])
+    .unwrap();
+    name.dir
+        .create(&name, &b.schema(), &[b], &CreateOptions::default())
+        .unwrap();
+    let flock_free = |arg| {
+        let f = std::fs::File::open(name.path()).unwrap();
+        Flock::lock(f, arg).is_ok()
+    };
+    // Two opens, as two worker processes have (locks belong to an open, not a process).
+    let a = name.dir.open_writable(&name).unwrap();
+    let b = name.dir.open_writable(&name).unwrap();
+    let held_a = a.lock_rows(0..50).unwrap();
+    let held_b = b.lock_rows(50..100).unwrap(); // disjoint: granted while `a` holds its rows
+    a.map("x", MapOp::Square, 0..50).unwrap();
+    b.map("x", MapOp::Square, 50..100).unwrap();
+    assert!(rows_locked(&name, nix::libc::F_WRLCK, 49..50));
+    assert!(rows_locked(&name, nix::libc::F_WRLCK, 50..51));
+    assert!(
+        rows_locked(&name, nix::libc::F_RDLCK, 0..100),
+        "a reader waits"
+    );
+    assert!(
+        !flock_free(FlockArg::LockExclusiveNonblock),
+        "a whole writer waits"
+    );
+    assert!(flock_free(FlockArg::LockSharedNonblock));
+    // Released by the guard, though its handle still holds the file open.
+    drop(held_a);
+    assert!(!rows_locked(&name, nix::libc::F_WRLCK, 0..50));
+    assert!(rows_locked(&name, nix::libc::F_WRLCK, 0..51));
+    drop(held_b);
+    assert!(!rows_locked(&name, nix::libc::F_WRLCK, 0..100));
+    assert!(flock_free(FlockArg::LockExclusiveNonblock));
+    // A reader's shared lock makes row writers wait; an exclusive lock, everyone.
+    let reader = name.dir.lock(&name, true).unwrap();
+    assert!(rows_locked(&name, nix::libc::F_WRLCK, 99..100));
+    assert!(
+        !rows_locked(&name, nix::libc::F_RDLCK, 0..100),
+        "readers share"
+    );
+    drop(reader);
+    let whole = a.lock(false).unwrap();
+    assert!(!flock_free(FlockArg::LockSharedNonblock));
+    drop(whole);
+    let got = column_values::<Float64Type>(&name.dir.attach(&name).unwrap(), "x");
+    assert_eq!(
+        got,
+        (0..100).map(|i| Some(f64::from(i * i))).collect::<Vec<_>>()
+    );
+    // Rows that are not a range of the segment's: refused, nothing locked.
+    for (start, stop) in [
+        (5, 3),
+        (0, 101),
+        (100, 101),
+        (0, u64::MAX),
+        (u64::MAX, u64::MAX),
+    ] {
+        let err = a.lock_rows(start..stop).unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidRows { rows: 100, .. }),
+            "{start}..{stop}: {err}"
+        );
+        assert!(
+            err.to_string().contains("0 <= start <= stop <= 100"),
+            "{err}"
+        );
+    }
+    assert!(!rows_locked(
+        &name,
+        nix::libc::F_WRLCK,
+        0..i64::MAX - (1 << 62)
+    ));
+    drop(a.lock_rows(100..100).unwrap()); // no row: fine
 }

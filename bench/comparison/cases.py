@@ -183,6 +183,10 @@ def task_worker(conn, kind, cfg, index):
             conn.send(work(op, v[s:e]))
             del v, table
             mm.close()
+        elif kind == "shmarrow-rows":
+            shmarrow.map_inplace(cfg["name"], "x", "square", rows=(s, e), threads=1,
+                                 dir=SEG_DIR)
+            conn.send(None)
         elif kind == "shmarrow-workers":
             table = shmarrow.attach(cfg["name"], dir=SEG_DIR)
             (v,) = shmarrow.column_view(table, "x")
@@ -403,6 +407,13 @@ def case_28(op, n, warmups, repeats, tag, with_ray):
             "(1 thread each), partials merged",
             "stats", SEG_DIR, shmarrow_name, workers))
     else:
+        cs.append(WorkersContender(
+            "shmarrow-rows", "shmarrow (Python: 4 workers, map_inplace rows)",
+            "4 persistent worker processes, as the lecture's; each task: "
+            "`shmarrow.map_inplace(name, 'x', 'square', rows=(start, stop), threads=1)`: open "
+            "writable by name + the lock of a writer of its rows + square them on 1 Rust "
+            "thread (GIL released; releasing the pages it wrote) + close",
+            "shmarrow", "shmarrow-rows", op, {"n": n, "name": shmarrow_name}, workers))
         cs.append(CallContender(
             "shmarrow", "shmarrow (Python: map_inplace, 4 threads)",
             "`shmarrow.map_inplace(name, 'x', 'square', threads=4)` in the coordinator: open "
@@ -426,6 +437,12 @@ def case_28(op, n, warmups, repeats, tag, with_ray):
             "`dir.open_writable(name)` + exclusive lock + `map_with(square, release)` on a "
             "pool of 4 threads (each releasing the pages it wrote), close",
             "square", SEG_DIR, shmarrow_name, workers))
+        cs.append(RustServer(
+            "rust-workers", "shmarrow (Rust API: 4 worker processes)",
+            "4 persistent worker processes, as the lecture's; each task: `dir.open_writable(name)`"
+            " + `lock_rows(start..stop)` + `map_with(square, start..stop, release)` on 1 thread "
+            "+ close",
+            "square-workers", SEG_DIR, shmarrow_name, workers))
     ray_ref = None
     if with_ray and op == "stats":
         import ray

@@ -331,8 +331,10 @@ def write_report(res, P, quick, with_ray, ray_note, rust, have_cli, load0, elaps
          "One float64 array in shared memory (1.0 everywhere, so squaring does the same work "
          "every round); 4 workers square disjoint quarters in place; timed from the "
          "coordinator sending the tasks to all 4 done. pyarrow IPC files and Ray objects are "
-         "immutable, so they cannot do this; the shmarrow Python package has no per-worker "
-         "writable attach (see the library notes), so it runs as one call with 4 threads."),
+         "immutable, so they cannot do this. shmarrow runs it both ways: as the lecture does "
+         "(4 persistent worker processes, each writing its rows by name: Python "
+         "`map_inplace(..., rows=(start, stop))`, Rust `lock_rows` + `map_with`) and as one "
+         "call with 4 threads."),
         ("282", "Example 28.2: mean/std/max per worker, 4 workers attaching by name",
          "x[i] = 1 + (i mod 1 000 003)/1000; each of 4 workers computes mean, std, max of its "
          "quarter; the coordinator collects the 4 rows and merges them. Timed from sending the "

@@ -161,8 +161,15 @@ def map_inplace(
     threads: Optional[int] = None,
     dir: Optional[_PathLike] = None,
     wrap: bool = False,
+    rows: Optional[Tuple[int, int]] = None,
 ) -> None: ...
-def lock(name: str, shared: bool = True, *, dir: Optional[_PathLike] = None) -> Lock: ...
+def lock(
+    name: str,
+    shared: bool = True,
+    *,
+    dir: Optional[_PathLike] = None,
+    rows: Optional[Tuple[int, int]] = None,
+) -> Lock: ...
 def allocate(
     name: str,
     schema: pa.Schema,

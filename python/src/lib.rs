@@ -11,6 +11,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -231,6 +232,10 @@ fn exception(py: Python<'_>, err: &Error, msg: String) -> PyResult<PyErr> {
             value.setattr("column", column)?;
             (value, Some(name))
         }
+        Error::InvalidRows { name, .. } => (
+            plain(pyo3::exceptions::PyValueError::new_err(msg)),
+            Some(name),
+        ),
         Error::NotAFile { name, .. } => (plain(NotAFile::new_err(msg)), Some(name)),
         Error::Corrupt { name, .. } => (plain(CorruptSegment::new_err(msg)), Some(name)),
         Error::NotZeroCopy { name, .. } => (plain(NotZeroCopy::new_err(msg)), Some(name)),
@@ -950,8 +955,8 @@ fn map_constant(a: &Bound<'_, PyAny>) -> PyResult<Constant> {
 
 /// Transform a fixed-width column of a segment in place.
 ///
-/// Holds the segment's exclusive lock meanwhile (waiting for it without a timeout); runs the
-/// Rust code with the GIL released. Readers that attached earlier see the new values; only
+/// Holds the segment's exclusive lock meanwhile (with `rows`, the lock of a writer of those
+/// rows; waiting for it without a timeout); runs the Rust code with the GIL released. Readers that attached earlier see the new values; only
 /// values change, never lengths, validity or null counts. Integer results that would not fit
 /// the column's type raise MapOverflow before any value is written, unless `wrap=True`.
 ///
@@ -973,6 +978,11 @@ fn map_constant(a: &Bound<'_, PyAny>) -> PyResult<Constant> {
 /// wrap : bool, optional
 ///     Let integer results wrap around (two's complement, as NumPy does) instead of raising
 ///     MapOverflow. Float columns always follow IEEE 754.
+/// rows : (int, int), optional
+///     Transform rows ``start <= row < stop`` alone (the partitioned pattern: each worker
+///     process gives its own range). Instead of the exclusive lock, takes the lock of a writer
+///     of these rows: writers of disjoint ranges run at once, while readers holding the shared
+///     lock, whole-segment writers and writers of overlapping rows wait for each other.
 ///
 /// Returns
 /// -------
@@ -990,12 +1000,13 @@ fn map_constant(a: &Bound<'_, PyAny>) -> PyResult<Constant> {
 /// TypeError
 ///     A constant that is not an int or float.
 /// ValueError
-///     An unknown op, the wrong number of constants, or a bad thread count.
+///     An unknown op, the wrong number of constants, a bad thread count, or `rows` that are
+///     not ``0 <= start <= stop <=`` the segment's rows (negative, reversed, past the end).
 /// SegmentNotFound, InvalidName, AccessDenied
 ///     As for `attach`.
 #[allow(clippy::too_many_arguments)] // Python keyword arguments
 #[pyfunction]
-#[pyo3(signature = (name, column, op, *args, threads=None, dir=None, wrap=false))]
+#[pyo3(signature = (name, column, op, *args, threads=None, dir=None, wrap=false, rows=None))]
 fn map_inplace(
     py: Python<'_>,
     name: &str,
@@ -1005,12 +1016,16 @@ fn map_inplace(
     threads: Option<usize>,
     dir: Option<std::path::PathBuf>,
     wrap: bool,
+    rows: Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>,
 ) -> PyResult<()> {
     let constants = args
         .iter()
         .map(map_constant)
         .collect::<PyResult<Vec<_>>>()?;
     let op = MapOp::new(op, &constants).map_err(pyo3::exceptions::PyValueError::new_err)?;
+    let rows = rows
+        .map(|(start, stop)| row_bounds(&start, &stop))
+        .transpose()?;
     // The mapping is closed right after: each thread releases its own pages as it goes.
     let options = MapOptions::default().wrap(wrap).release(true);
     let dir = segment_dir(dir);
@@ -1020,10 +1035,32 @@ fn map_inplace(
         .map_err(|e| ShmarrowError::new_err(format!("start threads: {e}")))?;
     py.detach(|| {
         let writable = dir.open_writable(name)?;
-        let _lock = writable.lock(false)?;
-        pool.install(|| writable.map_with(column, op, 0..u64::MAX, &options))
+        let (_lock, rows) = match rows {
+            Some(rows) => (writable.lock_rows(rows.clone())?, rows),
+            None => (writable.lock(false)?, 0..u64::MAX),
+        };
+        pool.install(|| writable.map_with(column, op, rows, &options))
     })
     .map_err(to_py)
+}
+
+/// `rows=(start, stop)`: two non-negative ints (Python or NumPy), as a row range; the check
+/// against the segment's rows is the library's (`lock_rows`).
+fn row_bounds(start: &Bound<'_, PyAny>, stop: &Bound<'_, PyAny>) -> PyResult<Range<u64>> {
+    let bound = |b: &Bound<'_, PyAny>| -> PyResult<u64> {
+        let refuse = || {
+            pyo3::exceptions::PyValueError::new_err(format!(
+                "rows=({start}, {stop}): expected two ints 0 <= start <= stop <= the segment's rows"
+            ))
+        };
+        if b.is_instance_of::<pyo3::types::PyBool>() {
+            return Err(refuse());
+        }
+        b.call_method0("__index__")
+            .and_then(|i| i.extract::<u64>())
+            .map_err(|_| refuse())
+    };
+    Ok(bound(start)?..bound(stop)?)
 }
 
 /// `threads=`: `None` (one per core) or 1 to [`MAX_THREADS`](shmarrow::reduce::MAX_THREADS).
@@ -1060,7 +1097,7 @@ impl Lock {
     }
 }
 
-/// Take a segment's `flock`: shared or exclusive.
+/// Take a segment's lock: shared, exclusive, or that of a writer of some rows.
 ///
 /// A shared lock suits a reader that needs a stable view while writers wait; an exclusive one
 /// a writer whose range may overlap another's. Waits, with the GIL released, until the lock
@@ -1074,6 +1111,11 @@ impl Lock {
 ///     Shared (readers) or exclusive (writers).
 /// dir : str or os.PathLike, optional
 ///     The segment directory; default `$SHMARROW_DIR`, else `/dev/shm`.
+/// rows : (int, int), optional
+///     Instead, the lock of a writer of rows ``start <= row < stop`` alone (as
+///     ``map_inplace(..., rows=...)`` takes): writers of disjoint ranges hold theirs at once;
+///     readers, whole-segment writers and writers of overlapping rows wait. Needs write
+///     permission; ``shared`` is ignored.
 ///
 /// Returns
 /// -------
@@ -1084,16 +1126,27 @@ impl Lock {
 /// ------
 /// SegmentNotFound, InvalidName, AccessDenied, NotAFile
 ///     As for `attach`.
+/// ValueError
+///     `rows` that are not ``0 <= start <= stop <=`` the segment's rows.
 #[pyfunction]
-#[pyo3(signature = (name, shared=true, *, dir=None))]
+#[pyo3(signature = (name, shared=true, *, dir=None, rows=None))]
 fn lock(
     py: Python<'_>,
     name: &str,
     shared: bool,
     dir: Option<std::path::PathBuf>,
+    rows: Option<(Bound<'_, PyAny>, Bound<'_, PyAny>)>,
 ) -> PyResult<Lock> {
+    let rows = rows
+        .map(|(start, stop)| row_bounds(&start, &stop))
+        .transpose()?;
     let dir = segment_dir(dir);
-    let held = py.detach(|| dir.lock(name, shared)).map_err(to_py)?;
+    let held = py
+        .detach(|| match rows {
+            Some(rows) => dir.open_writable(name)?.lock_rows(rows),
+            None => dir.lock(name, shared),
+        })
+        .map_err(to_py)?;
     Ok(Lock { inner: Some(held) })
 }
 

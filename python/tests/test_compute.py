@@ -970,3 +970,80 @@ def test_lock_missing_segment(seg_name, shm_dir):
         shmarrow.lock(seg_name, dir=shm_dir)
     with pytest.raises(shmarrow.InvalidName):
         shmarrow.lock("../etc/passwd", dir=shm_dir)
+
+
+# ---------------------------------------------------------------- 8. row writers (partitioned)
+
+
+_ROW_WORKER = textwrap.dedent("""
+    import sys, shmarrow
+    name, d, start, stop, hold = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+    if hold == "hold":  # hold the rows' lock until stdin closes
+        with shmarrow.lock(name, dir=d, rows=(start, stop)):
+            print("held", flush=True)
+            sys.stdin.read()
+    else:
+        print("locking", flush=True)
+        shmarrow.map_inplace(name, "x", "square", rows=(start, stop), threads=1, dir=d)
+        print("done", flush=True)
+""")
+
+
+def _row_worker(name, shm_dir, start, stop, hold=False):
+    return subprocess.Popen([sys.executable, "-c", _ROW_WORKER, name, shm_dir, str(start),
+                             str(stop), "hold" if hold else "map"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _finish(p):
+    out, err = p.communicate()  # closes stdin: a holder releases and ends
+    assert p.returncode == 0, err
+    return out
+
+
+def test_processes_write_disjoint_rows_at_once_and_overlapping_ones_wait(seg_name, shm_dir):
+    make(seg_name, shm_dir, x=pa.array(np.arange(100, dtype=np.float64)))
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    holder = _row_worker(seg_name, shm_dir, 0, 50, hold=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        # Another process writes the other half while the first holds its rows.
+        assert _finish(_row_worker(seg_name, shm_dir, 50, 100)) == "locking\ndone\n"
+        # Overlapping rows, a reader's shared lock and a whole-segment writer wait.
+        overlap = _row_worker(seg_name, shm_dir, 40, 60)
+        assert overlap.stdout.readline() == "locking\n"
+        reader = {}
+        rdone, rerr = _in_thread(lambda: reader.setdefault("l", shmarrow.lock(seg_name, dir=shm_dir)))
+        time.sleep(0.3)  # both are waiting by now if they wait at all
+        assert overlap.poll() is None, "rows 40..60 written while another process held 0..50"
+        assert not rdone.is_set(), "a reader's shared lock granted while rows were held"
+    finally:
+        _finish(holder)
+    assert _finish(overlap) == "done\n"  # communicate: waits without a time limit
+    assert rdone.wait(600) and not rerr  # a hang guard, not a speed limit
+    reader["l"].release()
+    want = np.arange(100, dtype=np.float64)
+    want[50:100] **= 2  # the second process
+    want[40:60] **= 2  # the overlapping one, after the holder released (it wrote nothing)
+    assert table.column("x").to_numpy().tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("rows", [(5, 3), (0, 11), (-1, 5), (0, -1), (0, 2**64), (2**100, 2**100),
+                                  (True, 5), (0.0, 5), ("0", 5), (None, 5)])
+def test_row_bounds_outside_the_segment_are_refused(rows, seg_name, shm_dir):
+    make(seg_name, shm_dir, x=pa.array(np.arange(10, dtype=np.float64)))
+    for call in (lambda: shmarrow.map_inplace(seg_name, "x", "square", rows=rows, dir=shm_dir),
+                 lambda: shmarrow.lock(seg_name, dir=shm_dir, rows=rows)):
+        with pytest.raises(ValueError, match=r"rows"):
+            call()
+    assert shmarrow.attach(seg_name, dir=shm_dir).column("x").to_pylist() == list(map(float, range(10)))
+    assert _try_flock(shmarrow.path(seg_name, dir=shm_dir), fcntl.LOCK_EX)  # nothing held
+
+
+def test_map_inplace_rows_writes_those_rows_alone(seg_name, shm_dir):
+    make(seg_name, shm_dir, x=pa.array(np.arange(10, dtype=np.int32)))
+    shmarrow.map_inplace(seg_name, "x", "add", 100, rows=(np.int64(3), 7), dir=shm_dir)
+    shmarrow.map_inplace(seg_name, "x", "add", 100, rows=(10, 10), dir=shm_dir)  # no row
+    assert shmarrow.attach(seg_name, dir=shm_dir).column("x").to_pylist() == \
+        [0, 1, 2, 103, 104, 105, 106, 7, 8, 9]

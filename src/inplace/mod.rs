@@ -5,11 +5,13 @@
 //! never written, so every reader's decoded view stays valid, and readers that attached earlier
 //! (any process, any language) see the new values without attaching again. Writers of disjoint
 //! row ranges need no lock ([`WritableSegment::values_mut`] hands out each column once, and
-//! [`split_rows`] cuts ranges that cannot overlap); overlapping writers, and readers that need
-//! a stable view, take the segment's `flock` ([`SegmentDir::lock`]).
+//! [`split_rows`] cuts ranges that cannot overlap); worker processes that each open the segment
+//! by name and write their rows take the lock of those rows ([`WritableSegment::lock_rows`]);
+//! overlapping writers, and readers that need a stable view, take the segment's lock
+//! ([`SegmentDir::lock`]).
 //!
 //! One file per concept: [`writable`] the writable segment (its mapping, the check of its
-//! layout, mutable slices), [`lock`] the segment's `flock`, [`map`] the element-wise
+//! layout, mutable slices), [`lock`] the segment's locks, [`map`] the element-wise
 //! operations and their kernels, [`allocation`] tables laid out and filled before they are
 //! published.
 
