@@ -414,6 +414,7 @@ def case_28(op, n, warmups, repeats, tag, with_ray):
             "writable by name + the lock of a writer of its rows + square them on 1 Rust "
             "thread (GIL released; releasing the pages it wrote) + close",
             "shmarrow", "shmarrow-rows", op, {"n": n, "name": shmarrow_name}, workers))
+        cs[-1].extra["judged"] = False  # information: the thread rows were faster (report)
         cs.append(CallContender(
             "shmarrow", "shmarrow (Python: map_inplace, 4 threads)",
             "`shmarrow.map_inplace(name, 'x', 'square', threads=4)` in the coordinator: open "
@@ -443,6 +444,7 @@ def case_28(op, n, warmups, repeats, tag, with_ray):
             " + `lock_rows(start..stop)` + `map_with(square, start..stop, release)` on 1 thread "
             "+ close",
             "square-workers", SEG_DIR, shmarrow_name, workers))
+        cs[-1].extra["judged"] = False
     ray_ref = None
     if with_ray and op == "stats":
         import ray
@@ -479,7 +481,7 @@ def case_28(op, n, warmups, repeats, tag, with_ray):
     rows = []
     for c in cs:
         row = {"key": c.key, "label": c.label, "includes": c.includes, "family": c.family,
-               "error": c.error}
+               "error": c.error, **c.extra}
         if c.samples:
             row["ms"] = stats_of(s["ns"] / 1e6 for s in c.samples)
             if op == "stats":
