@@ -10,8 +10,9 @@ closes; timed from sending the tasks to all 4 done (median of R rounds, first ro
 "numpy-on-segment": the lecture's worker on shmarrow's segment file (`shmarrow.lock(name,
 rows=...)`, then `SharedMemory(name)` of the segment and `np.square` of its rows' values):
 the same file as "shmarrow", the same kernel and mapping as "lecture". Each is run with
-the coordinator holding a mapping of every page of the array ("held": the lecture's creator
-wrote it, shmarrow's coordinator attached and read it) and without ("alone"). Rounds of the
+the coordinator holding a mapping of every page of the array ("held": it maps the array and
+reads every value, as attach + `column_view` or `SharedMemory(name)` + NumPy) and without
+("alone"); both creators unmapped the array after filling it. Rounds of the
 four variants alternate (which kind goes first rotates); the load average is printed before and after.
 """
 from __future__ import annotations
@@ -80,6 +81,7 @@ def main() -> None:
     del alloc
     shm = shared_memory.SharedMemory(create=True, size=n * 8)
     np.ndarray((n,), np.float64, buffer=shm.buf)[:] = 1.0
+    shm.close()  # the creator's mapping goes, as shmarrow's allocation's does at publish
     ranges = [(n * i // 4, n * (i + 1) // 4) for i in range(4)]
     pools = {}
     try:
@@ -94,10 +96,11 @@ def main() -> None:
             for held in (True, False):
                 # The coordinator's mapping of every page, or none.
                 table = shmarrow.attach(seg) if held else None
-                view = np.ndarray((n,), np.float64, buffer=shm.buf) if held else None
+                block = shared_memory.SharedMemory(name=shm.name) if held else None
+                view = np.ndarray((n,), np.float64, buffer=block.buf) if block else None
                 if held:
                     (seg_view,) = shmarrow.column_view(table, "x")
-                    assert seg_view.sum() == n and view.sum() == n  # fault every page in
+                    assert seg_view.sum() == n and view.sum() == n  # read every page
                     del seg_view
                 order = list(pools.items())
                 for kind, (pipes, _) in order[r % 3:] + order[:r % 3]:  # rotated every round
@@ -110,6 +113,8 @@ def main() -> None:
                         times.setdefault(f"{kind} {'held' if held else 'alone'}", []).append(
                             time.monotonic_ns() - t0)
                 del table, view
+                if block:
+                    block.close()
         for key, ts in times.items():
             print(f"{key:24s} median {statistics.median(ts) / 1e6:7.1f} ms  "
                   f"(min {min(ts) / 1e6:.1f}, max {max(ts) / 1e6:.1f}, n {len(ts)})")
@@ -119,7 +124,6 @@ def main() -> None:
                 c.send(None)
             for p in procs:
                 p.join()
-        shm.close()
         shm.unlink()
         shmarrow.remove(seg)
         print(f"load average at end: {loadavg()}")
