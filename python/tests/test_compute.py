@@ -1020,9 +1020,10 @@ def test_processes_write_disjoint_rows_at_once_and_overlapping_ones_wait(seg_nam
         assert not rdone.is_set(), "a reader's shared lock granted while rows were held"
     finally:
         _finish(holder)
-    assert _finish(overlap) == "done\n"  # communicate: waits without a time limit
+    # The reader or the overlapping writer goes first; the other waits for it.
     assert rdone.wait(600) and not rerr  # a hang guard, not a speed limit
     reader["l"].release()
+    assert _finish(overlap) == "done\n"
     want = np.arange(100, dtype=np.float64)
     want[50:100] **= 2  # the second process
     want[40:60] **= 2  # the overlapping one, after the holder released (it wrote nothing)
