@@ -2,8 +2,7 @@
 
 Also (issue 17) the table shapes: one string column of 1M and 10M rows, 1,000 float64
 columns × 1,000 rows, 10,000 batches of 100 rows (``validate="auto"``, which for these
-private segments means structural checks, and ``"full"``, with the Rust call and the C stream
-import timed apart), and one float64 column of 1 MiB / 100 MiB / 1 GiB
+private segments means structural checks, and ``"full"``), and one float64 column of 1 MiB / 100 MiB / 1 GiB
 (``column_view(name, "x")``) beside the lecture's ``SharedMemory(name)`` + ``np.ndarray``; each with the
 load average. These cases run in random order, each timed call right after an untimed one of
 the same case (``shuffled_timed``).
@@ -235,17 +234,17 @@ def shape_tables(quick: bool) -> list:
 
 
 def bench_shapes(seg_dir: str, quick: bool, created: list[str]) -> None:
-    """Attach + drop of each shape: shmarrow (auto: structural checks; and full), with the
-    Rust call and the C stream import timed apart, beside stock pyarrow."""
+    """Attach + drop of each shape: shmarrow (auto: structural checks; and full) beside stock
+    pyarrow."""
     from shmarrow import _shmarrow
 
     warmups, repeats = (1, 5) if quick else (2, 15)
     print(f"## table shapes of issue 17 (load average before: {loadavg()}); {warmups} warmups, "
           f"{repeats} repeats, in random order")
     print()
-    print("| table | auto median µs | of which Rust attach | of which C stream import | "
-          "full median µs | stock pyarrow median µs | stock / auto | auto / stock |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("| table | auto median µs | `shmarrow.attach` median µs | full median µs | "
+          "stock pyarrow median µs | stock / auto | auto / stock |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for label, table in shape_tables(quick):
         name = f"shmarrow-bench-py-{os.getpid()}-shape"
         created.append(name)
@@ -254,24 +253,20 @@ def bench_shapes(seg_dir: str, quick: bool, created: list[str]) -> None:
         del table
         path = str(shmarrow.path(name, dir=seg_dir))
 
-        def ours(validate: str) -> tuple:
+        def ours(validate: str) -> int:
             t0 = time.perf_counter_ns()
-            reader, _ = _shmarrow.attach(name, dir=seg_dir, validate=validate)
-            t1 = time.perf_counter_ns()
-            tbl = reader.read_all()
-            t2 = time.perf_counter_ns()
+            tbl, _ = _shmarrow.attach(name, dir=seg_dir, validate=validate)
             assert tbl.num_rows == rows
-            del tbl, reader
-            t3 = time.perf_counter_ns()
-            return t3 - t0, t1 - t0, t2 - t1
+            del tbl
+            return time.perf_counter_ns() - t0
 
         m = shuffled_timed({"auto": lambda: ours("auto"), "full": lambda: ours("full"),
                           "public": attach_and_drop(name, seg_dir),
                           "stock": stock_and_drop(path)}, warmups, repeats)
-        auto, rust, imp = m["auto"]
-        print(f"| {label} | {auto:.1f} (`shmarrow.attach`: {m['public'][0]:.1f}) | {rust:.1f} | "
-              f"{imp:.1f} | {m['full'][0]:.1f} | {m['stock'][0]:.1f} | "
-              f"{m['stock'][0] / auto:.2f}× | {auto / m['stock'][0]:.2f}× |", flush=True)
+        auto = m["auto"][0]
+        print(f"| {label} | {auto:.1f} | {m['public'][0]:.1f} | {m['full'][0]:.1f} | "
+              f"{m['stock'][0]:.1f} | {m['stock'][0] / auto:.2f}× | {auto / m['stock'][0]:.2f}× |",
+              flush=True)
         shmarrow.remove(name, dir=seg_dir)
         created.remove(name)
     print()

@@ -10,18 +10,19 @@
 //! (offsets, UTF-8, dictionary keys) is linear in the variable-width data. Which one a segment
 //! gets is the trust model of [`Validate`] (SECURITY.md); `bench/core.rs` measures both.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::ops::Range;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arrow_array::{Array, RecordBatch};
 use arrow_buffer::Buffer;
 use arrow_data::ArrayData;
 use arrow_ipc::reader::read_footer_length;
 use arrow_ipc::{Block, MessageHeader};
-use arrow_schema::{DataType, SchemaRef};
+use arrow_schema::{DataType, Schema, SchemaRef};
 
 use crate::error::{Error, Result};
 use crate::ipc::{
@@ -384,11 +385,6 @@ pub fn attach_path(label: &str, path: &Path, options: &AttachOptions) -> Result<
 
 /// Attach the already open `file` (`meta` is its `fstat`): the layout comes from this very
 /// file, whatever its path names meanwhile. `path` only labels errors.
-///
-/// One pass over the blocks: each message header is verified and checked once and decoded at
-/// once (as stock arrow-rs does), where [`IpcFile`] checks every block before decoding the
-/// first; a run of batches with byte-identical metadata (batches of one shape) is verified and
-/// checked once ([`BatchMessages`]).
 pub(crate) fn attach_file(
     label: &str,
     path: &Path,
@@ -398,26 +394,53 @@ pub(crate) fn attach_file(
 ) -> Result<Segment> {
     let (map, ends) = map_file(label, path, file, meta, options.populate)?;
     let (info, batches, validation) = guarded(label, || {
-        let footer = Footer::read(label, &map, &ends)?;
-        let mut info = segment_info(label, &map, &footer.schema, meta);
-        let validation = resolve_validation(options.validate.unwrap_or_default(), &info)?;
-        let mut decoder = decoder_for(label, &footer.schema, footer.swap, validation);
-        for block in footer.dictionaries() {
-            let (message, _) = footer.check_block(block, BlockKind::Dictionary)?;
-            decode_message(&mut decoder, &map, block, &message)?;
-        }
-        let count = footer.batch_count();
-        let mut batches = Vec::with_capacity(count);
-        info.batches.reserve_exact(count);
-        let mut messages = BatchMessages::default();
-        for block in footer.batches() {
-            let (message, body, batch) = footer.check_batch_block(block, &mut messages)?;
-            let body = map.slice_with_length(body.start, body.len());
-            batches.push(decoder.decode_batch(&message, &body)?);
-            info.batches.push(batch);
-        }
-        Ok::<_, Error>((info, batches, validation))
+        let (footer, info, validation) = Footer::resolve(label, &map, &ends, meta, options)?;
+        decode_batches(&footer, &map, info, validation)
     })?;
+    segment(label, map, info, batches, validation, options)
+}
+
+/// Decode every batch of the file `footer` describes, mapped as `map`, checking as
+/// `validation` says; returns `info` with the batches' rows and bytes, and the batches.
+///
+/// One pass over the blocks: each message header is verified and checked once and decoded at
+/// once (as stock arrow-rs does), where [`IpcFile`] checks every block before decoding the
+/// first; a run of batches with byte-identical metadata (batches of one shape) is verified and
+/// checked once ([`BatchMessages`]).
+fn decode_batches(
+    footer: &Footer<'_>,
+    map: &Buffer,
+    mut info: SegmentInfo,
+    validation: Validate,
+) -> Result<(SegmentInfo, Vec<RecordBatch>, Validate)> {
+    let mut decoder = decoder_for(footer.name, &footer.schema, footer.swap, validation);
+    for block in footer.dictionaries() {
+        let (message, _) = footer.check_block(block, BlockKind::Dictionary)?;
+        decode_message(&mut decoder, map, block, &message)?;
+    }
+    let count = footer.batch_count();
+    let mut batches = Vec::with_capacity(count);
+    info.batches.reserve_exact(count);
+    let mut messages = BatchMessages::default();
+    for block in footer.batches() {
+        let (message, body, batch) = footer.check_batch_block(block, &mut messages)?;
+        let body = map.slice_with_length(body.start, body.len());
+        batches.push(decoder.decode_batch(&message, &body)?);
+        info.batches.push(batch);
+    }
+    Ok((info, batches, validation))
+}
+
+/// The attached segment of `label`, mapped as `map`, with its decoded `batches`; in strict mode
+/// [`Error::NotZeroCopy`] if any buffer was copied.
+fn segment(
+    label: &str,
+    map: Buffer,
+    info: SegmentInfo,
+    batches: Vec<RecordBatch>,
+    validation: Validate,
+    options: &AttachOptions,
+) -> Result<Segment> {
     let segment = Segment {
         info,
         map,
@@ -432,6 +455,96 @@ pub(crate) fn attach_file(
         });
     }
     Ok(segment)
+}
+
+/// What [`SegmentDir::attach_checked`] made of a segment.
+#[derive(Debug, Clone)]
+pub enum Attachment {
+    /// Every batch decoded, as [`SegmentDir::attach_with`] gives it.
+    Decoded(Segment),
+    /// Every batch checked, none decoded: another Arrow reader decodes them in place.
+    Checked(CheckedSegment),
+}
+
+/// A segment checked exactly as [`SegmentDir::attach_with`] checks it, whose record batches
+/// were not decoded because any Arrow reader given their messages as they lie in the mapping
+/// makes of them the very arrays attach would (the Python binding hands them to pyarrow).
+///
+/// [`SegmentDir::attach_checked`] gives one only for a segment whose validation resolved to
+/// [`Validate::Structure`] (only this user or root can write it, so the bytes another reader
+/// reads after the checks are the ones checked, or a trusted writer's: the trust model of
+/// SECURITY.md), in native byte order, without dictionaries, all of whose columns are of
+/// primitive types, and every batch of which is uncompressed, declares in its message the
+/// lengths its block gives (prefix and body), has every buffer at a multiple of 8 bytes in
+/// its body, aligned values long enough for its rows and null counts equal to their bitmaps.
+/// The mapping lives as long as this value or any buffer taken from [`bytes`](Self::bytes).
+#[derive(Debug, Clone)]
+pub struct CheckedSegment {
+    info: SegmentInfo,
+    map: Buffer,
+    messages: Vec<Range<usize>>,
+}
+
+impl CheckedSegment {
+    /// Name, size, schema, batch sizes and metadata.
+    pub fn info(&self) -> &SegmentInfo {
+        &self.info
+    }
+
+    /// The mapped bytes (the whole Arrow IPC file).
+    pub fn bytes(&self) -> &Buffer {
+        &self.map
+    }
+
+    /// Where each record batch's encapsulated message (continuation marker and length,
+    /// metadata, body) lies in [`bytes`](Self::bytes), in order.
+    pub fn messages(&self) -> &[Range<usize>] {
+        &self.messages
+    }
+}
+
+impl SegmentDir {
+    /// Attach segment `name` as [`attach_with`](Self::attach_with) does, but leave the batches
+    /// undecoded where `wanted(schema, batches)` says it is worth it (another reader is
+    /// to decode them) and any Arrow reader decodes them in place exactly as checked (see
+    /// [`CheckedSegment`] for when): [`Attachment::Checked`] then, else the decoded segment.
+    ///
+    /// # Errors
+    /// As [`attach_with`](Self::attach_with).
+    pub fn attach_checked(
+        &self,
+        name: &str,
+        options: &AttachOptions,
+        wanted: impl FnOnce(&Schema, usize) -> bool,
+    ) -> Result<Attachment> {
+        let options = AttachOptions {
+            validate: Some(options.validate.unwrap_or(self.validation())),
+            ..*options
+        };
+        let path = self.segment_path(name)?;
+        let (file, meta) = sys::open_segment(name, &path, false)?;
+        let (map, ends) = map_file(name, &path, &file, &meta, options.populate)?;
+        let attached = guarded(name, || {
+            let (footer, info, validation) = Footer::resolve(name, &map, &ends, &meta, &options)?;
+            if validation == Validate::Structure
+                && wanted(&footer.schema, footer.batch_count())
+                && let Some(checked) = footer.in_place_messages(&map, info.clone())?
+            {
+                return Ok(Ok(checked));
+            }
+            decode_batches(&footer, &map, info, validation).map(Err)
+        })?;
+        match attached {
+            Ok((info, messages)) => Ok(Attachment::Checked(CheckedSegment {
+                info,
+                map,
+                messages,
+            })),
+            Err((info, batches, validation)) => {
+                segment(name, map, info, batches, validation, &options).map(Attachment::Decoded)
+            }
+        }
+    }
 }
 
 /// A decoder of `schema` (byte order swapped if `swap`) checking as `validation` says.
@@ -655,7 +768,7 @@ impl Ends {
 /// What the file `meta` describes holds, mapped as `map`, with `schema` and no batches yet.
 fn segment_info(
     name: &str,
-    map: &Buffer,
+    map: &[u8],
     schema: &SchemaRef,
     meta: &std::fs::Metadata,
 ) -> SegmentInfo {
@@ -707,6 +820,67 @@ fn read_layout(name: &str, file: &[u8], ends: &Ends) -> Result<Layout> {
     })
 }
 
+/// The footers verified and decoded most recently (at most [`KNOWN_FOOTERS`], of at most
+/// [`KNOWN_FOOTER_BYTES`] each), most recently used first: see [`KnownFooter::of`].
+static KNOWN: Mutex<VecDeque<Arc<KnownFooter>>> = Mutex::new(VecDeque::new());
+/// How many footers [`KNOWN`] keeps.
+const KNOWN_FOOTERS: usize = 16;
+/// The largest footer [`KNOWN`] keeps (a schema of a few thousand columns, or ten thousand
+/// batches): larger ones are verified and decoded on every read.
+const KNOWN_FOOTER_BYTES: usize = 256 << 10;
+
+/// A private copy of a file's footer (its flatbuffer) that passed the flatbuffer verifier,
+/// and the schema decoded from it.
+#[derive(Debug)]
+struct KnownFooter {
+    bytes: Vec<u8>,
+    schema: SchemaRef,
+    /// The schema's byte order is not this machine's.
+    swap: bool,
+}
+
+impl KnownFooter {
+    /// The footer whose flatbuffer is `bytes`: one of [`KNOWN`] equal to them byte for byte
+    /// (the same segment attached again, or another of the same schema and batch sizes), else
+    /// a private copy of them verified and decoded now (and kept in [`KNOWN`]). Whatever
+    /// another process writes into `bytes` meanwhile, what was verified is what is read: the
+    /// copy. The verifier's verdict and the decoded schema depend on the bytes alone.
+    fn of(bytes: &[u8]) -> std::result::Result<Arc<Self>, String> {
+        let known = || KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
+        {
+            let mut cache = known();
+            if let Some(i) = cache.iter().position(|k| k.bytes == bytes) {
+                let hit = cache.remove(i).expect("found");
+                cache.push_front(hit.clone());
+                return Ok(hit);
+            }
+        }
+        let copy = bytes.to_vec();
+        let footer = arrow_ipc::root_as_footer(&copy).map_err(|e| format!("footer: {e}"))?;
+        let schema = footer.schema().ok_or("footer has no schema")?;
+        let (schema, swap) = read_schema(schema).map_err(|e| format!("footer {e}"))?;
+        let new = Arc::new(Self {
+            bytes: copy,
+            schema: Arc::new(schema),
+            swap,
+        });
+        if new.bytes.len() <= KNOWN_FOOTER_BYTES {
+            let mut cache = known();
+            cache.truncate(KNOWN_FOOTERS - 1);
+            cache.push_front(new.clone());
+        }
+        Ok(new)
+    }
+
+    /// The footer's flatbuffer, read from the private copy.
+    fn footer(&self) -> arrow_ipc::Footer<'_> {
+        // SAFETY: `bytes` is a private copy (no other process can change it, and nothing here
+        // mutates it after `of` made it) that passed the flatbuffer verifier in `of` before
+        // this value existed; the verifier's verdict depends on the bytes alone.
+        unsafe { arrow_ipc::root_as_footer_unchecked(&self.bytes) }
+    }
+}
+
 /// The two kinds of blocks a file's footer lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BlockKind {
@@ -722,7 +896,7 @@ struct Footer<'a> {
     ends: &'a Ends,
     /// Where the footer starts: every block ends before it.
     start: usize,
-    footer: arrow_ipc::Footer<'a>,
+    known: Arc<KnownFooter>,
     schema: SchemaRef,
     /// The file's byte order is not this machine's.
     swap: bool,
@@ -751,33 +925,77 @@ impl<'a> Footer<'a> {
         let footer_bytes = ends
             .get(file, start..footer_end)
             .ok_or_else(|| corrupt(format!("footer length {footer_len} exceeds the file")))?;
-        let footer =
-            arrow_ipc::root_as_footer(footer_bytes).map_err(|e| corrupt(format!("footer: {e}")))?;
-        let schema = footer
-            .schema()
-            .ok_or_else(|| corrupt("footer has no schema".into()))?;
-        let (schema, swap) = read_schema(schema).map_err(|e| corrupt(format!("footer {e}")))?;
+        let known = KnownFooter::of(footer_bytes).map_err(corrupt)?;
         Ok(Self {
             name,
             file,
             ends,
             start,
-            footer,
-            schema: Arc::new(schema),
-            swap,
+            schema: known.schema.clone(),
+            swap: known.swap,
+            known,
         })
     }
 
-    fn dictionaries(&self) -> impl Iterator<Item = &'a Block> + use<'a> {
-        self.footer.dictionaries().into_iter().flatten()
+    /// [`read`](Self::read) the footer of the file `meta` describes, mapped as `file`, what it
+    /// holds (no batches yet) and the validation `options` resolve to for it.
+    fn resolve(
+        name: &'a str,
+        file: &'a [u8],
+        ends: &'a Ends,
+        meta: &std::fs::Metadata,
+        options: &AttachOptions,
+    ) -> Result<(Self, SegmentInfo, Validate)> {
+        let footer = Self::read(name, file, ends)?;
+        let info = segment_info(name, file, &footer.schema, meta);
+        let validation = resolve_validation(options.validate.unwrap_or_default(), &info)?;
+        Ok((footer, info, validation))
     }
 
-    fn batches(&self) -> impl Iterator<Item = &'a Block> + use<'a> {
-        self.footer.recordBatches().into_iter().flatten()
+    fn dictionaries(&self) -> impl Iterator<Item = &Block> + '_ {
+        self.known.footer().dictionaries().into_iter().flatten()
+    }
+
+    fn batches(&self) -> impl Iterator<Item = &Block> + '_ {
+        self.known.footer().recordBatches().into_iter().flatten()
+    }
+
+    /// `info` with every batch's rows and bytes, and where each record batch's message lies
+    /// in `map` (the file), when another Arrow reader decodes each in place exactly as checked
+    /// (see [`CheckedSegment`]); `None` as soon as one cannot be, or for a file in another
+    /// byte order, with dictionaries or with a column not of a primitive type. Each batch is
+    /// checked as [`check_batch_block`](Self::check_batch_block) checks it.
+    fn in_place_messages(
+        &self,
+        map: &Buffer,
+        mut info: SegmentInfo,
+    ) -> Result<Option<(SegmentInfo, Vec<Range<usize>>)>> {
+        let primitive = (self.schema.fields().iter()).all(|f| f.data_type().is_primitive());
+        if self.swap || !primitive || self.dictionaries().next().is_some() {
+            return Ok(None);
+        }
+        let mut messages = BatchMessages::default();
+        let mut ranges = Vec::with_capacity(self.batch_count());
+        for block in self.batches() {
+            let place = self.place(block, BlockKind::Batch)?;
+            let (start, len) =
+                message_prefix(self.metadata(&place)?).map_err(|e| place.bad(self, &e))?;
+            let (message, body, batch) = self.check_batch_block(block, &mut messages)?;
+            let body_bytes = map.slice_with_length(body.start, body.len());
+            if start.checked_add(len) != Some(place.meta_len)
+                || body.start % 8 != 0
+                || !message.readable_in_place(&self.schema, &body_bytes)
+            {
+                return Ok(None);
+            }
+            ranges.push(place.offset..body.end);
+            info.batches.push(batch);
+        }
+        Ok(Some((info, ranges)))
     }
 
     fn batch_count(&self) -> usize {
-        self.footer.recordBatches().map_or(0, |b| b.len())
+        self.known.footer().recordBatches().map_or(0, |b| b.len())
     }
 
     /// Check that `block` lies between the leading magic and the footer, that its message is
@@ -801,8 +1019,8 @@ impl<'a> Footer<'a> {
             }
         }
         .ok_or_else(|| place.bad(self, "message has no batch"))?;
-        let checked = check_batch(batch, message.version(), place.body_len)
-            .map_err(|why| place.bad(self, &why))?;
+        let checked =
+            check_batch(batch, &message, place.body_len).map_err(|why| place.bad(self, &why))?;
         Ok((message, place.info(checked.rows())))
     }
 

@@ -94,6 +94,8 @@ pub(crate) struct CheckedBatch<'a> {
     batch: arrow_ipc::RecordBatch<'a>,
     version: MetadataVersion,
     body_len: usize,
+    /// The body length the message itself declares (`body_len` is the block's or slot's).
+    declared_body_len: i64,
     rows: u64,
 }
 
@@ -102,16 +104,31 @@ impl CheckedBatch<'_> {
     pub(crate) fn rows(&self) -> u64 {
         self.rows
     }
+
+    /// Whether any Arrow reader handed this message as it lies, with `body` (the one it was
+    /// checked against) right after its metadata, makes of it the very columns of `schema`
+    /// that [`Decoder`] would, in place: the body is uncompressed, the message declares the
+    /// body length it was checked against (a reader of the encapsulated message reads that
+    /// many bytes), every buffer starts at a multiple of 8 bytes in the body (arrow C++
+    /// refuses others), and every column is primitive and passes [`primitive_batch`]'s checks
+    /// with its values in place.
+    pub(crate) fn readable_in_place(&self, schema: &Schema, body: &Buffer) -> bool {
+        self.batch.compression().is_none()
+            && self.body_len == body.len()
+            && i64::try_from(self.body_len).is_ok_and(|len| len == self.declared_body_len)
+            && (self.batch.buffers()).is_some_and(|b| b.iter().all(|b| b.offset() % 8 == 0))
+            && primitive_in_place(schema, self, body)
+    }
 }
 
-/// Check that every buffer a record (or dictionary) batch message (of metadata `version`)
-/// declares lies inside its `body_len`-byte body (arrow-ipc slices with these numbers
-/// unchecked), and read its row count.
-pub(crate) fn check_batch(
-    batch: arrow_ipc::RecordBatch<'_>,
-    version: MetadataVersion,
+/// Check that every buffer a record (or dictionary) batch `batch` of `message` declares lies
+/// inside its `body_len`-byte body (arrow-ipc slices with these numbers unchecked), and read
+/// its row count.
+pub(crate) fn check_batch<'a>(
+    batch: arrow_ipc::RecordBatch<'a>,
+    message: &arrow_ipc::Message<'_>,
     body_len: usize,
-) -> Result<CheckedBatch<'_>, String> {
+) -> Result<CheckedBatch<'a>, String> {
     for buf in batch.buffers().iter().flatten() {
         let (Ok(start), Ok(len)) = (usize::try_from(buf.offset()), usize::try_from(buf.length()))
         else {
@@ -126,8 +143,9 @@ pub(crate) fn check_batch(
     let rows = u64::try_from(batch.length()).map_err(|_| "negative row count")?;
     Ok(CheckedBatch {
         batch,
-        version,
+        version: message.version(),
         body_len,
+        declared_body_len: message.bodyLength(),
         rows,
     })
 }
@@ -284,6 +302,7 @@ impl BatchMessages {
                     batch,
                     version: message.version(),
                     body_len,
+                    declared_body_len: message.bodyLength(),
                     rows,
                 });
             }
@@ -296,7 +315,7 @@ impl BatchMessages {
             other => return Err(format!("unexpected message type {other:?}")),
         }
         .ok_or("message has no batch")?;
-        let checked = check_batch(batch, message.version(), body_len)?;
+        let checked = check_batch(batch, &message, body_len)?;
         if cached {
             self.checked = Some((body_len, checked.rows));
         }
@@ -474,7 +493,7 @@ impl Decoder {
                     self.corrupt(format!("dictionary id {} is not in the schema", dict.id()))
                 })?;
                 let fields = [Arc::new(Field::new("", value_type, true))];
-                let data = check_batch(data, version, body.len()).map_err(|e| self.corrupt(e))?;
+                let data = check_batch(data, message, body.len()).map_err(|e| self.corrupt(e))?;
                 let body = self.prepare(&data, body, &fields, swap)?;
                 arrow_ipc::reader::read_dictionary(
                     &body,
@@ -490,7 +509,7 @@ impl Decoder {
                 let batch = message
                     .header_as_record_batch()
                     .ok_or_else(|| self.corrupt("bad record batch".into()))?;
-                let batch = check_batch(batch, version, body.len()).map_err(|e| self.corrupt(e))?;
+                let batch = check_batch(batch, message, body.len()).map_err(|e| self.corrupt(e))?;
                 self.decode_batch(&batch, body).map(Decoded::Batch)
             }
             other => Err(self.unsupported(format!(
@@ -749,18 +768,56 @@ impl Decoder {
 }
 
 /// A record batch of primitive columns (uncompressed, native byte order) made straight from
-/// `body` with arrow's array constructors, or `None` when arrow's reader must make it: a
-/// column whose type is not primitive, counts of nodes or buffers that do not match the
-/// schema, a values buffer misaligned (arrow copies it) or too short, a null count that differs
-/// from its bitmap, a column that does not fit its field (arrow reports these). The checks are
-/// those arrow's validation makes for such columns (values buffer long enough for the rows,
-/// null count equal to the bitmap's); their values have nothing else to validate. arrow's own
-/// reader builds and drops an `ArrayData` per column: this skips that allocation.
+/// `body` with arrow's array constructors, or `None` when arrow's reader must make it (see
+/// [`primitive_columns`]). arrow's own reader builds and drops an `ArrayData` per column: this
+/// skips that allocation.
 fn primitive_batch(
     schema: &SchemaRef,
     batch: &CheckedBatch<'_>,
     body: &Buffer,
 ) -> Option<RecordBatch> {
+    let mut columns = Vec::with_capacity(schema.fields().len());
+    let rows = primitive_columns(schema, batch, body, |data_type, values, rows, nulls| {
+        columns.push(primitive_array(data_type, values, rows, nulls)?);
+        Some(())
+    })?;
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    RecordBatch::try_new_with_options(schema.clone(), columns, &options).ok()
+}
+
+/// Whether [`primitive_batch`] makes a batch of `batch` in `body` (every check passes, every
+/// values buffer in place), without making it: then any Arrow reader given the same bytes
+/// reads the same columns.
+fn primitive_in_place(schema: &Schema, batch: &CheckedBatch<'_>, body: &Buffer) -> bool {
+    let fits = |data_type: &DataType, values: Buffer, rows, _| {
+        macro_rules! fits {
+            ($t:ty) => {
+                values_fit::<$t>(&values, rows, data_type)
+            };
+        }
+        downcast_primitive! {
+            data_type => (fits),
+            _ => false
+        }
+        .then_some(())
+    };
+    primitive_columns(schema, batch, body, fits).is_some()
+}
+
+/// Each column of a record batch of primitive columns (uncompressed, native byte order) in
+/// `body`, handed to `column` as (type, values, rows, validity), and the batch's rows; `None`
+/// when arrow's reader must make the batch: a column whose type is not primitive, counts of
+/// nodes or buffers that do not match the schema, a column whose length is not the batch's, a
+/// validity bitmap too short or whose null count differs from the message's, or `column`
+/// returning `None` (a values buffer misaligned, which arrow copies, or too short, which arrow
+/// reports). These are the checks arrow's validation makes for such columns; their values have
+/// nothing else to validate.
+fn primitive_columns(
+    schema: &Schema,
+    batch: &CheckedBatch<'_>,
+    body: &Buffer,
+    mut column: impl FnMut(&DataType, Buffer, usize, Option<NullBuffer>) -> Option<()>,
+) -> Option<usize> {
     let fields = schema.fields();
     let rows = usize::try_from(batch.rows).ok()?;
     let (nodes, buffers) = (batch.batch.nodes()?, batch.batch.buffers()?);
@@ -771,7 +828,6 @@ fn primitive_batch(
     let slice =
         |b: &arrow_ipc::Buffer| body.slice_with_length(b.offset() as usize, b.length() as usize);
     let mut buffers = buffers.iter();
-    let mut columns = Vec::with_capacity(fields.len());
     for (field, node) in fields.iter().zip(nodes) {
         let (validity, values) = (buffers.next()?, buffers.next()?);
         if usize::try_from(node.length()).ok()? != rows {
@@ -790,39 +846,52 @@ fn primitive_batch(
                 Some(nulls)
             }
         };
-        let data_type = field.data_type();
-        macro_rules! column {
-            ($t:ty) => {
-                primitive_column::<$t>(slice(values), rows, nulls, data_type)
-            };
-        }
-        columns.push(downcast_primitive! {
-            data_type => (column),
-            _ => None
-        }?);
+        column(field.data_type(), slice(values), rows, nulls)?;
     }
-    let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    RecordBatch::try_new_with_options(schema.clone(), columns, &options).ok()
+    Some(rows)
 }
 
-/// A column of `rows` values of `T` (`data_type`) in `values`, or `None` if `values` is too
-/// short or misaligned for them (or `data_type` not one of `T`).
+/// A column of `rows` values of primitive type `data_type` in `values`, or `None` if `values`
+/// is too short or misaligned for them (or `data_type` is not primitive).
+fn primitive_array(
+    data_type: &DataType,
+    values: Buffer,
+    rows: usize,
+    nulls: Option<NullBuffer>,
+) -> Option<ArrayRef> {
+    macro_rules! column {
+        ($t:ty) => {
+            primitive_column::<$t>(values, rows, nulls, data_type)
+        };
+    }
+    downcast_primitive! {
+        data_type => (column),
+        _ => None
+    }
+}
+
+/// [`primitive_array`] of `T`.
 fn primitive_column<T: ArrowPrimitiveType>(
     values: Buffer,
     rows: usize,
     nulls: Option<NullBuffer>,
     data_type: &DataType,
 ) -> Option<ArrayRef> {
-    let fits = rows
-        .checked_mul(std::mem::size_of::<T::Native>())
-        .is_some_and(|need| need <= values.len());
-    let aligned = values.as_ptr().cast::<T::Native>().is_aligned();
-    if !fits || !aligned || !PrimitiveArray::<T>::is_compatible(data_type) {
+    if !values_fit::<T>(&values, rows, data_type) {
         return None;
     }
     let values = ScalarBuffer::<T::Native>::new(values, 0, rows);
     let array = PrimitiveArray::<T>::try_new(values, nulls).ok()?;
     Some(Arc::new(array.with_data_type(data_type.clone())))
+}
+
+/// Whether `values` holds `rows` values of `T` (`data_type`, one of `T`'s types), aligned.
+fn values_fit<T: ArrowPrimitiveType>(values: &Buffer, rows: usize, data_type: &DataType) -> bool {
+    let fits = rows
+        .checked_mul(std::mem::size_of::<T::Native>())
+        .is_some_and(|need| need <= values.len());
+    let aligned = values.as_ptr().cast::<T::Native>().is_aligned();
+    fits && aligned && PrimitiveArray::<T>::is_compatible(data_type)
 }
 
 /// `ArrayData::validate_nulls` of `data` and every descendant (validate recurses; it does not).
@@ -920,17 +989,7 @@ impl FixedLayout {
                     Some(nulls)
                 }
             };
-            let data_type = &c.data_type;
-            macro_rules! column {
-                ($t:ty) => {
-                    primitive_column::<$t>(slice(&c.values), rows, nulls, data_type)
-                };
-            }
-            let column = downcast_primitive! {
-                data_type => (column),
-                _ => None
-            };
-            let Some(column) = column else {
+            let Some(column) = primitive_array(&c.data_type, slice(&c.values), rows, nulls) else {
                 return Ok(None);
             };
             columns.push(column);

@@ -121,7 +121,8 @@ pub mod reduce;
 mod sys;
 
 pub use attach::{
-    AttachOptions, BatchInfo, ColumnInfo, IpcFile, Segment, SegmentInfo, Validate, attach_path,
+    AttachOptions, Attachment, BatchInfo, CheckedSegment, ColumnInfo, IpcFile, Segment,
+    SegmentInfo, Validate, attach_path,
 };
 pub use channel::{
     CHANNEL_MAGIC, CHANNEL_VERSION, ChannelInfo, ChannelOptions, Consumer, ConsumerInfo,

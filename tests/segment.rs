@@ -9,7 +9,8 @@ use std::sync::Arc;
 
 use arrow_array::{Float64Array, RecordBatch};
 use common::{Name, TempDir, assert_same_batches, assert_zero_copy, type_matrix};
-use shmarrow::{AttachOptions, CreateOptions, Error, Lifetime, SegmentDir};
+use shmarrow::{AttachOptions, Attachment, CreateOptions, Error, Lifetime, SegmentDir, Validate};
+use std::io::Cursor;
 
 fn floats(values: &[f64]) -> RecordBatch {
     RecordBatch::try_from_iter([("x", Arc::new(Float64Array::from(values.to_vec())) as _)]).unwrap()
@@ -607,7 +608,10 @@ fn every_batch_of_a_run_of_one_shape_is_checked_against_its_own_block() {
 
 /// A table of primitive columns only (arrays made straight from the mapping, without arrow's
 /// `ArrayData` path): every primitive type of the matrix, nulls included, round trips zero-copy
-/// in every mode, and a null count that differs from its bitmap is refused.
+/// in every mode, and a null count that differs from its bitmap is refused. `attach_checked`
+/// leaves such a private segment undecoded (another reader decodes its messages in place)
+/// where the validation is structural and it is wanted, decodes it otherwise, and refuses the
+/// wrong null count as attach does.
 #[test]
 fn primitive_columns_round_trip_zero_copy_and_a_wrong_null_count_is_refused() {
     let tmp = TempDir::new("primitive");
@@ -629,6 +633,44 @@ fn primitive_columns_round_trip_zero_copy_and_a_wrong_null_count_is_refused() {
             .unwrap();
         assert_same_batches(segment.batches(), &batches);
         assert_zero_copy(&segment);
+        let options = AttachOptions::default().validate(validate);
+        match dir.attach_checked("t", &options, |_, _| true).unwrap() {
+            Attachment::Checked(checked) => {
+                assert_ne!(validate, Validate::Full);
+                assert_eq!(checked.info().batches, segment.info().batches);
+                assert_eq!(checked.messages().len(), batches.len());
+                // Each range is one whole encapsulated message: stock arrow-rs reading it after
+                // the file's schema message decodes the very batch attach decodes.
+                let file = checked.bytes();
+                let writer =
+                    arrow_ipc::writer::StreamWriter::try_new(Vec::new(), &checked.info().schema)
+                        .unwrap();
+                let schema_message = writer.get_ref().clone(); // no end-of-stream marker
+                for (range, batch) in checked.messages().iter().zip(&batches) {
+                    let mut stream = schema_message.clone();
+                    stream.extend_from_slice(&file[range.clone()]);
+                    let mut reader =
+                        arrow_ipc::reader::StreamReader::try_new(Cursor::new(stream), None)
+                            .unwrap();
+                    let read = reader.next().unwrap().unwrap();
+                    assert_same_batches(&[read], std::slice::from_ref(batch));
+                }
+            }
+            Attachment::Decoded(decoded) => {
+                assert_eq!(validate, Validate::Full);
+                assert_same_batches(decoded.batches(), &batches);
+            }
+        }
+        let Attachment::Decoded(decoded) = dir
+            .attach_checked("t", &options, |s, n| {
+                assert_eq!((s.fields().len(), n), (primitive.len(), batches.len()));
+                false
+            })
+            .unwrap()
+        else {
+            panic!("not wanted, yet not decoded");
+        };
+        assert_same_batches(decoded.batches(), &batches);
     }
 
     let with_nulls = batches[0]
@@ -647,4 +689,11 @@ fn primitive_columns_round_trip_zero_copy_and_a_wrong_null_count_is_refused() {
         file[at..at + 8].copy_from_slice(&(declared + 1).to_le_bytes());
     });
     assert_refused(&dir, "t", "null");
+    for validate in MODES {
+        let options = AttachOptions::default().validate(validate);
+        match dir.attach_checked("t", &options, |_, _| true) {
+            Err(Error::Corrupt { reason, .. }) if reason.contains("null") => {}
+            other => panic!("{validate}: expected Corrupt (null), got {other:?}"),
+        }
+    }
 }

@@ -58,7 +58,7 @@ def _attach_version(
     name: str, dir: str, identity: Optional[Identity], strict: bool, validate: str = "auto"
 ) -> pa.Table:
     """Attach ``name`` in ``dir``; with ``identity``, only that published version of it."""
-    reader, found = _shmarrow.attach(name, dir=dir, strict=strict, validate=validate)
+    table, found = _shmarrow.attach(name, dir=dir, strict=strict, validate=validate)
     if identity is not None and found != tuple(identity):
         raise _error(
             SegmentNotFound,
@@ -66,7 +66,6 @@ def _attach_version(
             "the version it refers to is gone",
             name,
         )
-    table = reader.read_all()
     key = id(table)
     _ATTACHED[key] = (weakref.ref(table, lambda _: _ATTACHED.pop(key, None)), (name, dir, found))
     return table

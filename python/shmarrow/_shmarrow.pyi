@@ -94,7 +94,7 @@ def attach(
     dir: Optional[_PathLike] = None,
     strict: bool = False,
     validate: str = "auto",
-) -> Tuple[pa.RecordBatchReader, _Identity]: ...
+) -> Tuple[pa.Table, _Identity]: ...
 def column_view(
     name: str,
     column: Union[str, int],

@@ -4,22 +4,25 @@
 #![forbid(unsafe_code)]
 
 use arrow_array::ffi_stream::RecordBatchStreamReader;
-use arrow_array::{RecordBatchIterator, RecordBatchReader};
-use arrow_pyarrow::PyArrowType;
+use arrow_array::{Array, RecordBatchIterator, RecordBatchReader, UInt8Array};
+use arrow_pyarrow::{PyArrowType, ToPyArrow};
+use arrow_schema::SchemaRef;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyType};
+use std::collections::VecDeque;
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use shmarrow::partition::{ProcessOptions, ReduceTask, reduce_by_processes};
 use shmarrow::reduce::{Number, Op, Partial, ReduceOptions, Stats, merge_in_order};
 use shmarrow::{
-    AttachOptions, ChannelError as ChannelFailure, Constant, CreateOptions, Error, Lifetime, MapOp,
-    MapOptions, SegmentDir, Validate,
+    AttachOptions, Attachment, ChannelError as ChannelFailure, CheckedSegment, Constant,
+    CreateOptions, Error, Lifetime, MapOp, MapOptions, SegmentDir, Validate,
 };
 
 // Module `shmarrow`: the classes are re-exported there, so `pickle` (and with it a
@@ -268,26 +271,116 @@ fn segment_dir(dir: Option<std::path::PathBuf>) -> SegmentDir {
 
 /// (device, inode) of a segment's file: one published version of a name.
 type Identity = (u64, u64);
-/// Zero-copy batches handed to pyarrow through the C stream interface.
-type BatchReader = PyArrowType<Box<dyn RecordBatchReader + Send>>;
 
-/// Attach segment `name`; returns a pyarrow.RecordBatchReader over zero-copy batches and the
-/// (device, inode) identity of the file mapped.
+/// Attach segment `name`; returns the pyarrow.Table of its zero-copy batches and the (device,
+/// inode) identity of the file mapped. A segment whose batches pyarrow reads in place exactly
+/// as attach checked them ([`Attachment::Checked`]) is read by pyarrow from the mapping (see
+/// [`read_in_place`]); any other is decoded in Rust and its batches handed over through one
+/// Arrow C stream.
 #[pyfunction]
 #[pyo3(signature = (name, *, dir=None, strict=false, validate="auto"))]
-fn attach(
-    py: Python<'_>,
+fn attach<'py>(
+    py: Python<'py>,
     name: &str,
     dir: Option<std::path::PathBuf>,
     strict: bool,
     validate: &str,
-) -> PyResult<(BatchReader, Identity)> {
-    let segment = attach_segment(py, name, dir, strict, validate)?;
-    let (schema, identity) = (segment.schema(), segment.info().identity);
-    // The reader hands out the segment's own batches one by one (no copy of the list first).
-    let batches = (0..segment.batches().len()).map(move |i| Ok(segment.batches()[i].clone()));
-    let reader = RecordBatchIterator::new(batches, schema);
-    Ok((PyArrowType(Box::new(reader)), identity))
+) -> PyResult<(Bound<'py, PyAny>, Identity)> {
+    let options = attach_options(strict, validate)?;
+    let dir = segment_dir(dir);
+    let attached = py
+        .detach(|| dir.attach_checked(name, &options, read_in_place_pays))
+        .map_err(to_py)?;
+    match attached {
+        Attachment::Checked(checked) => Ok((read_in_place(py, &checked)?, checked.info().identity)),
+        Attachment::Decoded(segment) => {
+            let (schema, identity) = (segment.schema(), segment.info().identity);
+            // The reader hands out the segment's own batches one by one (no copy of the list).
+            let batches =
+                (0..segment.batches().len()).map(move |i| Ok(segment.batches()[i].clone()));
+            let reader: Box<dyn RecordBatchReader + Send> =
+                Box::new(RecordBatchIterator::new(batches, schema));
+            let reader = PyArrowType(reader).into_pyobject(py)?;
+            Ok((reader.call_method0(intern!(py, "read_all"))?, identity))
+        }
+    }
+}
+
+/// Whether pyarrow reading the batches in place ([`read_in_place`]) beats the Rust decoder and
+/// the C stream for a segment of `schema` in `batches` batches: it saves work per column (each
+/// array built once, the schema exported once per footer) and costs some per batch (a Python
+/// call) and per attach (pyarrow reads the message headers through the mapping, faulting its
+/// pages in, where the Rust attach reads them from private copies of the file's ends).
+fn read_in_place_pays(schema: &arrow_schema::Schema, batches: usize) -> bool {
+    let columns = schema.fields().len();
+    columns >= IN_PLACE_COLUMNS && batches <= columns
+}
+
+/// The fewest columns for which [`read_in_place_pays`].
+const IN_PLACE_COLUMNS: usize = 16;
+
+/// The table of `checked`, read by pyarrow (`pyarrow.ipc.read_record_batch` of each batch's
+/// message as it lies in the mapping, against the segment's schema): the very arrays the Rust
+/// decoder would make (that is what [`Attachment::Checked`] promises), without building them
+/// twice, nor exporting and importing the schema again for a footer seen before
+/// ([`pyarrow_schema`]). The mapping crosses as one pyarrow buffer (the values of a UInt8
+/// array, through the C data interface); every buffer pyarrow makes is a slice of it, and so
+/// keeps the mapping alive.
+fn read_in_place<'py>(py: Python<'py>, checked: &CheckedSegment) -> PyResult<Bound<'py, PyAny>> {
+    static READ_BATCH: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    static TABLE: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let bytes = UInt8Array::new(checked.bytes().clone().into(), None);
+    let bytes = (bytes.into_data().to_pyarrow(py)?)
+        .call_method0(intern!(py, "buffers"))?
+        .get_item(1)?;
+    let read_batch = READ_BATCH.import(py, "pyarrow.ipc", "read_record_batch")?;
+    let table = TABLE.import(py, "pyarrow", "Table")?;
+    let schema = pyarrow_schema(py, &checked.info().schema)?;
+    let slice = intern!(py, "slice");
+    let batches = (checked.messages().iter())
+        .map(|m| read_batch.call1((bytes.call_method1(slice, (m.start, m.len()))?, &schema)))
+        .collect::<PyResult<Vec<_>>>()?;
+    table.call_method1(intern!(py, "from_batches"), (batches, schema))
+}
+
+/// The pyarrow schemas exported most recently, by the Rust schema they came from (the very
+/// `Arc`: attach reuses the schema of a footer it verified before, byte for byte the same), most
+/// recently used first; at most [`PYARROW_SCHEMAS`]. Each entry holds its Rust schema, so no
+/// other schema can take its address.
+static SCHEMAS: Mutex<VecDeque<(SchemaRef, Py<PyAny>)>> = Mutex::new(VecDeque::new());
+/// How many schemas [`SCHEMAS`] keeps.
+const PYARROW_SCHEMAS: usize = 16;
+
+/// `schema` as a pyarrow.Schema: the one exported before for this very `Arc` ([`SCHEMAS`]),
+/// else exported now.
+fn pyarrow_schema<'py>(py: Python<'py>, schema: &SchemaRef) -> PyResult<Bound<'py, PyAny>> {
+    let cache = || SCHEMAS.lock().unwrap_or_else(PoisonError::into_inner);
+    {
+        let mut cache = cache();
+        if let Some(i) = cache.iter().position(|(s, _)| Arc::ptr_eq(s, schema)) {
+            let hit = cache.remove(i).expect("found");
+            let exported = hit.1.clone_ref(py).into_bound(py);
+            cache.push_front(hit);
+            return Ok(exported);
+        }
+    }
+    let exported = schema.as_ref().to_pyarrow(py)?;
+    let evicted = {
+        let mut cache = cache();
+        cache.push_front((schema.clone(), exported.clone().unbind()));
+        let keep = cache.len().min(PYARROW_SCHEMAS);
+        cache.split_off(keep)
+    };
+    drop(evicted); // outside the lock
+    Ok(exported)
+}
+
+/// The options `attach` and `column_view` take: `validate` parsed.
+fn attach_options(strict: bool, validate: &str) -> PyResult<AttachOptions> {
+    let validate: Validate = validate
+        .parse()
+        .map_err(pyo3::exceptions::PyValueError::new_err)?;
+    Ok(AttachOptions::default().strict(strict).validate(validate))
 }
 
 /// Attach segment `name` (the GIL released meanwhile), `validate` parsed as `attach` takes it.
@@ -298,11 +391,8 @@ fn attach_segment(
     strict: bool,
     validate: &str,
 ) -> PyResult<shmarrow::Segment> {
-    let validate: Validate = validate
-        .parse()
-        .map_err(pyo3::exceptions::PyValueError::new_err)?;
+    let options = attach_options(strict, validate)?;
     let dir = segment_dir(dir);
-    let options = AttachOptions::default().strict(strict).validate(validate);
     py.detach(|| dir.attach_with(name, &options)).map_err(to_py)
 }
 

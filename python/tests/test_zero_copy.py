@@ -434,3 +434,51 @@ def test_column_view_of_a_name_with_validate_and_an_empty_table(seg_name, shm_di
         assert all(v.dtype == np.float64 for v in views)
     with pytest.raises(ValueError, match="validation"):
         shmarrow.column_view(seg_name, "x", dir=shm_dir, validate="some")
+
+
+def test_wide_private_segment_is_read_by_pyarrow_in_place(seg_name, shm_dir, maps, within):
+    """A wide segment of primitive columns only this user can write is read by pyarrow from the
+    mapping after attach's checks (every buffer a slice of a buffer over the whole file),
+    equal to what was published and to the Rust-decoded route (validate="full"), zero-copy, and
+    the mapping lives while any buffer does, also after the segment is removed."""
+    rng = np.random.default_rng(17)
+    columns = {}
+    for c in range(40):
+        dtype = [np.float64, np.int32, np.uint8, np.int64][c % 4]
+        values = pa.array((rng.random(1000) * 100).astype(dtype))
+        if c % 5 == 0:
+            values = pa.array(values.to_pylist(), mask=rng.random(1000) < 0.1)
+        columns[f"c{c}"] = values
+    columns["t"] = pa.array(np.arange(1000).astype("datetime64[us]"))
+    published = pa.table(columns)
+    published = pa.Table.from_batches(published.to_batches(max_chunksize=400))
+    path = _fresh_segment(seg_name, shm_dir, published)
+    table = shmarrow.attach(seg_name, dir=shm_dir)
+    full = shmarrow.attach(seg_name, dir=shm_dir, validate="full")
+    assert table.equals(published) and full.equals(published)
+    assert table.schema.equals(full.schema, check_metadata=True)
+    assert table.schema.metadata and any(k.startswith(b"shmarrow.") for k in table.schema.metadata)
+    ranges = maps(path)
+    size = os.path.getsize(path)
+    for col in table.columns:
+        assert col.num_chunks == 3
+        for chunk in col.chunks:
+            for buf in chunk.buffers():
+                if buf is None:
+                    continue
+                assert within(buf.address, buf.size, ranges)
+                root = buf
+                while root.parent is not None:
+                    root = root.parent
+                assert root is not buf and root.size == size
+    for chunk in full.column("c0").chunks:
+        assert chunk.buffers()[1].parent is None, "validate='full' takes the Rust decoder"
+    kept = table.column("c5").chunk(2)
+    del table, full, col, chunk, buf, root
+    shmarrow.remove(seg_name, dir=shm_dir)
+    gc.collect()
+    assert maps(path + " (deleted)"), "a live array must keep the mapping"
+    assert kept.equals(published.column("c5").chunk(2))
+    del kept
+    gc.collect()
+    assert maps(path + " (deleted)") == []
