@@ -189,7 +189,7 @@ impl CheckedMessage {
             (other, _) => return Err(format!("unexpected message type {other:?}")),
         }
         .ok_or("message has no batch")?;
-        let rows = check_batch(batch, message.version(), body_len)?.rows;
+        let rows = check_batch(batch, &message, body_len)?.rows;
         Ok(Self {
             metadata,
             body_len,
@@ -216,6 +216,7 @@ impl CheckedMessage {
             batch: message.header_as_record_batch()?,
             version: message.version(),
             body_len: self.body_len,
+            declared_body_len: message.bodyLength(),
             rows: self.rows,
         })
     }
