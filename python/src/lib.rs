@@ -336,9 +336,29 @@ fn read_in_place<'py>(py: Python<'py>, checked: &CheckedSegment) -> PyResult<Bou
     let read_batch = READ_BATCH.import(py, "pyarrow.ipc", "read_record_batch")?;
     let table = TABLE.import(py, "pyarrow", "Table")?;
     let schema = pyarrow_schema(py, &checked.info().schema)?;
+    static ARROW_ERROR: PyOnceLock<Py<PyType>> = PyOnceLock::new();
+    let arrow_error = ARROW_ERROR.import(py, "pyarrow.lib", "ArrowException")?;
     let slice = intern!(py, "slice");
-    let batches = (checked.messages().iter())
-        .map(|m| read_batch.call1((bytes.call_method1(slice, (m.start, m.len()))?, &schema)))
+    let name = &checked.info().name;
+    let batches = (checked.messages().iter().enumerate())
+        .map(|(i, m)| {
+            let message = bytes.call_method1(slice, (m.start, m.len()))?;
+            // A message pyarrow refuses after the Rust checks passed (it also refuses metadata
+            // versions, and its flatbuffer verifier is stricter): the segment is corrupt, as
+            // attach says of every other refused file, not a pyarrow error.
+            read_batch.call1((message, &schema)).map_err(|e| {
+                let value = e.value(py);
+                if !value.is_instance(arrow_error).unwrap_or(false)
+                    && !value.is_instance_of::<pyo3::exceptions::PyOSError>()
+                {
+                    return e;
+                }
+                to_py(Error::Corrupt {
+                    name: name.clone(),
+                    reason: format!("batch {i}: {value}"),
+                })
+            })
+        })
         .collect::<PyResult<Vec<_>>>()?;
     table.call_method1(intern!(py, "from_batches"), (batches, schema))
 }

@@ -594,3 +594,35 @@ def test_column_view_source_and_option_types(seg_name, shm_dir):
         shmarrow.column_view(seg_name, "x", dir=3)
     with pytest.raises(TypeError):
         shmarrow.column_view(seg_name, "x", dir=shm_dir, validate=None)
+
+
+def test_a_wide_segment_pyarrow_reads_in_place_refuses_every_corrupt_message_as_corrupt(iso_dir):
+    """A private segment of 20 primitive columns in one batch is read by pyarrow in place after
+    the Rust checks: each byte of its batch message's metadata set to 0x00 or 0xff either
+    attaches or raises CorruptSegment (pyarrow's own refusals, of a metadata version or by its
+    stricter flatbuffer verifier, came out as OSError or ArrowInvalid)."""
+    cols = {f"c{i}": np.arange(64, dtype=np.float64) * i for i in range(20)}
+    shmarrow.create("wide", pa.table(cols), dir=iso_dir)
+    with open(os.path.join(iso_dir, "wide"), "rb") as f:
+        orig = f.read()
+    # The schema message (marker, length, metadata) first, then the batch message, each
+    # after the padding the writer aligns messages with.
+    schema_at = orig.index(b"\xff" * 4, 8)
+    schema_len = int.from_bytes(orig[schema_at + 4:schema_at + 8], "little")
+    at = orig.index(b"\xff" * 4, schema_at + 8 + schema_len)
+    meta_len = int.from_bytes(orig[at + 4:at + 8], "little")
+    refused = 0
+    for pos in range(at + 8, at + 8 + meta_len):
+        for value in (0x00, 0xFF):
+            corrupt = bytearray(orig)
+            corrupt[pos] = value
+            path = os.path.join(iso_dir, "x")
+            with open(path, "wb") as f:
+                f.write(corrupt)
+            os.chmod(path, 0o600)
+            try:
+                shmarrow.attach("x", dir=iso_dir)
+            except shmarrow.CorruptSegment as e:
+                assert e.name == "x"
+                refused += 1
+    assert refused > 0
