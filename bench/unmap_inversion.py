@@ -1,10 +1,10 @@
 """Priority inversion probe for the background unmapping after ``Allocation.publish()``.
 
-After a publish, a background thread of the process unmaps the writer's old pages in 2 MiB
-steps. Each step holds the process's address-space lock; if that thread is preempted while
-holding it on a saturated machine, another thread of the process that maps or unmaps waits
-until it runs again: long if it runs at a low priority (it did, `SCHED_IDLE`, until this probe
-showed waits of over a second). This probe saturates every core with busy loops (other
+After a publish, a background thread of the process (idle priority, `SCHED_IDLE`) unmaps the
+writer's old pages. When it did so with `munmap` in 2 MiB steps, each step held the process's
+address-space lock, and preempted inside one on a saturated machine it made another thread of
+the process that maps or unmaps wait over a second (this probe); it now drops the pages with
+`MADV_DONTNEED` (that mapping's lock only) and then unmaps the emptied range. This probe saturates every core with busy loops (other
 processes at normal priority), then times a loop of ``mmap`` + first write + ``munmap`` of
 64 KiB in a thread of this process, first with nothing else going on (the baseline, same
 duration), then right after publishing a filled 1 GiB allocation (while its pages are

@@ -209,9 +209,9 @@ const PUD_SIZE: usize = 1 << 30;
 /// address space (never memory) up to the next GiB.
 const PUD_FROM: usize = 16 * PMD_SIZE;
 
-/// Unmapping works through a range in steps of this size, so that another thread of the
-/// process that maps or unmaps meanwhile (it needs the address space's lock, which an unmap
-/// holds while it tears down pages) waits for one step at most, not for a whole GiB.
+/// Unmapping drops a range's pages in steps of this size, so that on a kernel whose
+/// `MADV_DONTNEED` takes the address space's lock, another thread of the process that maps or
+/// unmaps meanwhile waits for one step at most, not for a whole GiB.
 const UNMAP_STEP: usize = PMD_SIZE;
 
 /// `n` rounded up to a multiple of the power of two `to`, if that fits.
@@ -240,7 +240,12 @@ fn reserve_address_space(len: usize) -> io::Result<*mut u8> {
     Ok(at.cast())
 }
 
-/// Unmap `addr..addr + len` in steps of [`UNMAP_STEP`] (see there).
+/// Unmap `addr..addr + len`: first its pages are dropped in steps of [`UNMAP_STEP`] (see
+/// there) with `MADV_DONTNEED`, which recent kernels (6.18 here) do under the lock of that one
+/// mapping rather than the process's address-space lock, then the emptied range goes in one
+/// `munmap` (no pages left to tear down: it holds the address-space lock only briefly). The
+/// unmapping thread runs at idle priority ([`yield_to_others`]); preempted in a step, it then
+/// holds up no other thread's `mmap`/`munmap` (`bench/unmap_inversion.py`).
 ///
 /// # Safety
 /// The range is this process's own, referenced by nothing any more.
@@ -248,11 +253,13 @@ unsafe fn unmap(addr: *mut u8, len: usize) {
     let mut done = 0;
     while done < len {
         let step = UNMAP_STEP.min(len - done);
-        // SAFETY: a part of the caller's range, which is still mapped (only the parts before
-        // it were unmapped, so nothing else can have been mapped here meanwhile).
-        unsafe { libc::munmap(addr.add(done).cast(), step) };
+        // SAFETY: a part of the caller's range, still mapped and referenced by nothing: its
+        // pages are dropped (a later access would read zeros or the file; there is none).
+        unsafe { libc::madvise(addr.add(done).cast(), step, libc::MADV_DONTNEED) };
         done += step;
     }
+    // SAFETY: the caller's range, still mapped (madvise does not unmap), referenced by nothing.
+    unsafe { libc::munmap(addr.cast(), len) };
 }
 
 /// How many places [`WritableMapping::new`] tries while other threads map into each one first.
@@ -636,6 +643,18 @@ impl Drop for Retired {
         // value alone (with the moved-away shared mapping inside it); nothing references it.
         unsafe { unmap(self.addr, self.len) };
     }
+}
+
+/// Give the calling thread the lowest scheduling class (`SCHED_IDLE`): it runs on a CPU that
+/// nothing else wants, and any other thread that wakes up takes the CPU from it at once. For
+/// work nobody waits for (unmapping a published allocation's pages): on a busy machine it
+/// would otherwise take a core from the reader of the very table just published. A kernel
+/// that refuses leaves the thread as it was.
+pub fn yield_to_others() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param for the call's duration; pid 0 is the calling
+    // thread, whose policy alone changes (no memory effects).
+    unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
 }
 
 /// Try to take an open-file-description (OFD) write lock on bytes `start..start + len` of

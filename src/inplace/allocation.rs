@@ -66,11 +66,12 @@ impl Allocation {
     /// The rename is the commit. Unmapping the writer's pages costs time proportional to them
     /// (tens of milliseconds per GiB), so it happens after the call returns, on a thread of
     /// the process that drops the writable mapping, the read-only view and the descriptor (or
-    /// here, if no thread can be started). That thread runs at the process's own priority: a
-    /// lower one (`SCHED_IDLE`, nice 19) keeps it off a CPU the attaching reader wants, but on
-    /// a saturated machine it is then preempted while holding the process's address-space
-    /// lock in an unmapping step, and every other thread of the process that maps or unmaps
-    /// waits for it, measured up to 1.4 s (`bench/unmap_inversion.py`). A background thread rather than the returned
+    /// here, if no thread can be started). That thread runs in the lowest scheduling class
+    /// (`SCHED_IDLE`): on a machine with few cores it would otherwise compete with the process
+    /// that attaches the table just published (measured: 1-2 ms more from publish to attach
+    /// at 100 MiB and 1 GiB on 2 cores). It drops the pages with `MADV_DONTNEED`, which holds
+    /// only that mapping's lock, so preempted it does not hold up other threads' `mmap` or
+    /// `munmap` (`bench/unmap_inversion.py`). A background thread rather than the returned
     /// [`Created`]: a handle dropped right away would only move the wait to the caller's next
     /// line.
     ///
@@ -119,7 +120,10 @@ fn drop_in_background<T: Send + 'static>(value: T) {
     let started = std::thread::Builder::new()
         .name("shmarrow-unmap".into())
         .stack_size(64 << 10)
-        .spawn(move || rx.into_iter().for_each(drop));
+        .spawn(move || {
+            sys::yield_to_others();
+            rx.into_iter().for_each(drop)
+        });
     if started.is_ok() && tx.send(value).is_ok() {
         *unmapper = Some((pid, tx));
     }
