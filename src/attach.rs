@@ -849,8 +849,8 @@ impl KnownFooter {
         let known = || KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
         {
             let mut cache = known();
-            if let Some(i) = cache.iter().position(|k| k.bytes == bytes) {
-                let hit = cache.remove(i).expect("found");
+            let found = cache.iter().position(|k| k.bytes == bytes);
+            if let Some(hit) = found.and_then(|i| cache.remove(i)) {
                 cache.push_front(hit.clone());
                 return Ok(hit);
             }

@@ -377,8 +377,8 @@ fn pyarrow_schema<'py>(py: Python<'py>, schema: &SchemaRef) -> PyResult<Bound<'p
     let cache = || SCHEMAS.lock().unwrap_or_else(PoisonError::into_inner);
     {
         let mut cache = cache();
-        if let Some(i) = cache.iter().position(|(s, _)| Arc::ptr_eq(s, schema)) {
-            let hit = cache.remove(i).expect("found");
+        let found = cache.iter().position(|(s, _)| Arc::ptr_eq(s, schema));
+        if let Some(hit) = found.and_then(|i| cache.remove(i)) {
             let exported = hit.1.clone_ref(py).into_bound(py);
             cache.push_front(hit);
             return Ok(exported);
