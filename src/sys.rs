@@ -375,35 +375,52 @@ impl WritableMapping {
     /// (another thread that maps into the range meanwhile makes it fail, and a new place is
     /// tried). A failed `MAP_FIXED` over a reservation could have dropped part of it first
     /// (kernels before 6.12), and unmapping the reservation then would unmap whatever another
-    /// thread had mapped into the hole. On failure nothing of this call stays mapped.
+    /// thread had mapped into the hole. After [`PLACE_ATTEMPTS`] places taken by other
+    /// threads first, the file is mapped where the kernel chooses (unaligned: only
+    /// `make_private` gets slower). On failure nothing of this call stays mapped.
     pub fn new(file: &File, len: usize) -> io::Result<Self> {
         use std::os::fd::AsRawFd;
         let too_large = || io::Error::from(io::ErrorKind::FileTooLarge);
         let granule = if len >= PUD_FROM { PUD_SIZE } else { PMD_SIZE };
         let mapped = round_up(len.max(1), granule).ok_or_else(too_large)?;
         let reserved = mapped.checked_add(granule).ok_or_else(too_large)?;
+        let prot = libc::PROT_READ | libc::PROT_WRITE;
+        let placed = |addr| Self {
+            addr,
+            len,
+            mapped,
+            granule,
+            private: false.into(),
+            owned: mapped.into(),
+        };
         for _ in 0..PLACE_ATTEMPTS {
             let start = reserve_address_space(reserved)?;
             let addr = start.wrapping_add((start as usize).wrapping_neg() % granule);
             // SAFETY: the reservation just made: this function's own, referenced by nothing,
             // never accessible (PROT_NONE), so without pages.
             unsafe { unmap_untouched(start, reserved) };
-            let prot = libc::PROT_READ | libc::PROT_WRITE;
             if map_exactly(addr, mapped, prot, libc::MAP_SHARED, file.as_raw_fd())? {
-                return Ok(Self {
-                    addr,
-                    len,
-                    mapped,
-                    granule,
-                    private: false.into(),
-                    owned: mapped.into(),
-                });
+                return Ok(placed(addr));
             }
         }
-        Err(io::Error::new(
-            io::ErrorKind::AddrInUse,
-            "other threads kept mapping where the writable mapping was to be placed",
-        ))
+        // Other threads kept mapping into each freed place first (the kernel hands the highest
+        // free range to the next mmap of any thread): map where the kernel chooses. Correct at
+        // any address; `make_private` then moves page-table entries rather than whole tables.
+        // SAFETY: no MAP_FIXED: the kernel picks unmapped address space and replaces nothing.
+        let at = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                mapped,
+                prot,
+                libc::MAP_SHARED,
+                file.as_raw_fd(),
+                0,
+            )
+        };
+        if at == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(placed(at.cast()))
     }
 
     /// The first byte.
